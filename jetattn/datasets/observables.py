@@ -1,0 +1,89 @@
+"""Jet substructure observables: soft-drop groomed mass and N-subjettiness.
+
+The fastjet Python wheel has no fastjet-contrib, so both are built here on its ClusterSequence.
+Every function takes one jet's constituents as numpy arrays ``px, py, pz, e`` (GeV, shape ``(n,)``),
+the form the generator already holds; angles are measured in (rapidity y, azimuth φ) with Δφ wrapped
+to [-π, π), so the results are invariant under azimuthal rotations and longitudinal boosts.
+
+References: soft drop, Larkoski, Marzani, Soyez, Thaler, JHEP 05 (2014) 146 [arXiv:1402.2657];
+N-subjettiness, Thaler and Van Tilburg, JHEP 03 (2011) 015 [arXiv:1011.2268].
+Cost: about 0.3 ms per jet of 80 constituents on one core (see the test module for the measurement).
+"""
+
+import fastjet
+import numpy as np
+
+# fastjet's largest allowed radius: with it C/A and kT merge every constituent into one jet.
+_ONE_JET_R = 1000.0
+_CA_ONE_JET = fastjet.JetDefinition(fastjet.cambridge_algorithm, _ONE_JET_R)
+# Winner-take-all recombination: a merged jet points along its harder branch, so the N + 1 axes contain
+# the N axes and τN can only fall with N (E-scheme kT axes break this for ~4-14% of real jets).
+_KT_WTA_ONE_JET = fastjet.JetDefinition(fastjet.kt_algorithm, _ONE_JET_R, fastjet.WTA_pt_scheme)
+
+
+def _pseudojets(px: np.ndarray, py: np.ndarray, pz: np.ndarray, e: np.ndarray) -> list:
+    return [fastjet.PseudoJet(*p) for p in np.column_stack([px, py, pz, e]).astype(float).tolist()]
+
+
+def _mass(jet) -> float:
+    return float(np.sqrt(max(jet.m2(), 0.0)))
+
+
+def softdrop_mass(
+    px: np.ndarray, py: np.ndarray, pz: np.ndarray, e: np.ndarray, R0: float = 0.8, zcut: float = 0.1, beta: float = 0.0
+) -> float:
+    """Groomed jet mass (GeV) after soft drop.
+
+    The constituents are reclustered with Cambridge/Aachen into one jet; its history is walked from the
+    last merging: a split j -> j1, j2 stops the walk if min(pT1, pT2) / (pT1 + pT2) > zcut (ΔR12 / R0)^beta,
+    otherwise the softer branch is dropped and the walk continues in the harder one. beta = 0 is the
+    modified mass-drop tagger. A jet groomed down to one constituent returns that constituent's mass.
+    """
+    if len(px) == 0:
+        return 0.0
+    cluster_sequence = fastjet.ClusterSequence(_pseudojets(px, py, pz, e), _CA_ONE_JET)
+    (jet,) = cluster_sequence.inclusive_jets()
+    branch1, branch2 = fastjet.PseudoJet(), fastjet.PseudoJet()
+    while jet.has_parents(branch1, branch2):
+        pt1, pt2 = branch1.pt(), branch2.pt()
+        if min(pt1, pt2) > zcut * (pt1 + pt2) * (branch1.delta_R(branch2) / R0) ** beta:
+            break
+        jet = branch1 if pt1 >= pt2 else branch2
+        branch1, branch2 = fastjet.PseudoJet(), fastjet.PseudoJet()
+    return _mass(jet)
+
+
+def _rapidity_phi(px: np.ndarray, py: np.ndarray, pz: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pt2 = px**2 + py**2
+    transverse_mass = np.sqrt(pt2 + np.maximum(e**2 - pt2 - pz**2, 0.0))
+    # y = asinh(pz / mT) equals 0.5 ln((E + pz) / (E - pz)) and stays finite for massless particles.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rapidity = np.where(transverse_mass > 0, np.arcsinh(pz / transverse_mass), 0.0)
+    return rapidity, np.arctan2(py, px)
+
+
+def nsubjettiness(
+    px: np.ndarray, py: np.ndarray, pz: np.ndarray, e: np.ndarray, n_max: int = 4, R0: float = 0.8, beta: float = 1.0
+) -> np.ndarray:
+    """τ1 … τ_{n_max} with winner-take-all exclusive-kT axes, shape ``(n_max,)``.
+
+    τN = Σ_i pT_i min_k ΔR(i, axis_k)^beta / (Σ_i pT_i R0^beta), the axes being the N exclusive jets of a
+    kT clustering of the constituents with winner-take-all pT recombination (the "WTA_KT_Axes" of the
+    Nsubjettiness contrib, its recommended choice for beta = 1). A jet with at most N constituents has τN = 0.
+    """
+    taus = np.zeros(n_max)
+    n_constituents = len(px)
+    pt = np.hypot(px, py)
+    if n_constituents == 0 or pt.sum() <= 0:
+        return taus
+    rapidity, phi = _rapidity_phi(px, py, pz, e)
+    norm = pt.sum() * R0**beta
+    cluster_sequence = fastjet.ClusterSequence(_pseudojets(px, py, pz, e), _KT_WTA_ONE_JET)
+    for n_axes in range(1, min(n_max, n_constituents - 1) + 1):
+        axes = cluster_sequence.exclusive_jets(n_axes)
+        axis_rapidity = np.array([axis.rap() for axis in axes])
+        axis_phi = np.array([axis.phi() for axis in axes])
+        dphi = (phi[:, None] - axis_phi[None, :] + np.pi) % (2 * np.pi) - np.pi  # (n_constituents, n_axes)
+        dr2 = (rapidity[:, None] - axis_rapidity[None, :]) ** 2 + dphi**2
+        taus[n_axes - 1] = np.sum(pt * dr2.min(axis=1) ** (beta / 2)) / norm
+    return taus
