@@ -36,3 +36,55 @@ def cross_entropy_loss(data_config: Any = None, **kwargs) -> torch.nn.Module:
 
 def num_classes(data_config: Any) -> int:
     return len(data_config.label_value)
+
+
+class ParTForWeaver(torch.nn.Module):
+    """ParT behind weaver's input order ``(points, features, lorentz_vectors, mask)``.
+
+    The model sits under ``mod``, as in the public ParT repository, so the official ``ParT_*.pt`` files and
+    checkpoints trained with weaver's own ParT load unchanged. With ``head_classes`` set, ``mod`` ends at the
+    class-token embedding and a fresh ``fc`` Linear classifies (fine-tuning: only ``fc.*`` is new).
+    """
+
+    def __init__(self, head_classes: int | None = None, **part_options) -> None:
+        super().__init__()
+        from jetattn.nn.part import ParticleTransformer
+
+        self.for_inference = part_options.get("for_inference", False)
+        if head_classes is None:
+            self.mod = ParticleTransformer(**part_options)
+            self.fc = None
+        else:
+            # the public fine-tuning recipe's layout: fc = Sequential(hidden layers..., Linear)
+            fc_params = part_options.get("fc_params") or ()
+            self.mod = ParticleTransformer(**{**part_options, "num_classes": None, "fc_params": None})
+            self.fc = ParticleTransformer.classifier(self.mod.norm.normalized_shape[0], head_classes, fc_params)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return {"mod.cls_token"}
+
+    def forward(self, points, features, lorentz_vectors, mask):
+        output = self.mod(features, v=lorentz_vectors, mask=mask)
+        if self.fc is None:
+            return output
+        output = self.fc(output)
+        return torch.softmax(output, dim=1) if self.for_inference else output
+
+
+# ParT settings of the public JetClass/TopLandscape/QuarkGluon recipes; `--network-option` overrides any of them.
+PART_DEFAULTS = dict(
+    pair_input_dim=4,
+    use_pre_activation_pair=True,
+    embed_dims=[128, 512, 128],
+    pair_embed_dims=[64, 64, 64],
+    num_heads=8,
+    num_layers=8,
+    num_cls_layers=2,
+    block_params=None,
+    cls_block_params={"dropout": 0, "attn_dropout": 0, "activation_dropout": 0},
+    fc_params=[],
+    activation="gelu",
+    trim=True,
+    for_inference=False,
+)

@@ -1,0 +1,85 @@
+"""Transformer blocks: the NormFormer-style particle block and its class-attention form (ParT)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from jetattn.nn.attention import Attention
+
+
+class Block(nn.Module):
+    """Pre-norm attention + feed-forward block with NormFormer's extra norms and scalings.
+
+    Particle attention: ``block(x, bias=...)``; class attention: ``block(x, cls_token=..., bias=...)`` where the
+    class token queries itself and the particles.
+
+    Args:
+        dim: embedding width.
+        num_heads: attention heads.
+        ffn_ratio: hidden width of the feed-forward network, in units of ``dim``.
+        dropout, attn_dropout, activation_dropout: dropout after attention/FFN, on weights, after the activation.
+        activation: ``gelu`` or ``relu``.
+        scale_attn: LayerNorm after attention; scale_fc: LayerNorm inside the FFN;
+        scale_heads: a learnt scale per head; scale_resids: a learnt scale on the FFN residual.
+        kernel: attention kernel name (see :mod:`jetattn.nn.attention`).
+    """
+
+    def __init__(
+        self,
+        dim: int = 128,
+        num_heads: int = 8,
+        ffn_ratio: int = 4,
+        dropout: float = 0.1,
+        attn_dropout: float = 0.1,
+        activation_dropout: float = 0.1,
+        activation: str = "gelu",
+        scale_attn: bool = True,
+        scale_fc: bool = True,
+        scale_heads: bool = True,
+        scale_resids: bool = True,
+        kernel: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        ffn_dim = dim * ffn_ratio
+        self.pre_attn_norm = nn.LayerNorm(dim)
+        self.attn = Attention(dim, num_heads, dropout=attn_dropout, kernel=kernel)
+        self.post_attn_norm = nn.LayerNorm(dim) if scale_attn else nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+        self.pre_fc_norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, ffn_dim)
+        self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
+        self.act_dropout = nn.Dropout(activation_dropout)
+        self.post_fc_norm = nn.LayerNorm(ffn_dim) if scale_fc else nn.Identity()
+        self.fc2 = nn.Linear(ffn_dim, dim)
+        self.c_attn = nn.Parameter(torch.ones(num_heads)) if scale_heads else None
+        self.w_resid = nn.Parameter(torch.ones(dim)) if scale_resids else None
+
+    def forward(
+        self, x: torch.Tensor, cls_token: torch.Tensor | None = None, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``x: (B, L, C)``; ``cls_token: (B, 1, C)``; ``bias``: additive attention logits, ``-inf`` on padding.
+
+        Returns ``(B, L, C)``, or ``(B, 1, C)`` for class attention (then ``bias`` covers ``1 + L`` keys).
+        """
+        if cls_token is None:
+            residual = x
+            x = self.attn(self.pre_attn_norm(x), bias=bias)
+        else:
+            residual = cls_token
+            context = self.pre_attn_norm(torch.cat((cls_token, x), dim=1))  # B, 1+L, C
+            x = self.attn(cls_token, context, bias=bias)  # the query is the un-normalised token, as in ParT
+        if self.c_attn is not None:
+            batch, length, dim = x.shape
+            x = (x.view(batch, length, self.num_heads, self.head_dim) * self.c_attn.view(-1, 1)).reshape(
+                batch, length, dim
+            )
+        x = self.dropout(self.post_attn_norm(x)) + residual
+
+        residual = x
+        x = self.act_dropout(self.act(self.fc1(self.pre_fc_norm(x))))
+        x = self.dropout(self.fc2(self.post_fc_norm(x)))
+        if self.w_resid is not None:
+            residual = self.w_resid * residual
+        return x + residual

@@ -1,0 +1,194 @@
+"""Particle Transformer (ParT), arXiv:2202.03772.
+
+Same architecture and parameter layout as weaver-core's ``ParticleTransformer`` with ``version=1``, so its
+state_dicts (official checkpoints included) load here with ``strict=True`` and give the same outputs; the
+attention goes through :class:`jetattn.nn.attention.Attention`, so kernels and recording are selectable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from jetattn.nn.attention import Attention, padding_bias
+from jetattn.nn.blocks import Block
+from jetattn.nn.pairs import PairEmbed
+
+
+class Embed(nn.Module):
+    """Per-particle embedding: BatchNorm over the input features, then (LayerNorm, Linear, GELU) per width."""
+
+    def __init__(self, input_dim: int, dims: tuple[int, ...], activation: str = "gelu") -> None:
+        super().__init__()
+        self.input_bn = nn.BatchNorm1d(input_dim)
+        layers: list[nn.Module] = []
+        for dim in dims:
+            act = nn.GELU() if activation == "gelu" else nn.ReLU()
+            layers += [nn.LayerNorm(input_dim), nn.Linear(input_dim, dim), act]
+            input_dim = dim
+        self.embed = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, L)`` -> ``(B, L, dims[-1])``."""
+        return self.embed(self.input_bn(x).transpose(1, 2))
+
+
+class SequenceTrimmer(nn.Module):
+    """Drops trailing padding: in evaluation down to the longest jet of the batch; in training to a random
+    quantile (90–100%) of the jet lengths, after shuffling each jet's particles so that the ones dropped from
+    the longest jets are random (ParT's augmentation). Outputs are unchanged in evaluation."""
+
+    def __init__(self, quantile_range: tuple[float, float] = (0.9, 1.02)) -> None:
+        super().__init__()
+        self.quantile_range = quantile_range
+
+    def forward(
+        self, x: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        lengths = mask.sum(dim=-1, dtype=torch.float32)  # B, 1
+        if self.training:
+            q = min(torch.empty(()).uniform_(*self.quantile_range).item(), 1.0)
+            max_len = int(torch.quantile(lengths.squeeze(1), q).ceil().item())
+            order = torch.rand(mask.shape, device=mask.device).masked_fill(~mask, -1).argsort(dim=-1, descending=True)
+            mask = mask.gather(-1, order)
+            x = x.gather(-1, order.expand_as(x))
+            v = v.gather(-1, order.expand_as(v))
+        else:
+            max_len = int(lengths.max().item())
+        max_len = max(max_len, 1)
+        if max_len < mask.size(-1):
+            x, v, mask = x[..., :max_len], v[..., :max_len], mask[..., :max_len]
+        return x, v, mask
+
+
+class ParticleTransformer(nn.Module):
+    """ParT: particle embedding, pair-feature attention bias, particle blocks, class-attention blocks, classifier.
+
+    Args:
+        input_dim: number of per-particle input features.
+        num_classes: classifier outputs; None with ``fc_params=None`` returns the class-token embedding.
+        pair_input_dim: pair features from the four-vectors (4: ln k_T, ln z, ln Δ, ln m²; 0: none).
+        use_pre_activation_pair: no GELU after the last pair-embedding layer.
+        embed_dims: widths of the particle embedding; the last is the model width.
+        pair_embed_dims: widths of the pair embedding before its last layer (which has ``num_heads`` outputs).
+        num_heads, num_layers, num_cls_layers: attention heads, particle blocks, class-attention blocks.
+        block_params, cls_block_params: overrides of :class:`Block` arguments for each kind of block.
+        fc_params: hidden classifier layers as ``(width, dropout)``; None for no classifier.
+        activation: ``gelu`` or ``relu``.
+        trim: drop trailing padding (see :class:`SequenceTrimmer`); off for inference.
+        for_inference: softmax output, no trimming, fixed-shape pair embedding (ONNX export).
+        kernel: attention kernel for every block (None: the global default, ``sdpa``).
+        use_amp, compile_model: accepted from weaver's trainer, which applies them itself.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        num_classes: int | None = None,
+        pair_input_dim: int = 4,
+        use_pre_activation_pair: bool = True,
+        embed_dims: tuple[int, ...] = (128, 512, 128),
+        pair_embed_dims: tuple[int, ...] | None = (64, 64, 64),
+        num_heads: int = 8,
+        num_layers: int = 8,
+        num_cls_layers: int = 2,
+        block_params: dict | None = None,
+        cls_block_params: dict | None = None,
+        fc_params: list | tuple | None = (),
+        activation: str = "gelu",
+        trim: bool = True,
+        for_inference: bool = False,
+        kernel: str | None = None,
+        use_amp: bool = False,
+        compile_model: bool = False,
+    ) -> None:
+        super().__init__()
+        if pair_input_dim not in (0, 4):
+            raise ValueError(f"pair_input_dim={pair_input_dim}: ParT's pair features are 4 (ln kT, ln z, ln Δ, ln m²)")
+        self.for_inference = for_inference
+        dim = embed_dims[-1] if embed_dims else input_dim
+        block_cfg = dict(dim=dim, num_heads=num_heads, activation=activation, kernel=kernel)
+        self.embed = Embed(input_dim, tuple(embed_dims), activation) if embed_dims else nn.Identity()
+        self.pair_embed = (
+            PairEmbed((*pair_embed_dims, num_heads), pair_input_dim, use_pre_activation_pair, dense=for_inference)
+            if pair_embed_dims is not None and pair_input_dim > 0
+            else None
+        )
+        self.blocks = nn.ModuleList([Block(**{**block_cfg, **(block_params or {})}) for _ in range(num_layers)])
+        cls_cfg = {**block_cfg, "dropout": 0.0, "attn_dropout": 0.0, "activation_dropout": 0.0}
+        cls_cfg.update(cls_block_params or {})
+        self.cls_blocks = nn.ModuleList([Block(**cls_cfg) for _ in range(num_cls_layers)])
+        self.norm = nn.LayerNorm(dim)
+        self.fc = self.classifier(dim, num_classes, fc_params) if fc_params is not None else None
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.trimmer = SequenceTrimmer() if trim and not for_inference else None
+        self._init_weights()
+
+    @staticmethod
+    def classifier(dim: int, num_classes: int, fc_params) -> nn.Sequential:
+        layers: list[nn.Module] = []
+        for width, drop_rate in fc_params:
+            layers.append(nn.Sequential(nn.Linear(dim, width), nn.ReLU(), nn.Dropout(drop_rate)))
+            dim = width
+        layers.append(nn.Linear(dim, num_classes))
+        return nn.Sequential(*layers)
+
+    def _init_weights(self) -> None:
+        # MoCo-v3 style (as weaver): Xavier-uniform Linears with q, k and v each treated as its own matrix,
+        # zero biases, a small class token, and block output projections shrunk by 1/√(2·depth).
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                fan_in = module.weight.shape[1]
+                fan_out = module.weight.shape[0] // (2 if name.endswith("kv_proj") else 1)
+                bound = math.sqrt(6.0 / (fan_in + fan_out))
+                nn.init.uniform_(module.weight, -bound, bound)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        with torch.no_grad():
+            for depth, block in enumerate(self.blocks, start=1):
+                block.attn.out_proj.weight.div_(math.sqrt(2.0 * depth))
+                block.fc2.weight.div_(math.sqrt(2.0 * depth))
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return {"cls_token"}
+
+    def forward(self, x: torch.Tensor, v: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x: (B, C, L)`` particle features; ``v: (B, 4, L)`` (px, py, pz, E); ``mask: (B, 1, L)``, 1 = real.
+
+        Returns logits ``(B, num_classes)`` (softmax when ``for_inference``), or the class-token embedding.
+        """
+        # non-finite inputs (a broken feature) must not poison the whole batch through BatchNorm and attention
+        x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        mask = torch.ones_like(x[:, :1], dtype=torch.bool) if mask is None else mask.bool()
+        v = torch.zeros_like(x[:, :4]) if v is None else torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
+        if self.trimmer is not None:
+            with torch.no_grad():
+                x, v, mask = self.trimmer(x, v, mask)
+
+        padding = ~mask.squeeze(1)  # B, L; True = padded
+        # a jet with no particles would have nothing to attend to (softmax of all -inf = NaN): let it see its padding
+        padding = padding & ~padding.all(dim=1, keepdim=True)
+        x = self.embed(x).masked_fill(~mask.transpose(1, 2), 0)  # B, L, C
+        if self.pair_embed is not None:
+            bias = self.pair_embed(v, mask).masked_fill(padding[:, None, None, :], float("-inf"))  # B, H, L, L
+        else:
+            bias = padding_bias(padding, x.dtype)
+        for block in self.blocks:
+            x = block(x, bias=bias)
+
+        cls_bias = padding_bias(torch.cat((padding.new_zeros(padding.size(0), 1), padding), dim=1), x.dtype)
+        cls_token = self.cls_token.expand(x.size(0), -1, -1)
+        for block in self.cls_blocks:
+            cls_token = block(x, cls_token=cls_token, bias=cls_bias)
+        x_cls = self.norm(cls_token.squeeze(1))
+        if self.fc is None:
+            return x_cls
+        output = self.fc(x_cls)
+        return torch.softmax(output, dim=1) if self.for_inference else output
+
+
+__all__ = ["Attention", "Block", "Embed", "ParticleTransformer", "SequenceTrimmer"]

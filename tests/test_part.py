@@ -1,0 +1,176 @@
+"""Our ParT against weaver-core's ParticleTransformer: same parameters, same state_dict, same outputs."""
+
+import io
+import logging
+
+import numpy as np
+import pytest
+import torch
+from weaver.nn.model.ParticleTransformer import ParticleTransformer as WeaverParT
+
+from jetattn.nn.attention import record_attention
+from jetattn.nn.part import ParticleTransformer
+from jetattn.weaver import ParTForWeaver
+
+logging.getLogger("weaver").setLevel(logging.WARNING)
+
+SMALL = dict(embed_dims=(32, 64, 32), pair_embed_dims=(16, 16), num_heads=4, num_layers=2, num_cls_layers=1)
+
+
+def padded_jets(batch=8, length=40, input_dim=7, seed=0, empty=()):
+    """Random but physical jets: massless particles around a jet axis, zero-padded after n_i particles."""
+    g = torch.Generator().manual_seed(seed)
+    n = torch.randint(2, length, (batch,), generator=g)
+    n[0] = length
+    n[list(empty)] = 0
+    mask = (torch.arange(length)[None] < n[:, None]).unsqueeze(1).float()
+    pt = torch.rand(batch, 1, length, generator=g) * 100 + 1
+    eta = 0.3 * torch.randn(batch, 1, length, generator=g) + 1.0
+    phi = 0.3 * torch.randn(batch, 1, length, generator=g) + 3.0  # straddles φ = π
+    v = torch.cat([pt * phi.cos(), pt * phi.sin(), pt * eta.sinh(), pt * eta.cosh()], dim=1) * mask
+    x = torch.randn(batch, input_dim, length, generator=g) * mask
+    return x, v, mask
+
+
+def official_layout(state: dict) -> dict:
+    """weaver-core 0.5 keys -> the nn.MultiheadAttention layout of the official ParT_*.pt files, under `mod.`."""
+    renamed = {k.replace("in_proj.weight", "in_proj_weight").replace("in_proj.bias", "in_proj_bias"): v
+               for k, v in state.items()}
+    return {"mod." + k: v for k, v in renamed.items()}
+
+
+CONFIGS = [
+    dict(input_dim=17, num_classes=10, fc_params=[]),  # JetClass full, the paper's model
+    dict(input_dim=7, num_classes=2, fc_params=[], **SMALL),
+    dict(input_dim=13, num_classes=5, fc_params=[(24, 0.1), (16, 0.1)], use_pre_activation_pair=False, **SMALL),
+    dict(input_dim=7, num_classes=3, fc_params=[(16, 0.0)], **{**SMALL, "num_heads": 2, "num_layers": 3}),
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"in{c['input_dim']}-cls{c['num_classes']}")
+def test_weaver_state_dict_loads_strict_and_outputs_match(cfg):
+    torch.manual_seed(1)
+    weaver_model = WeaverParT(**cfg).eval()
+    ours = ParticleTransformer(**cfg).eval()
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in weaver_model.parameters())
+    ours.load_state_dict(weaver_model.state_dict(), strict=True)
+    x, v, mask = padded_jets(input_dim=cfg["input_dim"])
+    with torch.no_grad():
+        expected, got = weaver_model(x, v, mask), ours(x, v, mask)
+    assert (got - expected).abs().max().item() <= 1e-5
+
+
+def test_paper_parameter_count():
+    model = ParticleTransformer(input_dim=17, num_classes=10, fc_params=[])
+    assert sum(p.numel() for p in model.parameters()) == 2_143_486
+
+
+def test_official_checkpoint_layout_loads_into_weaver_wrapper():
+    torch.manual_seed(2)
+    cfg = dict(input_dim=7, num_classes=10, fc_params=[], **SMALL)
+    weaver_model = WeaverParT(**cfg).eval()
+    checkpoint = official_layout(weaver_model.state_dict())
+    wrapper = ParTForWeaver(**cfg).eval()
+    wrapper.load_state_dict(checkpoint, strict=True)
+    x, v, mask = padded_jets()
+    with torch.no_grad():
+        torch.testing.assert_close(wrapper(None, x, v, mask), weaver_model(x, v, mask), atol=1e-5, rtol=0)
+
+
+def test_finetune_wrapper_misses_only_the_new_head():
+    cfg = dict(input_dim=7, num_classes=10, fc_params=[], **SMALL)
+    checkpoint = official_layout(WeaverParT(**cfg).state_dict())
+    finetune = ParTForWeaver(head_classes=2, **{**cfg, "num_classes": 2})
+    missing, unexpected = finetune.load_state_dict(checkpoint, strict=False)
+    assert sorted(missing) == ["fc.0.bias", "fc.0.weight"]
+    assert sorted(unexpected) == ["mod.fc.0.bias", "mod.fc.0.weight"]
+    backbone = finetune.mod.blocks[1].attn.q_proj.weight
+    torch.testing.assert_close(backbone, checkpoint["mod.blocks.1.attn.in_proj_weight"][:32])
+
+
+def test_empty_jets_and_non_finite_features_give_finite_outputs():
+    torch.manual_seed(3)
+    model = ParticleTransformer(input_dim=7, num_classes=3, **SMALL).eval()
+    x, v, mask = padded_jets(empty=(2, 5))
+    x[1, 0, 0] = float("nan")
+    x[3, 2, 1] = float("inf")
+    v[4, 3, 0] = float("nan")
+    with torch.no_grad():
+        out = model(x, v, mask)
+    assert torch.isfinite(out).all()
+    clean = padded_jets(empty=(2, 5))[0]
+    with torch.no_grad():  # the untouched jets do not feel their neighbours' problems
+        torch.testing.assert_close(model(clean, padded_jets(empty=(2, 5))[1], mask)[6:], out[6:])
+
+
+def test_trimming_and_padding_do_not_change_eval_outputs():
+    torch.manual_seed(4)
+    model = ParticleTransformer(input_dim=7, num_classes=3, **SMALL).eval()
+    x, v, mask = padded_jets(length=30)
+    extra = torch.zeros(x.size(0), 7, 20)
+    padded = [torch.cat((t, extra[:, : t.size(1)]), dim=2) for t in (x, v, mask)]
+    no_trim = ParticleTransformer(input_dim=7, num_classes=3, trim=False, **SMALL).eval()
+    no_trim.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        ref = model(x, v, mask)
+        torch.testing.assert_close(model(*padded), ref, atol=1e-5, rtol=0)
+        torch.testing.assert_close(no_trim(*padded), ref, atol=1e-5, rtol=0)
+
+
+def test_sdpa_and_math_kernels_agree_and_recording_sees_real_particles_only():
+    torch.manual_seed(5)
+    fused = ParticleTransformer(input_dim=7, num_classes=3, kernel="sdpa", **SMALL).eval()
+    math = ParticleTransformer(input_dim=7, num_classes=3, kernel="math", **SMALL).eval()
+    math.load_state_dict(fused.state_dict())
+    x, v, mask = padded_jets(length=24)
+    with torch.no_grad(), record_attention(fused) as maps:
+        out = fused(x, v, mask)
+    with torch.no_grad():
+        torch.testing.assert_close(math(x, v, mask), out, atol=1e-5, rtol=0)
+    weights = maps["blocks.0.attn"][0]  # B, H, L, L
+    n = int(mask[1].sum())
+    assert weights.shape[:2] == (8, 4)
+    assert torch.all(weights[1, :, :, n:] == 0) and torch.all(weights[1, :, :n, :n].sum(-1) > 0.999)
+    cls_weights = maps["cls_blocks.0.attn"][0]  # B, H, 1, 1 + L
+    assert cls_weights.shape[2] == 1 and torch.all(cls_weights[1, :, 0, 1 + n :] == 0)
+
+
+def test_training_step_trims_and_learns():
+    torch.manual_seed(6)
+    model = ParticleTransformer(input_dim=7, num_classes=2, **SMALL)
+    x, v, mask = padded_jets(batch=32, length=64)
+    labels = (x[:, 0].sum(-1) > 0).long()  # the label is the sign of the summed first feature
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = torch.nn.functional.cross_entropy(model(x, v, mask), labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_for_inference_exports_to_onnx_and_matches_onnxruntime():
+    ort = pytest.importorskip("onnxruntime")
+    torch.manual_seed(7)
+    cfg = dict(input_dim=7, num_classes=3, fc_params=[], **SMALL)
+    model = ParTForWeaver(**cfg, for_inference=True).eval()
+    model.load_state_dict(ParTForWeaver(**cfg).state_dict())
+    x, v, mask = padded_jets(batch=2, length=16)
+    buffer = io.BytesIO()
+    names = ["pf_points", "pf_features", "pf_vectors", "pf_mask"]
+    axes = {k: {0: "N", 2: "n_pf"} for k in names} | {"softmax": {0: "N"}}
+    torch.onnx.export(model, (x[:, :2], x, v, mask), buffer, input_names=names, output_names=["softmax"],
+                      dynamic_axes=axes, opset_version=17, dynamo=False)
+    session = ort.InferenceSession(buffer.getvalue())
+    x, v, mask = padded_jets(batch=5, length=33, seed=9)  # other batch size and length than traced
+    feed = dict(zip(names, [t.numpy() for t in (x[:, :2], x, v, mask)], strict=True))
+    used = [i.name for i in session.get_inputs()]  # ParT does not read pf_points; the exporter drops it
+    assert used == names[1:]
+    got = session.run(None, {k: feed[k] for k in used})[0]
+    with torch.no_grad():
+        expected = model(x[:, :2], x, v, mask).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    np.testing.assert_allclose(got.sum(1), 1, atol=1e-5)
