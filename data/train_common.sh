@@ -1,0 +1,190 @@
+# shellcheck shell=bash
+# Shared by train_JetClass.sh, train_TopLandscape.sh and train_QuarkGluon.sh (sourced, not run): argument
+# checks, the model table, the dataset folder, the CPU / DataParallel / DDP launcher and the final command.
+# The calling script sets HERE (its own folder) and DATASET before sourcing this file.
+
+PY=${PYTHON:-python}
+# Paths inside the repository: relative when run from its root (a readable command), absolute otherwise.
+if [[ $PWD == "$HERE" ]]; then ROOT=""; else ROOT="$HERE/"; fi
+
+die() {  # die MESSAGE [EXIT_CODE]: one line on stderr
+    echo "error: $1" >&2
+    exit "${2:-1}"
+}
+
+dry_run() { [[ -n ${DRY_RUN:-} && ${DRY_RUN} != 0 ]]; }
+
+# Quote each argument the way Python's shlex.quote does, so a printed command can be pasted into a shell.
+shell_quote() {
+    local arg quoted=()
+    for arg in "$@"; do
+        if [[ $arg =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
+            quoted+=("$arg")
+        else
+            quoted+=("'${arg//\'/\'\"\'\"\'}'")
+        fi
+    done
+    echo "${quoted[*]}"
+}
+
+# parse_args "MODELS" "FEATURE SETS" DEFAULT_FEATURES "$@"  ->  MODEL, FEATURES, EXTRA_ARGS (for weaver)
+parse_args() {
+    local models=$1 feature_sets=$2 default=$3
+    shift 3
+    local usage="usage: ./${0##*/} MODEL [FEATURES] [weaver options...]; MODEL: ${models// /, }; FEATURES: ${feature_sets// /, } (default $default)"
+    if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+        echo "$usage"
+        exit 0
+    fi
+    [[ $# -ge 1 && $1 != -* ]] || die "$usage" 2
+    MODEL=$1
+    shift
+    FEATURES=$default
+    if [[ $# -ge 1 && $1 != -* ]]; then
+        FEATURES=$1
+        shift
+    fi
+    [[ " $models " == *" $MODEL "* ]] || die "unknown MODEL '$MODEL' for $DATASET; choose one of: ${models// /, }" 2
+    [[ " $feature_sets " == *" $FEATURES "* ]] ||
+        die "unknown FEATURES '$FEATURES' for $DATASET; choose one of: ${feature_sets// /, }" 2
+    EXTRA_ARGS=("$@")
+}
+
+# The model table: network file under networks/, batch size, learning rate and weaver options of each model;
+# fine-tuned models also name the stem of their pretrained checkpoint (models/<stem>_<features>.pt).
+# A new model is one line here plus its name in the MODELS list of the scripts that offer it.
+select_model() {
+    PRETRAINED_STEM=""
+    MODEL_OPTS=()
+    case $MODEL in
+        ParT)          NETWORK=example_ParticleTransformer.py          BATCH=512  LR=1e-3
+                       MODEL_OPTS=(--use-amp) ;;
+        ParT-FineTune) NETWORK=example_ParticleTransformer_finetune.py BATCH=512  LR=1e-4 PRETRAINED_STEM=ParT
+                       MODEL_OPTS=(--use-amp --optimizer-option lr_mult '("fc.*",50)' --lr-scheduler none) ;;
+        PN)            NETWORK=example_ParticleNet.py                  BATCH=512  LR=1e-2 ;;
+        PN-FineTune)   NETWORK=example_ParticleNet_finetune.py         BATCH=512  LR=1e-3 PRETRAINED_STEM=ParticleNet
+                       MODEL_OPTS=(--optimizer-option lr_mult '("fc_out.*",50)' --lr-scheduler none) ;;
+        PFN)           NETWORK=example_PFN.py                          BATCH=4096 LR=2e-2 ;;
+        PCNN)          NETWORK=example_PCNN.py                         BATCH=4096 LR=2e-2 ;;
+        *) die "MODEL '$MODEL' has no entry in the model table of data/train_common.sh" 2 ;;
+    esac
+}
+
+# add_pretrained FEATURES_OF_CHECKPOINT: fine-tuned models load $PRETRAINED, else models/<stem>_<features>.pt.
+add_pretrained() {
+    [[ -n $PRETRAINED_STEM ]] || return 0
+    local checkpoint=${PRETRAINED:-${ROOT}models/${PRETRAINED_STEM}_$1.pt}
+    if ! dry_run && [[ ! -f $checkpoint ]]; then
+        die "$MODEL needs the pretrained checkpoint $checkpoint, which does not exist; download it from the ParT release into models/ or set PRETRAINED=path/to/checkpoint.pt"
+    fi
+    MODEL_OPTS+=(--load-model-weights "$checkpoint")
+}
+
+# set_datadir: DATADIR from the caller's DATADIR_<dataset>, else env.sh next to the scripts, else ./datasets.
+set_datadir() {
+    local var=DATADIR_$DATASET
+    local caller=${!var:-}
+    if [[ -f $HERE/env.sh ]]; then
+        # shellcheck source=/dev/null
+        source "$HERE/env.sh"
+    fi
+    local fallback=$HERE/datasets/$DATASET
+    [[ $DATASET == JetClass ]] && fallback+=/Pythia
+    DATADIR=${caller:-${!var:-$fallback}}
+}
+
+missing_data() {  # missing_data WHAT: the one-line error for absent files, naming get_datasets.py
+    die "no $DATASET data under $DATADIR ($1); run ./get_datasets.py $DATASET (or ./get_datasets.py $DATASET --generate --num-jets N for a small Pythia sample), or set DATADIR_$DATASET"
+}
+
+has_cuda() {
+    # JETATTN_ASSUME_CUDA=1 or 0 skips the check (tests; machines where the login node has no GPU)
+    case ${JETATTN_ASSUME_CUDA:-} in
+        1) return 0 ;;
+        0) return 1 ;;
+    esac
+    "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null
+}
+
+# set_launcher SAMPLES_PER_EPOCH: LAUNCH (weaver, or torchrun + weaver), GPU_OPTS and SAMPLES_PER_EPOCH,
+# the latter divided among the DDP processes so that an epoch still sees SAMPLES_PER_EPOCH jets.
+set_launcher() {
+    local ngpus=${DDP_NGPUS:-1} nnodes=${NNODES:-1} gpus="" gpus_given="" gpus_from_env="" i
+    [[ $ngpus =~ ^[1-9][0-9]*$ ]] || die "DDP_NGPUS must be a positive number of GPUs per node, got '$ngpus'" 2
+    [[ $nnodes =~ ^[1-9][0-9]*$ ]] || die "NNODES must be a positive number of nodes, got '$nnodes'" 2
+    # weaver takes the last --gpus given, so the caller's (among EXTRA_ARGS) decides; else GPUS from the environment
+    for ((i = 0; i < ${#EXTRA_ARGS[@]}; i++)); do
+        case ${EXTRA_ARGS[i]} in
+            --gpus) gpus_given=1 gpus=${EXTRA_ARGS[i + 1]:-} ;;
+            --gpus=*) gpus_given=1 gpus=${EXTRA_ARGS[i]#--gpus=} ;;
+        esac
+    done
+    if [[ -z $gpus_given && -n ${GPUS+set} ]]; then
+        gpus_given=1 gpus_from_env=1 gpus=$GPUS
+    fi
+
+    local weaver
+    weaver=$(command -v weaver) || { dry_run && weaver=weaver; } ||
+        die "weaver not found on PATH; activate the environment that has weaver-core (pip install weaver-core)"
+    local world=$((ngpus * nnodes))
+    SAMPLES_PER_EPOCH=$(($1 / world))
+    GPU_OPTS=()
+    [[ -n $gpus_from_env ]] && GPU_OPTS=(--gpus "$gpus")
+    if ((world > 1)); then
+        # weaver-core 0.5.3 runs DDP on GPUs only (its CPU + gloo path fails) and needs a non-empty --gpus;
+        # each process then takes the GPU of its LOCAL_RANK
+        has_cuda || die "DDP_NGPUS=$ngpus needs CUDA GPUs and none was found; unset DDP_NGPUS to train on one device"
+        [[ -n $gpus_given && -z $gpus ]] && die "DDP_NGPUS=$ngpus cannot run with an empty --gpus (the CPU)" 2
+        [[ -z $gpus_given ]] && GPU_OPTS=(--gpus 0)
+        if ((nnodes > 1)); then
+            [[ -n ${MASTER_ADDR:-} ]] || die "NNODES=$nnodes needs MASTER_ADDR, the address of the node with NODE_RANK=0" 2
+            LAUNCH=(torchrun "--nnodes=$nnodes" "--node_rank=${NODE_RANK:-0}" "--nproc_per_node=$ngpus"
+                "--master_addr=$MASTER_ADDR" "--master_port=${MASTER_PORT:-29500}")
+        else
+            LAUNCH=(torchrun --standalone --nnodes=1 "--nproc_per_node=$ngpus")
+        fi
+        LAUNCH+=("$weaver" --backend nccl)
+        return 0
+    fi
+    LAUNCH=("$weaver")
+    if [[ -z $gpus_given ]]; then
+        if has_cuda; then
+            gpus=0
+        else
+            echo "note: no CUDA device found, training on the CPU (--gpus \"\"); set GPUS or pass --gpus to choose GPUs" >&2
+        fi
+        GPU_OPTS=(--gpus "$gpus")
+    fi
+    if [[ -z $gpus ]]; then
+        # mixed precision is a GPU feature: on the CPU it only slows training down
+        local opt kept=()
+        for opt in "${MODEL_OPTS[@]}"; do [[ $opt == --use-amp ]] || kept+=("$opt"); done
+        MODEL_OPTS=("${kept[@]}")
+    fi
+}
+
+# run_weaver DATA_CONFIG DATASET_OPTIONS...: the weaver command is LAUNCH, the dataset's options (data files, loader,
+# epochs), the options every dataset shares, GPU_OPTS, MODEL_OPTS and last EXTRA_ARGS (weaver takes the last
+# occurrence of an option, so the caller's win). DRY_RUN prints it; otherwise the preflight check (given
+# DATA_TRAIN and DATA_TEST, arrays set by the script) runs first, then the command replaces this shell.
+run_weaver() {
+    local data_config=$1
+    shift
+    local run="training/$DATASET/$MODEL/$FEATURES/{auto}"
+    local cmd=("${LAUNCH[@]}" "$@"
+        --data-config "$data_config"
+        --network-config "${ROOT}networks/$NETWORK"
+        --model-prefix "$run/net" --log-file "$run/train.log" --predict-output pred.root
+        --batch-size "$BATCH" --start-lr "$LR" --optimizer ranger
+        "${GPU_OPTS[@]}" "${MODEL_OPTS[@]}" "${EXTRA_ARGS[@]}")
+    if dry_run; then
+        shell_quote "${cmd[@]}"
+        exit 0
+    fi
+    if "$PY" -c 'import jetattn.preflight' 2>/dev/null; then
+        "$PY" -m jetattn.preflight --data-config "$data_config" --data-train "${DATA_TRAIN[@]}" \
+            --data-test "${DATA_TEST[@]}" || exit 1
+    fi
+    echo "+ $(shell_quote "${cmd[@]}")" >&2
+    exec "${cmd[@]}"
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Train and test a quark/gluon tagger on the Pythia quark-gluon dataset with weaver.
+#
+#   ./train_QuarkGluon.sh MODEL [FEATURES] [weaver options...]
+#     MODEL     ParT, ParT-FineTune, PN, PN-FineTune, PFN or PCNN
+#     FEATURES  kin, kinpid (default) or kinpidplus: data/QuarkGluon/qg_<FEATURES>.yaml
+#     weaver options go last on weaver's command line, so they override the defaults here.
+#   Validation jets are the last 11% of the training files (--train-val-split 0.8889).
+#   The FineTune models start from models/ParT_<kin|kinpid>.pt or models/ParticleNet_<kin|kinpid>.pt
+#   (pretrained on JetClass; kinpidplus uses the kinpid one); PRETRAINED=path/to/checkpoint.pt picks another.
+#
+# Environment:
+#   DATADIR_QuarkGluon  folder with train_file_*.parquet and test_file_*.parquet (or .root, as generated);
+#                       default from env.sh (./get_datasets.py writes it), else ./datasets/QuarkGluon
+#   GPUS, DDP_NGPUS, NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT, DRY_RUN, PYTHON, JETATTN_ASSUME_CUDA
+#                       as in train_JetClass.sh: GPU choice, DDP on one or several nodes through torchrun,
+#                       print the command only, the python to use, skip the CUDA check.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+DATASET=QuarkGluon
+source "$HERE/data/train_common.sh"
+
+parse_args "ParT ParT-FineTune PN PN-FineTune PFN PCNN" "kin kinpid kinpidplus" kinpid "$@"
+select_model
+[[ $MODEL == ParT* ]] && MODEL_OPTS+=(--optimizer-option weight_decay 0.01)
+if [[ $FEATURES == kin ]]; then add_pretrained kin; else add_pretrained kinpid; fi
+set_datadir
+
+# the official files are parquet, the Pythia generator writes ROOT
+ext=parquet
+compgen -G "$DATADIR/train_file_*.parquet" >/dev/null || ! compgen -G "$DATADIR/train_file_*.root" >/dev/null ||
+    ext=root
+if ! dry_run; then
+    for split in train test; do
+        compgen -G "$DATADIR/${split}_file_*.$ext" >/dev/null ||
+            missing_data "no ${split}_file_*.parquet or ${split}_file_*.root"
+    done
+fi
+DATA_TRAIN=("$DATADIR/train_file_*.$ext")
+DATA_TEST=("$DATADIR/test_file_*.$ext")
+
+set_launcher 1600000
+data_config=${ROOT}data/QuarkGluon/qg_$FEATURES.yaml
+run_weaver "$data_config" \
+    --data-train "${DATA_TRAIN[@]}" \
+    --data-test "${DATA_TEST[@]}" \
+    --train-val-split 0.8889 \
+    --in-memory --fetch-step 1 --num-workers 1 \
+    --num-epochs 20 --samples-per-epoch "$SAMPLES_PER_EPOCH" --samples-per-epoch-val 200000

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Train and test a top-quark tagger on the Top Quark Tagging Reference Dataset (TopLandscape) with weaver.
+#
+#   ./train_TopLandscape.sh MODEL [kin] [weaver options...]
+#     MODEL     ParT, ParT-FineTune, PN, PN-FineTune, PFN or PCNN
+#     FEATURES  kin (the only set: the dataset has no particle ID), data/TopLandscape/top_kin.yaml
+#     weaver options go last on weaver's command line, so they override the defaults here.
+#   The FineTune models start from models/ParT_kin.pt or models/ParticleNet_kin.pt (pretrained on JetClass);
+#   PRETRAINED=path/to/checkpoint.pt picks another.
+#
+# Environment:
+#   DATADIR_TopLandscape  folder with train_file, val_file and test_file (.parquet as downloaded, or .root
+#                         as generated); default from env.sh (./get_datasets.py writes it), else ./datasets/TopLandscape
+#   GPUS, DDP_NGPUS, NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT, DRY_RUN, PYTHON, JETATTN_ASSUME_CUDA
+#                         as in train_JetClass.sh: GPU choice, DDP on one or several nodes through torchrun,
+#                         print the command only, the python to use, skip the CUDA check.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+DATASET=TopLandscape
+source "$HERE/data/train_common.sh"
+
+parse_args "ParT ParT-FineTune PN PN-FineTune PFN PCNN" "kin" kin "$@"
+select_model
+[[ $MODEL == ParT* ]] && MODEL_OPTS+=(--optimizer-option weight_decay 0.01)
+add_pretrained kin
+set_datadir
+
+# the official files are parquet, the Pythia generator writes ROOT
+ext=parquet
+[[ ! -f $DATADIR/train_file.parquet && -f $DATADIR/train_file.root ]] && ext=root
+if ! dry_run; then
+    for split in train val test; do
+        [[ -f $DATADIR/${split}_file.$ext ]] || missing_data "no ${split}_file.parquet or ${split}_file.root"
+    done
+fi
+DATA_TRAIN=("$DATADIR/train_file.$ext")
+DATA_TEST=("$DATADIR/test_file.$ext")
+
+set_launcher $((2400 * 512))
+data_config=${ROOT}data/TopLandscape/top_kin.yaml
+run_weaver "$data_config" \
+    --data-train "${DATA_TRAIN[@]}" \
+    --data-val "$DATADIR/val_file.$ext" \
+    --data-test "${DATA_TEST[@]}" \
+    --in-memory --fetch-step 1 --num-workers 1 \
+    --num-epochs 20 --samples-per-epoch "$SAMPLES_PER_EPOCH" --samples-per-epoch-val $((800 * 512))
