@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Download (or generate with Pythia) a jet-tagging dataset and point env.sh's DATADIR_<dataset> at it.
+
+    ./get_datasets.py TopLandscape                     # -> ./datasets/TopLandscape
+    ./get_datasets.py JetClass --parts val test        # 2 of the 12 JetClass archives (all: ~190 GB)
+    ./get_datasets.py QuarkGluon --generate --num-jets 20000 --workers 2
+
+A partial download is resumed by rerunning the same command. Set JETATTN_MIRROR (or --mirror) to a base URL
+holding the tar files to download from somewhere other than Zenodo/CERN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from jetattn.datasets import download
+from jetattn.datasets.envfile import set_datadir
+
+REPO = Path(__file__).resolve().parent
+DEFAULT_SPLIT = (0.8, 0.1, 0.1)
+_GENERATE_ONLY = ("num_jets", "seed", "workers", "split", "sqrts")
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated fractions like 0.8,0.1,0.1, got {text!r}") from None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", choices=list(download.ARCHIVES), help="dataset to download or generate")
+    parser.add_argument("-d", "--basedir", type=Path, default=Path("datasets"), help="base folder (default ./datasets)")
+    parser.add_argument(
+        "-e", "--envfile", type=Path, default=REPO / "env.sh", help="env file to update (default: env.sh of the repo)"
+    )
+    parser.add_argument("-f", "--force", action="store_true", help="download and unpack again even if already done")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        metavar="PART",
+        choices=download.part_choices("JetClass"),
+        help="JetClass archives only: all (default), train (= train0..train9), train0 ... train9, val, test",
+    )
+    parser.add_argument(
+        "--mirror",
+        default=os.environ.get(download.MIRROR_ENV),
+        help=f"base URL holding the tar files (default: ${download.MIRROR_ENV}, else the official sources)",
+    )
+    parser.add_argument("--delete-archives", action="store_true", help="delete each tar once unpacked")
+
+    gen = parser.add_argument_group("generation (pip install -e .[generate])")
+    gen.add_argument("--generate", action="store_true", help="generate jets with Pythia instead of downloading")
+    gen.add_argument("--num-jets", type=int, help="number of jets to generate (required with --generate)")
+    gen.add_argument("--seed", type=int, help="random seed (default 42)")
+    gen.add_argument("--workers", type=int, help="parallel generator processes (default 1)")
+    gen.add_argument("--split", type=_fractions, help="train,val,test fractions (default 0.8,0.1,0.1)")
+    gen.add_argument("--sqrts", type=float, help="collision energy in GeV (default 14000)")
+
+    args = parser.parse_args(argv)
+    if args.generate:
+        if args.num_jets is None:
+            parser.error("--generate needs --num-jets")
+        for option in ("parts", "delete_archives", "force"):
+            if getattr(args, option):
+                parser.error(f"--{option.replace('_', '-')} applies to downloads, not to --generate")
+    else:
+        given = [name for name in _GENERATE_ONLY if getattr(args, name) is not None]
+        if given:
+            parser.error(f"--{given[0].replace('_', '-')} needs --generate")
+    if args.parts and args.dataset != "JetClass":
+        parser.error(f"--parts applies to JetClass only ({args.dataset} is a single archive)")
+    if args.mirror and not args.mirror.startswith(("http://", "https://")):
+        parser.error(f"--mirror/{download.MIRROR_ENV} must be an http(s) URL, got {args.mirror!r}")
+    return args
+
+
+def generate(args: argparse.Namespace) -> Path:
+    """Run the Pythia generator; returns the dataset folder it wrote."""
+    from jetattn.datasets.generate import generate_dataset  # needs pythia8 and fastjet: imported only here
+
+    return generate_dataset(
+        args.dataset,
+        outdir=args.basedir,
+        num_jets=args.num_jets,
+        seed=42 if args.seed is None else args.seed,
+        workers=1 if args.workers is None else args.workers,
+        split=DEFAULT_SPLIT if args.split is None else args.split,
+        sqrt_s=14000.0 if args.sqrts is None else args.sqrts,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.generate:
+            try:
+                folder = generate(args)
+            except ImportError as exc:
+                print(f"error: --generate needs Pythia and FastJet ({exc}): pip install -e .[generate]",
+                      file=sys.stderr)
+                return 1
+            except (ValueError, OSError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        else:
+            folder = download.download_dataset(
+                args.dataset,
+                args.basedir,
+                args.parts,
+                force=args.force,
+                mirror=args.mirror,
+                delete_archives=args.delete_archives,
+            )
+        set_datadir(args.envfile, args.dataset, folder)
+    except (download.DownloadError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(f"DATADIR_{args.dataset}={folder} written to {args.envfile}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""Datasets for jet tagging: download of the public JetClass/TopLandscape/QuarkGluon archives and event generation.
+
+Submodules are imported on use (`jetattn.datasets.download`, `jetattn.datasets.generate`), so that downloading
+never needs Pythia or FastJet.
+"""

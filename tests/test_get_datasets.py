@@ -1,0 +1,383 @@
+"""get_datasets.py and jetattn.datasets.download against a local HTTP server on 127.0.0.1.
+
+The server serves a small tar, honours (or ignores) Range requests and can cut a response off after K bytes,
+so the real download code is run through md5 checks, resumes, unpacking and the env.sh update.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import importlib.util
+import io
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import types
+from pathlib import Path
+
+import pytest
+
+from jetattn.datasets import download
+from jetattn.datasets.download import Archive, DownloadError, extract, fetch
+from jetattn.datasets.envfile import export_line, set_datadir
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "get_datasets.py"
+
+
+def make_tar(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+PARQUET = bytes(range(256)) * 300  # stands in for TopLandscape/train_file.parquet
+TAR = make_tar({"TopLandscape/train_file.parquet": PARQUET, "TopLandscape/README": b"top vs qcd\n"})
+TAR_MD5 = hashlib.md5(TAR).hexdigest()
+CUT_AFTER = 20_000  # bytes sent before a cut-off response closes the connection
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _TarServer
+
+    def do_GET(self) -> None:
+        srv = self.server
+        range_header = self.headers.get("Range")
+        srv.ranges.append(range_header)
+        if self.path != f"/{srv.filename}":
+            self.send_error(404)
+            return
+        start = 0
+        if range_header and srv.honour_range:
+            start = int(range_header.removeprefix("bytes=").rstrip("-"))
+            if start >= len(srv.payload):
+                self.send_response(416)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(srv.payload) - 1}/{len(srv.payload)}")
+        else:
+            self.send_response(200)
+        body = srv.payload[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if srv.cuts_left > 0:
+            srv.cuts_left -= 1
+            body = body[:CUT_AFTER]
+            self.close_connection = True  # the client sees the socket close before Content-Length bytes
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _TarServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.filename = "TopLandscape.tar"
+        self.payload = TAR
+        self.honour_range = True
+        self.cuts_left = 0
+        self.ranges: list[str | None] = []
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/{self.filename}"
+
+
+@pytest.fixture
+def server():
+    srv = _TarServer()
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def cli():
+    spec = importlib.util.spec_from_file_location("get_datasets", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def envfile(tmp_path: Path) -> Path:
+    path = tmp_path / "env.sh"
+    path.write_text((REPO / "env.sh").read_text() + "export OTHER_SETTING=keep-me\n")
+    return path
+
+
+def _serve_toplandscape(monkeypatch: pytest.MonkeyPatch, md5: str) -> None:
+    """The official TopLandscape entry with the test tar's md5; --mirror points its URL at the local server."""
+    entry = download.ARCHIVES["TopLandscape"]["all"]
+    monkeypatch.setitem(download.ARCHIVES, "TopLandscape", {"all": Archive(entry.filename, md5, entry.url, ".")})
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _error_lines(stderr: str) -> list[str]:
+    """stderr without tqdm's progress lines."""
+    return [line for line in stderr.splitlines() if "B/s]" not in line and line.strip()]
+
+
+def _source(envfile: Path, variable: str, caller_value: str | None = None) -> str:
+    prefix = f"export {variable}='{caller_value}'; " if caller_value is not None else f"unset {variable}; "
+    script = f'{prefix}source "$1"; printf %s "${variable}"'
+    result = subprocess.run(["bash", "-c", script, "bash", str(envfile)], capture_output=True, text=True, check=True)
+    return result.stdout
+
+
+def test_download_unpacks_updates_env_and_second_run_skips(server, cli, envfile, tmp_path, monkeypatch, capsys):
+    _serve_toplandscape(monkeypatch, TAR_MD5)
+    basedir = tmp_path / "datasets"
+    before = envfile.read_text().splitlines()
+    argv = ["TopLandscape", "-d", str(basedir), "-e", str(envfile), "--mirror", server.base]
+
+    assert cli.main(argv) == 0
+    folder = basedir / "TopLandscape"
+    assert (folder / "train_file.parquet").read_bytes() == PARQUET
+    assert (basedir / "archives" / "TopLandscape.tar").read_bytes() == TAR
+    assert not list(basedir.glob(".unpack-*")), "staging folder left behind"
+    after = envfile.read_text().splitlines()
+    assert len(after) == len(before)
+    changed = [i for i, (old, new) in enumerate(zip(before, after, strict=True)) if old != new]
+    assert len(changed) == 1
+    assert after[changed[0]] == export_line("TopLandscape", folder.resolve()).rstrip("\n")
+    assert _source(envfile, "DATADIR_TopLandscape") == str(folder.resolve())
+
+    requests_made = len(server.ranges)
+    assert cli.main(argv) == 0
+    assert len(server.ranges) == requests_made, "second run downloaded again"
+    assert "skipped" in capsys.readouterr().out
+
+    (folder / "train_file.parquet").write_bytes(b"damaged")
+    assert cli.main([*argv, "-f"]) == 0
+    assert len(server.ranges) == requests_made + 1
+    assert (folder / "train_file.parquet").read_bytes() == PARQUET
+
+
+def test_bad_md5_deletes_file_and_fails(server, cli, envfile, tmp_path, monkeypatch, capsys):
+    _serve_toplandscape(monkeypatch, "0" * 32)
+    basedir = tmp_path / "datasets"
+    env_before = envfile.read_text()
+
+    assert cli.main(["TopLandscape", "-d", str(basedir), "-e", str(envfile), "--mirror", server.base]) == 1
+    errors = _error_lines(capsys.readouterr().err)
+    assert len(errors) == 1 and errors[0].startswith("error: md5 mismatch for TopLandscape.tar")
+    assert TAR_MD5 in errors[0]
+    assert list((basedir / "archives").iterdir()) == []  # neither the tar nor its .part
+    assert not (basedir / "TopLandscape").exists()
+    assert envfile.read_text() == env_before
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Read 4 KiB at a time, so a response cut after CUT_AFTER bytes leaves whole chunks in the .part file."""
+    monkeypatch.setattr(download, "CHUNK_BYTES", 4096)
+
+
+def test_cut_off_download_resumes_on_rerun(server, tmp_path, small_chunks):
+    server.cuts_left = 1
+    target = tmp_path / "TopLandscape.tar"
+    with pytest.raises(DownloadError, match="broke off .* rerun the same command to resume"):
+        fetch(server.url, TAR_MD5, target, max_resumes=0)
+    part = tmp_path / "TopLandscape.tar.part"
+    kept = part.stat().st_size
+    assert 0 < kept <= CUT_AFTER and part.read_bytes() == TAR[:kept]
+    assert not target.exists()
+
+    fetch(server.url, TAR_MD5, target, max_resumes=0)
+    assert server.ranges == [None, f"bytes={kept}-"]
+    assert target.read_bytes() == TAR and not part.exists()
+
+
+def test_lost_connection_is_resumed_within_one_run(server, tmp_path, small_chunks):
+    server.cuts_left = 2
+    target = tmp_path / "TopLandscape.tar"
+    fetch(server.url, TAR_MD5, target, max_resumes=2)
+    assert len(server.ranges) == 3 and server.ranges[0] is None
+    offsets = [int(r.removeprefix("bytes=").rstrip("-")) for r in server.ranges[1:]]
+    assert 0 < offsets[0] < offsets[1] <= 2 * CUT_AFTER
+    assert target.read_bytes() == TAR
+
+
+def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
+    server.honour_range = False
+    target = tmp_path / "TopLandscape.tar"
+    (tmp_path / "TopLandscape.tar.part").write_bytes(b"\xff" * 1000)  # a stale partial file of other content
+    fetch(server.url, TAR_MD5, target)
+    assert server.ranges == ["bytes=1000-"]  # answered 200 with the whole file
+    assert target.read_bytes() == TAR
+
+
+def test_complete_part_file_is_verified_not_fetched_again(server, tmp_path):
+    (tmp_path / "TopLandscape.tar.part").write_bytes(TAR)  # the whole file, interrupted before the md5 check
+    fetch(server.url, TAR_MD5, tmp_path / "TopLandscape.tar")
+    assert server.ranges == [f"bytes={len(TAR)}-"]  # answered 416: nothing left to send
+    assert (tmp_path / "TopLandscape.tar").read_bytes() == TAR
+
+
+def test_unreachable_host_fails_fast_with_one_line(tmp_path, envfile):
+    basedir = tmp_path / "datasets"
+    env_before = envfile.read_text()
+    mirror = f"http://127.0.0.1:{_closed_port()}"
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "TopLandscape", "-d", str(basedir), "-e", str(envfile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "JETATTN_MIRROR": mirror},
+    )
+    elapsed = time.monotonic() - start
+    assert proc.returncode != 0
+    assert elapsed < 30
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: cannot reach 127.0.0.1 (") and "no network?" in lines[0]
+    assert not (basedir / "TopLandscape").exists()
+    assert not (basedir / "archives" / "TopLandscape.tar").exists()
+    assert envfile.read_text() == env_before
+
+
+def test_silent_server_times_out(tmp_path, monkeypatch):
+    monkeypatch.setattr(download, "READ_TIMEOUT_S", 0.3)
+    with socket.socket() as listener:  # accepts connections (backlog) but never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/TopLandscape.tar"
+        start = time.monotonic()
+        with pytest.raises(DownloadError, match=r"cannot reach 127\.0\.0\.1 \(no data for 0\.3 s\)"):
+            fetch(url, TAR_MD5, tmp_path / "TopLandscape.tar")
+        assert time.monotonic() - start < 5
+    assert not (tmp_path / "TopLandscape.tar").exists()
+
+
+def test_extract_fills_dest_and_replaces_unfinished_entries(tmp_path):
+    wrapped = tmp_path / "part0.tar"
+    wrapped.write_bytes(make_tar({"train_100M/HToBB_000.root": b"new", "train_100M/ZToQQ_000.root": b"z"}))
+    dest = tmp_path / "JetClass" / "Pythia" / "train_100M"
+    dest.mkdir(parents=True)
+    (dest / "HToBB_000.root").write_bytes(b"old, from an interrupted run")
+    (dest / "TTBar_005.root").write_bytes(b"from another part")
+
+    extract(wrapped, tmp_path, "JetClass/Pythia/train_100M")
+    assert sorted(p.name for p in dest.iterdir()) == ["HToBB_000.root", "TTBar_005.root", "ZToQQ_000.root"]
+    assert (dest / "HToBB_000.root").read_bytes() == b"new"
+    assert (dest / "TTBar_005.root").read_bytes() == b"from another part"
+
+    evil = tmp_path / "evil.tar"
+    evil.write_bytes(make_tar({"../outside.txt": b"x"}))
+    with pytest.raises(DownloadError, match="cannot unpack"):
+        extract(evil, tmp_path / "sub", ".")
+    assert not (tmp_path / "outside.txt").exists()
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == []
+
+
+def test_jetclass_parts_and_mirror():
+    train = download.select_archives("JetClass", ["train"])
+    assert [a.filename for a in train] == [f"JetClass_Pythia_train_100M_part{i}.tar" for i in range(10)]
+    assert all(a.url == f"https://zenodo.org/record/6619768/files/{a.filename}" for a in train)
+    assert len({a.md5 for a in train}) == 10
+    picked = download.select_archives("JetClass", ["val", "test", "val"], mirror="http://mirror.local/jc/")
+    assert [a.url for a in picked] == [
+        "http://mirror.local/jc/JetClass_Pythia_val_5M.tar",
+        "http://mirror.local/jc/JetClass_Pythia_test_20M.tar",
+    ]
+    assert len(download.select_archives("JetClass")) == 12
+    with pytest.raises(ValueError, match="no part 'train12'"):
+        download.select_archives("JetClass", ["train12"])
+
+
+def test_env_update_keeps_other_lines_and_caller_wins(envfile, tmp_path):
+    odd = tmp_path / 'my data $HOME "q" }'
+    set_datadir(envfile, "QuarkGluon", odd)
+    lines = envfile.read_text().splitlines()
+    assert lines[-1] == "export OTHER_SETTING=keep-me"
+    assert sum("DATADIR_QuarkGluon" in line for line in lines) == 1
+    assert _source(envfile, "DATADIR_QuarkGluon") == str(odd)
+    assert _source(envfile, "DATADIR_QuarkGluon", caller_value="/from/caller") == "/from/caller"
+    assert _source(envfile, "DATADIR_JetClass").endswith("/datasets/JetClass/Pythia")  # default untouched
+
+    fresh = tmp_path / "new_env.sh"
+    fresh.write_text("export A=1")  # no newline at the end, no DATADIR line
+    set_datadir(fresh, "TopLandscape", tmp_path)
+    assert fresh.read_text().splitlines()[0] == "export A=1"
+    assert _source(fresh, "DATADIR_TopLandscape") == str(tmp_path)
+    assert [p.name for p in tmp_path.glob(".new_env.sh.*")] == []  # no temp file left
+
+
+def _fake_generator(monkeypatch: pytest.MonkeyPatch, action) -> list[tuple]:
+    calls: list[tuple] = []
+
+    def generate_dataset(dataset, **kwargs):
+        calls.append((dataset, kwargs))
+        return action(kwargs)
+
+    module = types.ModuleType("jetattn.datasets.generate")
+    module.generate_dataset = generate_dataset
+    monkeypatch.setitem(sys.modules, "jetattn.datasets.generate", module)
+    return calls
+
+
+def test_generate_mode_calls_generator_and_updates_env(cli, envfile, tmp_path, monkeypatch):
+    calls = _fake_generator(monkeypatch, lambda kw: kw["outdir"] / "QuarkGluon")
+    argv = ["QuarkGluon", "--generate", "--num-jets", "500", "-d", str(tmp_path), "-e", str(envfile)]
+    assert cli.main([*argv, "--split", "0.5,0.25,0.25", "--seed", "7"]) == 0
+    assert calls == [
+        (
+            "QuarkGluon",
+            dict(outdir=tmp_path, num_jets=500, seed=7, workers=1, split=(0.5, 0.25, 0.25), sqrt_s=14000.0),
+        )
+    ]
+    assert _source(envfile, "DATADIR_QuarkGluon") == str(tmp_path / "QuarkGluon")
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "expected"),
+    [
+        (ValueError("--num-jets must be positive, got -3"), 2, "error: --num-jets must be positive, got -3"),
+        (ImportError("No module named 'pythia8mc'"), 1, "pip install -e .[generate]"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+    ],
+)
+def test_generate_mode_errors(cli, envfile, tmp_path, monkeypatch, capsys, error, code, expected):
+    def fail(kwargs):
+        raise error
+
+    _fake_generator(monkeypatch, fail)
+    env_before = envfile.read_text()
+    assert cli.main(["JetClass", "--generate", "--num-jets", "-3", "-d", str(tmp_path), "-e", str(envfile)]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0]
+    assert envfile.read_text() == env_before
+
+
+def test_generate_options_need_generate(cli, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["TopLandscape", "--num-jets", "10"])
+    assert exit_info.value.code == 2
+    assert "--num-jets needs --generate" in capsys.readouterr().err
