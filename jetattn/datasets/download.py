@@ -161,6 +161,7 @@ def install(
         if tar_path.is_file():
             print(f"{archive.filename}: already downloaded and verified")
         else:
+            print(f"{archive.filename}: downloading {archive.url}")
             fetch(archive.url, archive.md5, tar_path, max_resumes=max_resumes)
         print(f"{archive.filename}: unpacking into {outdir / archive.dest}")
         extract(tar_path, outdir, archive.dest)
