@@ -3,26 +3,31 @@
 No detector simulation is available here, so each event's visible final-state particles are measured with a few
 Gaussian (log-normal for energies) resolutions. Units: GeV and mm, c = 1. Every number and why:
 
-Beam spot (`BEAM_SPOT_SIGMA_MM`), σx = σy = 0.012 mm, σz = 45 mm. LHC Run 2 optics: β* = 0.3-0.55 m and normalised
-emittance 2.5-3.75 µm give a beam size of 10-17 µm at 6.5-7 TeV, and the luminous region is 1/√2 of that; the
-bunch length of 7.5 cm rms gives a luminous region of about 5 cm, reduced to the 3.5-5 cm CMS measures by the
-crossing angle. Pythia puts the hard interaction at the origin unless `Beams:allowVertexSpread` is on.
+Beam spot (`BEAM_SPOT_SIGMA_MM`), σx = σy = 0.012 mm, σz = 45 mm. LHC optics with β* = 0.3-0.55 m and normalised
+emittance 2.5-3.75 µm give a beam size of 10-17 µm at 6.5-7 TeV, and the luminous region is 1/√2 of that (7-12 µm);
+the design bunch length of 7.55 cm rms gives a luminous region of 5.3 cm, which shorter bunches and the crossing
+angle bring down to the 3.5-5 cm seen by CMS. Pythia puts the hard interaction at the origin unless
+`Beams:allowVertexSpread` is on. Impact parameters are measured from the PV, so moving the whole event by a
+beam-spot offset leaves them unchanged; `sample_primary_vertex` is there for writers that store vertex positions.
 
 Impact parameters of charged particles are measured with respect to the true primary vertex (PV), as CMS quotes
 them for particle-flow candidates; the PV position uncertainty (~10 µm for events with hard jets) is folded into
 the constant terms below. The track is the straight line through the particle's production vertex along its
 momentum. Neglecting the curvature in the B = 3.8 T field (radius 0.88 m per GeV of pT) moves d0 by about
 L² / (2R) = 0.57 µm · (L / mm)² / (pT / GeV) for a production point at transverse distance L from the PV:
-below the resolution for L ≲ 5 mm, but up to ~0.1 mm for 1-2 GeV tracks from b hadrons that fly ~2 cm.
+well below the resolution for L ≲ 5 mm, but 0.1-0.2 mm (about the resolution) for 1-2 GeV tracks from b hadrons
+that fly 2 cm.
 
 - Sign of d0: d0 = (x py - y px) / pT with (x, y) the production point relative to the PV, i.e. the z component of
   (closest-approach position) × (unit momentum) in the transverse plane: positive when the track passes the PV
   anticlockwise, seen from +z. This is the geometric convention of Delphes (so of JetClass), not a lifetime sign.
 - dz: z of the closest approach in the transverse plane minus z of the PV.
 - Resolution σ(pT) = sqrt(a² + (b / pT)²), a constant term (detector hit resolution, alignment, PV position) and a
-  multiple-scattering term. CMS tracker performance (JINST 9 (2014) P10009, barrel, isolated pions): transverse
-  ~10-15 µm above 50 GeV and ~90-100 µm at 1 GeV; longitudinal ~25-30 µm and ~150 µm. We take
-  d0: a = 0.015 mm, b = 0.090 mm GeV; dz: a = 0.030 mm, b = 0.150 mm GeV, for all |eta| (the forward region is worse).
+  multiple-scattering term. CMS tracker performance in the barrel (JINST 9 (2014) P10009 for Run 1; the Phase-1
+  pixel detector improved low pT) is roughly 10-20 µm at high pT and 100 µm at 1 GeV transverse, about twice that
+  at high pT and 100-200 µm at 1 GeV longitudinal. We take d0: a = 0.015 mm, b = 0.090 mm GeV; dz: a = 0.030 mm,
+  b = 0.150 mm GeV, for all |eta| (the forward region is worse); the two-term form only approximates the
+  measured curves.
   `d0err`, `dzerr` are these resolutions (never zero for a charged particle); measurements are Gaussian around the
   true value. Neutral particles get d0 = dz = 0 and errors 0, as in JetClass.
 

@@ -7,7 +7,7 @@ to [-π, π), so the results are invariant under azimuthal rotations and longitu
 
 References: soft drop, Larkoski, Marzani, Soyez, Thaler, JHEP 05 (2014) 146 [arXiv:1402.2657];
 N-subjettiness, Thaler and Van Tilburg, JHEP 03 (2011) 015 [arXiv:1011.2268].
-Cost: about 0.3 ms per jet of 80 constituents on one core (see the test module for the measurement).
+Cost of both observables on one core: about 0.5 ms for a jet of 60 constituents, 0.9 ms for 90.
 """
 
 import fastjet
