@@ -122,7 +122,12 @@ def test_invariant_under_rotation_across_phi_pi() -> None:
 
 
 def test_invariant_under_longitudinal_boost() -> None:
-    jet = np.concatenate([two_prong_jet(np.random.default_rng(9)), diffuse_one_prong_jet(np.random.default_rng(10))])
+    # soft kaons (pT ~ m) make rapidity and pseudorapidity differ: only the rapidity-based definition is invariant
+    kaons = massless(np.array([1.0, 1.5, 2.0]), np.array([0.2, -0.3, 0.1]), np.array([0.3, -0.2, -0.4]))
+    kaons[:, 3] = np.sqrt(kaons[:, 3] ** 2 + 0.494**2)
+    jet = np.concatenate(
+        [two_prong_jet(np.random.default_rng(9)), diffuse_one_prong_jet(np.random.default_rng(10)), kaons]
+    )
     beta = 0.8
     gamma = 1 / np.sqrt(1 - beta**2)
     boosted = jet.copy()
