@@ -40,14 +40,12 @@ first_dir() {  # the first of the folder names under DATADIR that exists (the of
 train_dir=$(first_dir train_100M train)
 val_dir=$(first_dir val_5M val)
 test_dir=$(first_dir test_20M test)
-if ! dry_run; then
-    for dir in "$train_dir" "$val_dir" "$test_dir"; do
-        compgen -G "$dir/*.root" >/dev/null || missing_data "no .root files in $dir"
-    done
-fi
+require_files train "no .root files in $train_dir" "$train_dir/*.root"
+require_files val "no .root files in $val_dir" "$val_dir/*.root"
+require_files test "no .root files in $test_dir" "$test_dir/*.root"
 
 # one file group per class, named after the official file prefixes
-DATA_TRAIN=() DATA_TEST=()
+DATA_TRAIN=() DATA_VAL=("$val_dir/*.root") DATA_TEST=()
 for class in HToBB HToCC HToGG HToWW4Q HToWW2Q1L ZToQQ WToQQ TTBar TTBarLep ZJetsToNuNu; do
     DATA_TRAIN+=("$class:$train_dir/${class}_*.root")
     DATA_TEST+=("$class:$test_dir/${class}_*.root")
@@ -57,7 +55,7 @@ set_launcher $((10000 * 1024))
 data_config=${ROOT}data/JetClass/JetClass_$FEATURES.yaml
 run_weaver "$data_config" \
     --data-train "${DATA_TRAIN[@]}" \
-    --data-val "$val_dir/*.root" \
+    --data-val "${DATA_VAL[@]}" \
     --data-test "${DATA_TEST[@]}" \
     --num-workers 2 --fetch-step 0.01 \
     --num-epochs 50 --samples-per-epoch "$SAMPLES_PER_EPOCH" --samples-per-epoch-val $((10000 * 128))

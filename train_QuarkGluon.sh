@@ -30,14 +30,11 @@ set_datadir
 ext=parquet
 compgen -G "$DATADIR/train_file_*.parquet" >/dev/null || ! compgen -G "$DATADIR/train_file_*.root" >/dev/null ||
     ext=root
-if ! dry_run; then
-    for split in train test; do
-        compgen -G "$DATADIR/${split}_file_*.$ext" >/dev/null ||
-            missing_data "no ${split}_file_*.parquet or ${split}_file_*.root"
-    done
-fi
-DATA_TRAIN=("$DATADIR/train_file_*.$ext")
-DATA_TEST=("$DATADIR/test_file_*.$ext")
+for split in train test; do
+    require_files $split "no ${split}_file_*.parquet or ${split}_file_*.root" "$DATADIR/${split}_file_*.$ext"
+done
+# validation jets come out of the training files (--train-val-split)
+DATA_TRAIN=("$DATADIR/train_file_*.$ext") DATA_VAL=() DATA_TEST=("$DATADIR/test_file_*.$ext")
 
 set_launcher 1600000
 data_config=${ROOT}data/QuarkGluon/qg_$FEATURES.yaml

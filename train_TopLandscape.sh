@@ -28,19 +28,16 @@ set_datadir
 # the official files are parquet, the Pythia generator writes ROOT
 ext=parquet
 [[ ! -f $DATADIR/train_file.parquet && -f $DATADIR/train_file.root ]] && ext=root
-if ! dry_run; then
-    for split in train val test; do
-        [[ -f $DATADIR/${split}_file.$ext ]] || missing_data "no ${split}_file.parquet or ${split}_file.root"
-    done
-fi
-DATA_TRAIN=("$DATADIR/train_file.$ext")
-DATA_TEST=("$DATADIR/test_file.$ext")
+for split in train val test; do
+    require_files $split "no ${split}_file.parquet or ${split}_file.root" "$DATADIR/${split}_file.$ext"
+done
+DATA_TRAIN=("$DATADIR/train_file.$ext") DATA_VAL=("$DATADIR/val_file.$ext") DATA_TEST=("$DATADIR/test_file.$ext")
 
 set_launcher $((2400 * 512))
 data_config=${ROOT}data/TopLandscape/top_kin.yaml
 run_weaver "$data_config" \
     --data-train "${DATA_TRAIN[@]}" \
-    --data-val "$DATADIR/val_file.$ext" \
+    --data-val "${DATA_VAL[@]}" \
     --data-test "${DATA_TEST[@]}" \
     --in-memory --fetch-step 1 --num-workers 1 \
     --num-epochs 20 --samples-per-epoch "$SAMPLES_PER_EPOCH" --samples-per-epoch-val $((800 * 512))

@@ -93,8 +93,41 @@ set_datadir() {
     DATADIR=${caller:-${!var:-$fallback}}
 }
 
-missing_data() {  # missing_data WHAT: the one-line error for absent files, naming get_datasets.py
-    die "no $DATASET data under $DATADIR ($1); run ./get_datasets.py $DATASET (or ./get_datasets.py $DATASET --generate --num-jets N for a small Pythia sample), or set DATADIR_$DATASET"
+# user_files SPLIT: true when the caller gave weaver's --data-SPLIT (or its short form) among EXTRA_ARGS;
+# USER_FILES then holds the values of its last occurrence, the one weaver's argparse keeps.
+user_files() {
+    local short i j found=""
+    case $1 in train) short=-i ;; val) short=-l ;; test) short=-t ;; esac
+    USER_FILES=()
+    for ((i = 0; i < ${#EXTRA_ARGS[@]}; i++)); do
+        [[ ${EXTRA_ARGS[i]} == "--data-$1" || ${EXTRA_ARGS[i]} == "$short" ]] || continue
+        found=1 USER_FILES=()
+        for ((j = i + 1; j < ${#EXTRA_ARGS[@]}; j++)); do
+            [[ ${EXTRA_ARGS[j]} == -* ]] && break
+            USER_FILES+=("${EXTRA_ARGS[j]}")
+        done
+    done
+    [[ -n $found ]]
+}
+
+predict_only() {
+    local arg
+    for arg in "${EXTRA_ARGS[@]}"; do [[ $arg == --predict ]] && return 0; done
+    return 1
+}
+
+# require_files SPLIT WHAT PATTERN...: each PATTERN must match a file, else one line naming get_datasets.py.
+# Skipped under DRY_RUN, when the caller gave the SPLIT's files, and for train/val under --predict.
+require_files() {
+    local split=$1 what=$2 pattern
+    shift 2
+    dry_run && return 0
+    user_files "$split" && return 0
+    [[ $split != test ]] && predict_only && return 0
+    for pattern in "$@"; do
+        compgen -G "$pattern" >/dev/null ||
+            die "no $DATASET data under $DATADIR ($what); run ./get_datasets.py $DATASET (or ./get_datasets.py $DATASET --generate --num-jets N for a small Pythia sample), or set DATADIR_$DATASET"
+    done
 }
 
 has_cuda() {
@@ -165,8 +198,8 @@ set_launcher() {
 
 # run_weaver DATA_CONFIG DATASET_OPTIONS...: the weaver command is LAUNCH, the dataset's options (data files, loader,
 # epochs), the options every dataset shares, GPU_OPTS, MODEL_OPTS and last EXTRA_ARGS (weaver takes the last
-# occurrence of an option, so the caller's win). DRY_RUN prints it; otherwise the preflight check (given
-# DATA_TRAIN and DATA_TEST, arrays set by the script) runs first, then the command replaces this shell.
+# occurrence of an option, so the caller's win). DRY_RUN prints it; otherwise the preflight check runs first on
+# DATA_TRAIN, DATA_VAL and DATA_TEST (arrays set by the script), then the command replaces this shell.
 run_weaver() {
     local data_config=$1
     shift
@@ -182,8 +215,18 @@ run_weaver() {
         exit 0
     fi
     if "$PY" -c 'import jetattn.preflight' 2>/dev/null; then
-        "$PY" -m jetattn.preflight --data-config "$data_config" --data-train "${DATA_TRAIN[@]}" \
-            --data-test "${DATA_TEST[@]}" || exit 1
+        # the files weaver will read: the caller's where given, else the dataset's
+        local split defaults preflight_args=()
+        for split in train val test; do
+            [[ $split != test ]] && predict_only && continue
+            defaults="DATA_${split^^}[@]"
+            if user_files "$split"; then
+                preflight_args+=("--data-$split" "${USER_FILES[@]}")
+            elif [[ -n ${!defaults} ]]; then
+                preflight_args+=("--data-$split" "${!defaults}")
+            fi
+        done
+        "$PY" -m jetattn.preflight --data-config "$data_config" "${preflight_args[@]}" || exit 1
     fi
     echo "+ $(shell_quote "${cmd[@]}")" >&2
     exec "${cmd[@]}"

@@ -1,0 +1,317 @@
+"""train_{JetClass,TopLandscape,QuarkGluon}.sh: the weaver command they build (read back from DRY_RUN=1), the
+CPU / DataParallel / DDP launch, dataset folders, fine-tuning checkpoints and their one-line errors.
+
+Everything runs bash only: the CUDA check is forced with JETATTN_ASSUME_CUDA, and where a script goes past
+DRY_RUN a fake `weaver` and a fake `python` on PATH record what they were called with.
+"""
+
+import os
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# model -> network file, batch size, learning rate (the table the scripts must implement)
+MODELS = {
+    "ParT": ("example_ParticleTransformer.py", 512, 1e-3),
+    "ParT-FineTune": ("example_ParticleTransformer_finetune.py", 512, 1e-4),
+    "PN": ("example_ParticleNet.py", 512, 1e-2),
+    "PN-FineTune": ("example_ParticleNet_finetune.py", 512, 1e-3),
+    "PFN": ("example_PFN.py", 4096, 2e-2),
+    "PCNN": ("example_PCNN.py", 4096, 2e-2),
+}
+DATASETS = {
+    "JetClass": {
+        "models": ["ParT", "PN", "PFN", "PCNN"],
+        "features": {f: f"data/JetClass/JetClass_{f}.yaml" for f in ("kin", "kinpid", "full")},
+        "epochs": 50, "samples": 10000 * 1024, "samples_val": 10000 * 128,
+    },
+    "TopLandscape": {
+        "models": list(MODELS),
+        "features": {"kin": "data/TopLandscape/top_kin.yaml"},
+        "epochs": 20, "samples": 2400 * 512, "samples_val": 800 * 512,
+    },
+    "QuarkGluon": {
+        "models": list(MODELS),
+        "features": {f: f"data/QuarkGluon/qg_{f}.yaml" for f in ("kin", "kinpid", "kinpidplus")},
+        "epochs": 20, "samples": 1_600_000, "samples_val": 200_000,
+    },
+}
+CASES = [(d, m, f) for d, spec in DATASETS.items() for m in spec["models"] for f in spec["features"]]
+SETTINGS = ("GPUS", "DDP_NGPUS", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "PRETRAINED", "DRY_RUN",
+            "PYTHON", "JETATTN_ASSUME_CUDA", "DATADIR_JetClass", "DATADIR_TopLandscape", "DATADIR_QuarkGluon")
+SENTINEL = ["--num-epochs", "3", "--tensorboard", "it's mine"]  # extra args: must come last, quoting intact
+
+
+def run(dataset, *args, script_dir=REPO, cwd=REPO, **env):
+    base = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    base.setdefault("JETATTN_ASSUME_CUDA", "0")
+    return subprocess.run(["bash", str(script_dir / f"train_{dataset}.sh"), *args], cwd=cwd,
+                          env={**base, **env}, capture_output=True, text=True, timeout=30)
+
+
+def dry(dataset, *args, **env):
+    result = run(dataset, *args, DRY_RUN="1", **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1, result.stdout  # one pasteable line
+    return shlex.split(result.stdout), result.stderr
+
+
+def split_launcher(argv):
+    """(launcher tokens before weaver, weaver options) of a printed command."""
+    i = next(i for i, a in enumerate(argv) if os.path.basename(a) == "weaver")
+    return argv[:i], argv[i + 1:]
+
+
+def occurrences(options, name):
+    """The values after each occurrence of option `name`, in order."""
+    found = []
+    for i, token in enumerate(options):
+        if token == name:
+            values = []
+            for value in options[i + 1:]:
+                if value.startswith("--"):
+                    break
+                values.append(value)
+            found.append(values)
+    return found
+
+
+def last(options, name):
+    found = occurrences(options, name)
+    assert found, f"{name} missing from {options}"
+    return found[-1]
+
+
+MODES = {  # name -> (extra args, env)
+    "cpu": ([], {}),
+    "dataparallel": (["--gpus", "0,1"], {"JETATTN_ASSUME_CUDA": "1"}),
+    "ddp": ([], {"DDP_NGPUS": "2", "JETATTN_ASSUME_CUDA": "1"}),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("dataset, model, features", CASES)
+def test_dry_run_command(dataset, model, features, mode):
+    mode_args, env = MODES[mode]
+    argv, stderr = dry(dataset, model, features, *mode_args, *SENTINEL, **env)
+    launcher, options = split_launcher(argv)
+    spec = DATASETS[dataset]
+    network, batch, lr = MODELS[model]
+
+    assert last(options, "--network-config") == [f"networks/{network}"]
+    assert last(options, "--data-config") == [spec["features"][features]]
+    for path in (f"networks/{network}", spec["features"][features]):
+        assert (REPO / path).is_file(), path
+    assert last(options, "--batch-size") == [str(batch)]
+    assert float(last(options, "--start-lr")[0]) == lr
+    assert last(options, "--optimizer") == ["ranger"]
+    assert last(options, "--samples-per-epoch-val") == [str(spec["samples_val"])]
+    model_prefix = last(options, "--model-prefix")[0]
+    assert model_prefix.startswith(f"training/{dataset}/{model}/{features}/") and "{auto}" in model_prefix
+    assert last(options, "--predict-output") == ["pred.root"]
+    assert occurrences(options, "--num-epochs")[0] == [str(spec["epochs"])]
+    # the caller's arguments come last, so weaver's argparse keeps them
+    assert options[-len(SENTINEL):] == SENTINEL and last(options, "--num-epochs") == ["3"]
+
+    n_processes = 2 if mode == "ddp" else 1
+    assert last(options, "--samples-per-epoch") == [str(spec["samples"] // n_processes)]
+    if mode == "ddp":
+        assert launcher == ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
+        assert options[:2] == ["--backend", "nccl"] and last(options, "--gpus") == ["0"]
+    else:
+        assert launcher == [] and "--backend" not in options
+        assert last(options, "--gpus") == {"cpu": [""], "dataparallel": ["0,1"]}[mode]
+        assert len(occurrences(options, "--gpus")) == 1  # the caller's --gpus is not doubled
+    assert ("no CUDA device found" in stderr) == (mode == "cpu")
+
+    # mixed precision for the ParT family, on GPUs only; weight decay for ParT outside JetClass
+    assert ("--use-amp" in options) == (model.startswith("ParT") and mode != "cpu")
+    decay = ["weight_decay", "0.01"] in occurrences(options, "--optimizer-option")
+    assert decay == (model.startswith("ParT") and dataset != "JetClass")
+
+    if model.endswith("FineTune"):
+        stem = "ParT" if model.startswith("ParT") else "ParticleNet"
+        head = "fc" if model.startswith("ParT") else "fc_out"
+        assert last(options, "--load-model-weights") == [f"models/{stem}_{'kin' if features == 'kin' else 'kinpid'}.pt"]
+        assert ["lr_mult", f'("{head}.*",50)'] in occurrences(options, "--optimizer-option")
+        assert last(options, "--lr-scheduler") == ["none"]
+    else:
+        assert "--load-model-weights" not in options and "--lr-scheduler" not in options
+
+
+def test_dataset_options():
+    _, jetclass = split_launcher(dry("JetClass", "PN", "kin")[0])
+    train = last(jetclass, "--data-train")
+    assert [t.split(":")[0] for t in train] == ["HToBB", "HToCC", "HToGG", "HToWW4Q", "HToWW2Q1L", "ZToQQ", "WToQQ",
+                                                "TTBar", "TTBarLep", "ZJetsToNuNu"]
+    assert all(t.endswith(f"/train_100M/{t.split(':')[0]}_*.root") for t in train)
+    assert last(jetclass, "--data-val")[0].endswith("/val_5M/*.root")
+    assert [t.split(":")[0] for t in last(jetclass, "--data-test")] == [t.split(":")[0] for t in train]
+    assert last(jetclass, "--num-workers") == ["2"] and last(jetclass, "--fetch-step") == ["0.01"]
+
+    _, top = split_launcher(dry("TopLandscape", "PN")[0])
+    assert last(top, "--data-train")[0].endswith("/train_file.parquet")
+    assert last(top, "--data-val")[0].endswith("/val_file.parquet")
+    assert last(top, "--data-test")[0].endswith("/test_file.parquet")
+    assert "--in-memory" in top and last(top, "--fetch-step") == ["1"] and last(top, "--num-workers") == ["1"]
+
+    _, qg = split_launcher(dry("QuarkGluon", "PN")[0])
+    assert last(qg, "--data-config") == ["data/QuarkGluon/qg_kinpid.yaml"]  # the default feature set
+    assert last(qg, "--data-train")[0].endswith("/train_file_*.parquet") and "--data-val" not in qg
+    assert last(qg, "--train-val-split") == ["0.8889"]
+
+
+def test_gpu_choice_from_environment_and_detection(tmp_path):
+    for gpus, expected in (("0,1", ["0,1"]), ("", [""])):
+        _, options = split_launcher(dry("TopLandscape", "ParT", GPUS=gpus, JETATTN_ASSUME_CUDA="1")[0])
+        assert occurrences(options, "--gpus") == [expected]
+        assert ("--use-amp" in options) == bool(gpus)
+    _, options = split_launcher(dry("TopLandscape", "ParT", "--gpus", "", JETATTN_ASSUME_CUDA="1")[0])
+    assert "--use-amp" not in options  # the caller asked for the CPU
+    # without the override the scripts ask $PYTHON whether torch sees CUDA (exit status 0: yes)
+    env = {k: v for k, v in os.environ.items() if k != "JETATTN_ASSUME_CUDA"}
+    for fake_python, expected in (("true", "0"), ("false", "")):
+        result = subprocess.run(["bash", str(REPO / "train_JetClass.sh"), "PFN", "kin"], cwd=REPO, capture_output=True,
+                                text=True, timeout=30, env={**env, "DRY_RUN": "1", "PYTHON": shutil.which(fake_python)})
+        assert last(split_launcher(shlex.split(result.stdout))[1], "--gpus") == [expected]
+        assert ("training on the CPU" in result.stderr) == (expected == "")
+
+
+def test_ddp_errors_and_several_nodes():
+    result = run("JetClass", "ParT", "full", DRY_RUN="1", DDP_NGPUS="2", JETATTN_ASSUME_CUDA="0")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "DDP_NGPUS=2" in result.stderr and "CUDA" in result.stderr
+
+    result = run("JetClass", "ParT", DRY_RUN="1", DDP_NGPUS="two")
+    assert result.returncode == 2 and "DDP_NGPUS" in result.stderr
+
+    nodes = {"NNODES": "2", "DDP_NGPUS": "4", "NODE_RANK": "1", "JETATTN_ASSUME_CUDA": "1"}
+    result = run("JetClass", "ParT", DRY_RUN="1", **nodes)
+    assert result.returncode == 2 and "MASTER_ADDR" in result.stderr
+
+    argv, _ = dry("JetClass", "ParT", MASTER_ADDR="node0.cluster", **nodes)
+    launcher, options = split_launcher(argv)
+    assert launcher == ["torchrun", "--nnodes=2", "--node_rank=1", "--nproc_per_node=4",
+                        "--master_addr=node0.cluster", "--master_port=29500"]
+    assert last(options, "--samples-per-epoch") == [str(10000 * 1024 // 8)]
+
+
+def test_pretrained_override_and_missing_checkpoint(tmp_path):
+    _, options = split_launcher(dry("QuarkGluon", "PN-FineTune", "kinpidplus", PRETRAINED="/ckpt/my pn.pt")[0])
+    assert last(options, "--load-model-weights") == ["/ckpt/my pn.pt"]
+
+    result = run("TopLandscape", "ParT-FineTune", PRETRAINED=str(tmp_path / "absent.pt"))
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "absent.pt" in result.stderr and "PRETRAINED" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["Transformer"], "ParT, PN, PFN, PCNN"),
+    (["ParT-FineTune"], "ParT, PN, PFN, PCNN"),  # no fine-tuning on JetClass itself
+    (["ParT", "everything"], "kin, kinpid, full"),
+    ([], "usage"),
+])
+def test_bad_model_or_features(args, message):
+    result = run("JetClass", *args, DRY_RUN="1")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert run("TopLandscape", "ParT", "kinpid", DRY_RUN="1").returncode == 2
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_missing_dataset_is_one_line(dataset, tmp_path):
+    result = run(dataset, "PN", **{f"DATADIR_{dataset}": str(tmp_path / "nothing")})
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert "get_datasets.py" in result.stderr and dataset in result.stderr and str(tmp_path) in result.stderr
+
+
+def copy_scripts(tmp_path, env_sh=None):
+    """The three scripts and their shared file in a fresh folder, with an env.sh of our own (or none)."""
+    (tmp_path / "data").mkdir(parents=True)
+    shutil.copy(REPO / "data" / "train_common.sh", tmp_path / "data")
+    for dataset in DATASETS:
+        shutil.copy(REPO / f"train_{dataset}.sh", tmp_path)
+    if env_sh is not None:
+        (tmp_path / "env.sh").write_text(env_sh)
+    return tmp_path
+
+
+def test_datadir_from_caller_env_sh_or_default(tmp_path):
+    # an env.sh that sets the folders without ${...:-} still loses to the caller's variable
+    env_sh = "export DATADIR_TopLandscape=/env/top\nexport DATADIR_QuarkGluon=/env/qg\n"
+    scripts = copy_scripts(tmp_path / "repo", env_sh)
+    argv = shlex.split(run("TopLandscape", "PN", script_dir=scripts, DRY_RUN="1").stdout)
+    assert last(split_launcher(argv)[1], "--data-train") == ["/env/top/train_file.parquet"]
+    argv = shlex.split(run("TopLandscape", "PN", script_dir=scripts, DRY_RUN="1", DATADIR_TopLandscape="/mine").stdout)
+    assert last(split_launcher(argv)[1], "--data-train") == ["/mine/train_file.parquet"]
+    # run from another folder, the repository paths become absolute
+    assert last(split_launcher(argv)[1], "--data-config") == [f"{scripts}/data/TopLandscape/top_kin.yaml"]
+
+    bare = copy_scripts(tmp_path / "bare")
+    argv = shlex.split(run("JetClass", "PN", script_dir=bare, DRY_RUN="1").stdout)
+    assert last(split_launcher(argv)[1], "--data-val") == [f"{bare}/datasets/JetClass/Pythia/val_5M/*.root"]
+
+
+def touch(*paths):
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+
+
+def test_generated_layouts_are_found(tmp_path):
+    jetclass, top, qg = tmp_path / "jc", tmp_path / "top", tmp_path / "qg"
+    touch(jetclass / "train" / "HToBB_0.root", jetclass / "val" / "HToBB_0.root", jetclass / "test" / "HToBB_0.root",
+          *(top / f"{s}_file.root" for s in ("train", "val", "test")),
+          qg / "train_file_0.root", qg / "test_file_0.root")
+    _, options = split_launcher(dry("JetClass", "PN", DATADIR_JetClass=str(jetclass))[0])
+    assert last(options, "--data-train")[0] == f"HToBB:{jetclass}/train/HToBB_*.root"
+    assert last(options, "--data-val") == [f"{jetclass}/val/*.root"]
+    _, options = split_launcher(dry("TopLandscape", "PN", DATADIR_TopLandscape=str(top))[0])
+    assert last(options, "--data-test") == [f"{top}/test_file.root"]
+    _, options = split_launcher(dry("QuarkGluon", "PN", DATADIR_QuarkGluon=str(qg))[0])
+    assert last(options, "--data-train") == [f"{qg}/train_file_*.root"]
+
+
+def fake_tools(tmp_path):
+    """A `weaver` and a `python` that write their arguments (one per line) to files under tmp_path."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("weaver", "python"):
+        log = tmp_path / f"{name}.log"
+        (bin_dir / name).write_text(f'#!/bin/bash\nprintf "%s\\n" "$@" >> {log}\necho ---- >> {log}\n')
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+def test_launch_runs_preflight_then_weaver(tmp_path):
+    top = tmp_path / "top"
+    touch(*(top / f"{s}_file.parquet" for s in ("train", "val", "test")))
+    bin_dir = fake_tools(tmp_path)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON": str(bin_dir / "python"),
+           "DATADIR_TopLandscape": str(top)}
+    printed = shlex.split(run("TopLandscape", "PN", *SENTINEL, DRY_RUN="1", **env).stdout)
+    result = run("TopLandscape", "PN", *SENTINEL, **env)
+    assert result.returncode == 0, result.stderr
+
+    calls = (tmp_path / "python.log").read_text().split("----\n")
+    preflight = calls[1].splitlines()  # calls[0] asked whether jetattn.preflight imports
+    assert preflight == ["-m", "jetattn.preflight", "--data-config", "data/TopLandscape/top_kin.yaml",
+                         "--data-train", f"{top}/train_file.parquet", "--data-val", f"{top}/val_file.parquet",
+                         "--data-test", f"{top}/test_file.parquet"]
+    weaver_args = (tmp_path / "weaver.log").read_text().split("----\n")[0].splitlines()
+    assert [str(bin_dir / "weaver"), *weaver_args] == printed  # what DRY_RUN prints is what runs
+
+    # testing another sample only: no training files needed, and the preflight checks the caller's files
+    (tmp_path / "python.log").unlink()
+    for split in ("train", "val"):
+        (top / f"{split}_file.parquet").unlink()
+    result = run("TopLandscape", "PN", "--predict", "--data-test", "/elsewhere/*.root", **env)
+    assert result.returncode == 0, result.stderr
+    preflight = (tmp_path / "python.log").read_text().split("----\n")[1].splitlines()
+    assert preflight[2:] == ["--data-config", "data/TopLandscape/top_kin.yaml", "--data-test", "/elsewhere/*.root"]
