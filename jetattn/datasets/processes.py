@@ -1,0 +1,141 @@
+"""Which Pythia process makes each jet class and which jets count as that class (docs/generator.md: why)."""
+
+from dataclasses import dataclass, field
+
+# Pythia settings shared by every class: 14 TeV pp with MPI, ISR, FSR and hadronisation left at their default (on);
+# particles with c*tau > 10 mm stay stable, as a detector would see them.
+COMMON_SETTINGS = (
+    "ParticleDecays:limitTau0 = on",
+    "ParticleDecays:tau0Max = 10",
+    "Print:quiet = on",
+    "Next:numberCount = 0",
+    "Next:numberShowEvent = 0",
+    "Next:numberShowInfo = 0",
+    "Next:numberShowProcess = 0",
+)
+
+_W_HADRONIC = ("24:onMode = off", "24:onIfAny = 1 2 3 4 5")
+# one W -> e/mu nu and the other W -> q q': W+ leptonic, W- hadronic (the sign is fixed; see docs/generator.md)
+_W_SEMILEPTONIC = ("24:onMode = off", "24:onPosIfAny = 11 13", "24:onNegIfAny = 1 2 3 4 5")
+_Z_INVISIBLE = ("23:onMode = off", "23:onIfAny = 12 14 16")
+_Z_HADRONIC = ("23:onMode = off", "23:onIfAny = 1 2 3 4 5")
+# Higgs recoiling against Z -> nu nu, as in the JetClass recipe
+_HZ = ("HiggsSM:ffbar2HZ = on", "25:onMode = off", *_Z_INVISIBLE)
+_TTBAR = ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on")
+_QCD = ("HardQCD:all = on",)
+
+
+@dataclass(frozen=True)
+class JetClassSpec:
+    """One class of jets: how Pythia makes it and which jets are kept.
+
+    match: "resonance" keeps a jet when a resonance with |pid| in `resonance` and all its visible decay products
+    (quarks, gluons, charged leptons) lie within the jet radius; "leading" keeps the two leading jets of the event;
+    "parton" keeps a jet matched (within the jet radius) to an outgoing hard parton with |pid| in `partons`.
+    """
+
+    name: str  # file prefix (JetClass) or class name
+    label: str  # label branch set to 1 (JetClass) or the value of `label` (TopLandscape, QuarkGluon) via label_value
+    settings: tuple[str, ...]
+    pt_hat: tuple[float, float]
+    match: str = "resonance"
+    resonance: tuple[int, ...] = ()
+    n_leptons: int = 0  # charged leptons required among the decay products
+    partons: tuple[int, ...] = ()
+    label_value: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Jet definition, selection and classes of one dataset."""
+
+    name: str
+    radius: float
+    pt_range: tuple[float, float]
+    abs_eta_max: float
+    use_rapidity: bool  # QuarkGluon cuts on |y|, the others on |eta|
+    classes: tuple[JetClassSpec, ...]
+    splits: tuple[str, ...] = ("train", "val", "test")
+    labels: tuple[str, ...] = field(default=())  # one-hot label branches (JetClass); empty: a single `label`
+
+
+JETCLASS_LABELS = (
+    "label_QCD", "label_Hbb", "label_Hcc", "label_Hgg", "label_H4q",
+    "label_Hqql", "label_Zqq", "label_Wqq", "label_Tbqq", "label_Tbl",
+)
+
+_JC_PTHAT = (500.0, 1000.0)
+_HIGGS = (25,)
+
+JETCLASS = DatasetSpec(
+    name="JetClass",
+    radius=0.8,
+    pt_range=(500.0, 1000.0),
+    abs_eta_max=2.0,
+    use_rapidity=False,
+    labels=JETCLASS_LABELS,
+    classes=(
+        JetClassSpec("ZJetsToNuNu", "label_QCD", _QCD, _JC_PTHAT, match="leading"),
+        JetClassSpec("HToBB", "label_Hbb", (*_HZ, "25:onIfMatch = 5 -5"), _JC_PTHAT, resonance=_HIGGS),
+        JetClassSpec("HToCC", "label_Hcc", (*_HZ, "25:onIfMatch = 4 -4"), _JC_PTHAT, resonance=_HIGGS),
+        JetClassSpec("HToGG", "label_Hgg", (*_HZ, "25:onIfMatch = 21 21"), _JC_PTHAT, resonance=_HIGGS),
+        JetClassSpec("HToWW4Q", "label_H4q", (*_HZ, "25:onIfMatch = 24 -24", *_W_HADRONIC), _JC_PTHAT,
+                     resonance=_HIGGS),
+        JetClassSpec("HToWW2Q1L", "label_Hqql", (*_HZ, "25:onIfMatch = 24 -24", *_W_SEMILEPTONIC), _JC_PTHAT,
+                     resonance=_HIGGS, n_leptons=1),
+        JetClassSpec("ZToQQ", "label_Zqq",
+                     ("WeakBosonAndParton:qqbar2gmZg = on", "WeakBosonAndParton:qg2gmZq = on",
+                      "WeakZ0:gmZmode = 2", *_Z_HADRONIC), _JC_PTHAT, resonance=(23,)),
+        JetClassSpec("WToQQ", "label_Wqq",
+                     ("WeakBosonAndParton:qqbar2Wg = on", "WeakBosonAndParton:qg2Wq = on", *_W_HADRONIC),
+                     _JC_PTHAT, resonance=(24,)),
+        JetClassSpec("TTBar", "label_Tbqq", (*_TTBAR, *_W_HADRONIC), _JC_PTHAT, resonance=(6,)),
+        JetClassSpec("TTBarLep", "label_Tbl", (*_TTBAR, *_W_SEMILEPTONIC), _JC_PTHAT, resonance=(6,), n_leptons=1),
+    ),
+)
+
+_TL_PTHAT = (500.0, 700.0)
+TOPLANDSCAPE = DatasetSpec(
+    name="TopLandscape",
+    radius=0.8,
+    pt_range=(550.0, 650.0),
+    abs_eta_max=2.0,
+    use_rapidity=False,
+    classes=(
+        JetClassSpec("QCD", "label", _QCD, _TL_PTHAT, match="leading", label_value=0),
+        JetClassSpec("Top", "label", (*_TTBAR, *_W_HADRONIC), _TL_PTHAT, resonance=(6,), label_value=1),
+    ),
+)
+
+# Z(-> nu nu) + jet as in the Pythia quark/gluon dataset; each process fills one class, so both stay balanced.
+_QG_PTHAT = (450.0, 650.0)
+_ZJ = ("WeakZ0:gmZmode = 2", *_Z_INVISIBLE)
+QUARKGLUON = DatasetSpec(
+    name="QuarkGluon",
+    radius=0.4,
+    pt_range=(500.0, 550.0),
+    abs_eta_max=1.7,
+    use_rapidity=True,
+    splits=("train", "test"),
+    classes=(
+        JetClassSpec("Gluon", "label", ("WeakBosonAndParton:qqbar2gmZg = on", *_ZJ), _QG_PTHAT,
+                     match="parton", partons=(21,), label_value=0),
+        JetClassSpec("Quark", "label", ("WeakBosonAndParton:qg2gmZq = on", *_ZJ), _QG_PTHAT,
+                     match="parton", partons=(1, 2, 3), label_value=1),
+    ),
+)
+
+DATASETS = {spec.name: spec for spec in (JETCLASS, TOPLANDSCAPE, QUARKGLUON)}
+
+
+def pythia_settings(cls: JetClassSpec, sqrt_s: float, seed: int) -> list[str]:
+    """All `readString` lines for one class and one random seed."""
+    return [
+        f"Beams:eCM = {sqrt_s}",
+        *COMMON_SETTINGS,
+        *cls.settings,
+        f"PhaseSpace:pTHatMin = {cls.pt_hat[0]}",
+        f"PhaseSpace:pTHatMax = {cls.pt_hat[1]}",
+        "Random:setSeed = on",
+        f"Random:seed = {seed}",
+    ]
