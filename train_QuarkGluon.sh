@@ -5,7 +5,7 @@
 #     MODEL     ParT, ParT-FineTune, PN, PN-FineTune, PFN or PCNN
 #     FEATURES  kin, kinpid (default) or kinpidplus: data/QuarkGluon/qg_<FEATURES>.yaml
 #     weaver options go last on weaver's command line, so they override the defaults here.
-#   Validation jets are the last 11% of the training files (--train-val-split 0.8889).
+#   Validation jets are the last 11% of each training file (--train-val-split 0.8889).
 #   The FineTune models start from models/ParT_<kin|kinpid>.pt or models/ParticleNet_<kin|kinpid>.pt
 #   (pretrained on JetClass; kinpidplus uses the kinpid one); PRETRAINED=path/to/checkpoint.pt picks another.
 #
@@ -28,8 +28,9 @@ set_datadir
 
 # the official files are parquet, the Pythia generator writes ROOT
 ext=parquet
-compgen -G "$DATADIR/train_file_*.parquet" >/dev/null || ! compgen -G "$DATADIR/train_file_*.root" >/dev/null ||
+if ! compgen -G "$DATADIR/train_file_*.parquet" >/dev/null && compgen -G "$DATADIR/train_file_*.root" >/dev/null; then
     ext=root
+fi
 for split in train test; do
     require_files $split "no ${split}_file_*.parquet or ${split}_file_*.root" "$DATADIR/${split}_file_*.$ext"
 done

@@ -27,7 +27,9 @@ set_datadir
 
 # the official files are parquet, the Pythia generator writes ROOT
 ext=parquet
-[[ ! -f $DATADIR/train_file.parquet && -f $DATADIR/train_file.root ]] && ext=root
+if [[ ! -f $DATADIR/train_file.parquet && -f $DATADIR/train_file.root ]]; then
+    ext=root
+fi
 for split in train val test; do
     require_files $split "no ${split}_file.parquet or ${split}_file.root" "$DATADIR/${split}_file.$ext"
 done

@@ -33,10 +33,11 @@ parse_args() {
     shift 3
     local usage="usage: ./${0##*/} MODEL [FEATURES] [weaver options...]; MODEL: ${models// /, }; FEATURES: ${feature_sets// /, } (default $default)"
     if [[ ${1:-} == -h || ${1:-} == --help ]]; then
-        echo "$usage"
+        # the script's header comment is its manual
+        sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"
         exit 0
     fi
-    [[ $# -ge 1 && $1 != -* ]] || die "$usage" 2
+    [[ $# -ge 1 && $1 != -* ]] || die "no MODEL given; $usage" 2
     MODEL=$1
     shift
     FEATURES=$default
@@ -176,6 +177,7 @@ set_launcher() {
         else
             LAUNCH=(torchrun --standalone --nnodes=1 "--nproc_per_node=$ngpus")
         fi
+        command -v torchrun >/dev/null || dry_run || die "torchrun not found on PATH (it comes with PyTorch)"
         LAUNCH+=("$weaver" --backend nccl)
         return 0
     fi

@@ -307,11 +307,27 @@ def test_launch_runs_preflight_then_weaver(tmp_path):
     weaver_args = (tmp_path / "weaver.log").read_text().split("----\n")[0].splitlines()
     assert [str(bin_dir / "weaver"), *weaver_args] == printed  # what DRY_RUN prints is what runs
 
-    # testing another sample only: no training files needed, and the preflight checks the caller's files
+    # testing another sample only: the dataset's files are not needed, and the preflight checks the caller's
     (tmp_path / "python.log").unlink()
-    for split in ("train", "val"):
-        (top / f"{split}_file.parquet").unlink()
+    shutil.rmtree(top)
     result = run("TopLandscape", "PN", "--predict", "--data-test", "/elsewhere/*.root", **env)
     assert result.returncode == 0, result.stderr
     preflight = (tmp_path / "python.log").read_text().split("----\n")[1].splitlines()
     assert preflight[2:] == ["--data-config", "data/TopLandscape/top_kin.yaml", "--data-test", "/elsewhere/*.root"]
+
+    # QuarkGluon validates on a slice of the training files: no --data-val anywhere
+    qg = tmp_path / "qg"
+    touch(qg / "train_file_0.root", qg / "test_file_0.root")
+    (tmp_path / "python.log").unlink()
+    result = run("QuarkGluon", "PN", "kin", **{**env, "DATADIR_QuarkGluon": str(qg)})
+    assert result.returncode == 0, result.stderr
+    preflight = (tmp_path / "python.log").read_text().split("----\n")[1].splitlines()
+    assert preflight[2:] == ["--data-config", "data/QuarkGluon/qg_kin.yaml", "--data-train", f"{qg}/train_file_*.root",
+                             "--data-test", f"{qg}/test_file_*.root"]
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_help_prints_the_header(dataset):
+    result = run(dataset, "--help")
+    assert result.returncode == 0 and f"./train_{dataset}.sh MODEL" in result.stdout
+    assert "DDP_NGPUS" in result.stdout and not result.stdout.startswith("#")
