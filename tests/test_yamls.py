@@ -65,11 +65,12 @@ def test_jetclass_standardisation_constants():
         assert params[name]["center"] is None
 
 
+@pytest.mark.parametrize("dtype", ["int32", "float32"])  # the official parquet files store the PDG code as a float
 @pytest.mark.parametrize("rel", ["QuarkGluon/qg_kinpid.yaml", "QuarkGluon/qg_kinpidplus.yaml"])
-def test_quark_gluon_particle_id_from_pdg_code(rel):
+def test_quark_gluon_particle_id_from_pdg_code(rel, dtype):
     # e-, e+, mu-, mu+, photon, pi+, pi-, K+, K-, p, pbar, K_L, n, nbar
     pid = [11, -11, 13, -13, 22, 211, -211, 321, -321, 2212, -2212, 130, 2112, -2112]
-    table = ak.Array({"part_pid": [pid]})
+    table = ak.Array({"part_pid": ak.values_astype(ak.Array([pid]), dtype)})
     config = load(rel)
     names = ["part_charge", "part_isElectron", "part_isMuon", "part_isPhoton"]
     table = _build_new_variables(table, {k: v for k, v in config.var_funcs.items() if k in names
@@ -160,3 +161,72 @@ def test_kin_yaml_on_real_jets(rel, sample, label, real_data, tmp_path):
     n = counts[short]
     vectors = out["pf_vectors"][short]
     assert np.array_equal(vectors[:, n : 2 * n], vectors[:, : min(n, 128 - n)])
+
+
+# physics truth for the added particle-ID branches: PDG code -> charge
+CHARGE = {11: -1, -11: 1, 13: -1, -13: 1, 22: 0, 211: 1, -211: -1, 321: 1, -321: -1, 2212: 1, -2212: -1,
+          130: 0, 2112: 0, -2112: 0}
+
+
+def with_particle_id(sample: Path, out: Path, jetclass: bool) -> tuple[np.ndarray, np.ndarray]:
+    """`sample` plus the branches the real samples lack (random PDG codes, displacements, observers) in `out`."""
+    with uproot.open(sample) as f:
+        table = f["tree"].arrays()
+    counts = ak.to_numpy(ak.num(table["part_px"]))
+    rng = np.random.default_rng(7)
+    pid = rng.choice(list(CHARGE), counts.sum())
+    columns = {k: table[k] for k in table.fields if k != "n_part"}
+
+    def jagged(values):
+        return ak.unflatten(np.asarray(values, dtype="float32"), counts)
+
+    if jetclass:
+        charge = np.array([CHARGE[p] for p in pid])
+        columns |= {
+            "part_charge": jagged(charge),
+            "part_isChargedHadron": jagged(np.isin(np.abs(pid), [211, 321, 2212])),
+            "part_isNeutralHadron": jagged(np.isin(np.abs(pid), [130, 2112])),
+            "part_isPhoton": jagged(pid == 22), "part_isElectron": jagged(np.abs(pid) == 11),
+            "part_isMuon": jagged(np.abs(pid) == 13),
+            "part_d0val": jagged(rng.normal(0, 0.5, len(pid))), "part_d0err": jagged(rng.exponential(0.5, len(pid))),
+            "part_dzval": jagged(rng.normal(0, 0.5, len(pid))), "part_dzerr": jagged(rng.exponential(0.5, len(pid))),
+        }
+        columns |= {k: table["jet_mass"] for k in ("jet_sdmass", "jet_tau1", "jet_tau2", "jet_tau3", "jet_tau4")}
+    else:
+        columns["part_pid"] = jagged(pid)
+    with uproot.recreate(out) as f:  # a TTree, as weaver reads (assigning a dict would write an RNTuple)
+        f.mktree("tree", {k: v.type for k, v in columns.items()}).extend(columns)
+    return pid, counts
+
+
+@pytest.mark.requiresdata
+@pytest.mark.parametrize("rel, sample", [
+    ("JetClass/JetClass_full.yaml", "JetClass_Hbb_sample_1000.root"),
+    ("JetClass/JetClass_kinpid.yaml", "JetClass_Hbb_sample_1000.root"),
+    ("QuarkGluon/qg_kinpid.yaml", "QuarkGluon_sample_1000.root"),
+    ("QuarkGluon/qg_kinpidplus.yaml", "QuarkGluon_sample_1000.root"),
+])
+def test_particle_id_yamls_on_real_jets(rel, sample, real_data, tmp_path):
+    jetclass = rel.startswith("JetClass")
+    pid, counts = with_particle_id(real_data / sample, tmp_path / "jets.root", jetclass)
+    yaml = tmp_path / Path(rel).name
+    yaml.write_text((DATA / rel).read_text())
+    out = run_weaver_pipeline(yaml, tmp_path / "jets.root", for_training=False)  # test mode: observers, in order
+
+    features, _ = EXPECTED[rel]
+    assert out["pf_features"].shape == (len(counts), len(features), 128)
+    assert np.isfinite(out["pf_features"]).all()
+    real = out["pf_mask"][:, 0].astype(bool)
+    assert (real.sum(axis=1) == np.minimum(counts, 128)).all()
+    columns = dict(zip(features, out["pf_features"].transpose(1, 0, 2), strict=True))
+    # jets hold at most 128 particles, so the real slots, row by row, are the particles in file order
+    assert np.array_equal(columns["part_charge"][real], [CHARGE[p] for p in pid])
+    assert np.array_equal(columns["part_isElectron"][real], np.abs(pid) == 11)
+    if jetclass:
+        assert set(out) >= {"jet_sdmass", "jet_tau4"}
+    if rel.endswith("full.yaml"):
+        for name in ("part_d0", "part_dz"):
+            squashed = np.abs(columns[name][real])  # tanh of values with a spread of 0.5
+            assert squashed.max() <= 1 and 0.2 < np.median(squashed) < 0.5
+        for name in ("part_d0err", "part_dzerr"):
+            assert columns[name][real].min() >= 0 and columns[name][real].max() <= 1
