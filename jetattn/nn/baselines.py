@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
-from weaver.nn.model.ParticleNet import ParticleNet
+from weaver.nn.model.ParticleNet import EdgeConvBlock, ParticleNet, pairwise_distance
 
 # Inputs beyond this are not physical (momenta in GeV, angles in rad); bounding them keeps sums and squares finite.
 FEATURE_BOUND = 1e5
@@ -164,6 +164,34 @@ class ParticleCNN(nn.Module):
         return torch.softmax(logits, dim=1) if self.for_inference else logits
 
 
+def knn_without_self(points: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices ``(N, P, k)`` of each particle's k nearest neighbours in ``points (N, D, P)``, never itself.
+
+    weaver's kNN takes the k+1 nearest and drops the first, taken to be the particle itself. Delphes jets hold
+    particles at identical (eta, phi) (a tower's photon and neutral hadron), and then PyTorch and onnxruntime
+    break the tie differently, so an exported ParticleNet disagrees with PyTorch. Here the particle is at
+    distance -1 from itself, and ties further down go by index.
+    """
+    distance = pairwise_distance(points)  # N, P, P
+    index = torch.arange(distance.size(-1), device=points.device)
+    distance = distance.masked_fill(index.unsqueeze(0) == index.unsqueeze(1), -1.0)
+    # equidistant particles at the k-th place go by index everywhere: ONNX TopK guarantees it, torch.topk does not
+    if torch.onnx.is_in_onnx_export():
+        return distance.topk(k + 1, dim=-1, largest=False)[1][:, :, 1:]
+    return distance.sort(dim=-1, stable=True)[1][:, :, 1 : k + 1]
+
+
+class _EdgeConv(EdgeConvBlock):
+    """weaver's EdgeConv block (same parameters, same checkpoint keys) with ``knn_without_self``."""
+
+    def forward(self, points: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        edges = self.get_graph_feature(features, self.k, knn_without_self(points, self.k))  # N, 2C, P, k
+        for conv, bn, act in zip(self.convs, self.bns, self.acts, strict=True):
+            edges = act(bn(conv(edges)))
+        shortcut = features if self.sc is None else self.sc_bn(self.sc(features))
+        return self.sc_act(shortcut + edges.mean(dim=-1))  # N, C_out, P
+
+
 class _PaddedTrimmer(nn.Module):
     """weaver's sequence trimmer, then zero padding back up to ``min_length`` particles.
 
@@ -191,6 +219,9 @@ class _PaddedTrimmer(nn.Module):
 class ParticleNetWrapper(nn.Module):
     """weaver-core's ParticleNet under the name ``mod``, the key layout of the official checkpoints.
 
+    Two changes that leave the parameters as they are: the k-nearest-neighbour search never counts a particle
+    as its own neighbour (``knn_without_self``), and batches whose longest jet has k or fewer particles work.
+
     Args:
         input_dims: features per particle.
         num_classes: output classes.
@@ -211,6 +242,11 @@ class ParticleNetWrapper(nn.Module):
         super().__init__()
         self.mod = ParticleNet(input_dims, num_classes, for_inference=for_inference, **particlenet_options)
         self.mod.for_inference = False  # softmax below, after the (fresh) head
+        cpu_mode = for_inference  # weaver's ONNX-friendly gather
+        self.mod.edge_convs = nn.ModuleList(
+            _EdgeConv(conv.k, conv.convs[0].in_channels // 2, [c.out_channels for c in conv.convs], cpu_mode=cpu_mode)
+            for conv in self.mod.edge_convs
+        )
         largest_k = max(conv.k for conv in self.mod.edge_convs)
         self.mod.trimmer = _PaddedTrimmer(self.mod.trimmer, largest_k + 1)
         if fresh_head:
