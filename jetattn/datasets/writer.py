@@ -37,28 +37,26 @@ class TreeWriter:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.num_entries = 0
-        self._file = None
+        self._file = uproot.recreate(temp_path(self.path))
         self._tree = None
 
     def extend(self, columns: dict) -> None:
-        if self._file is None:
-            self._file = uproot.recreate(temp_path(self.path))
-            self._tree = self._file.mktree(
-                "tree", _branch_types(columns), counter_name=_counter_name, field_name=_field_name
-            )
+        if self._tree is None:
+            self._tree = self._file.mktree("tree", _branch_types(columns), counter_name=_counter_name,
+                                           field_name=_field_name)
         self._tree.extend(columns)
         self.num_entries += len(next(iter(columns.values())))
 
     def close(self) -> None:
-        """Finish the file and move it to its final name (an empty tree if nothing was written)."""
-        if self._file is None:
+        """Finish the file and move it to its final name."""
+        if self._tree is None:
+            self.abort()
             raise ValueError(f"no jets were written to {self.path}")
         self._file.close()
         os.replace(temp_path(self.path), self.path)
 
     def abort(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        self._file.close()
         temp_path(self.path).unlink(missing_ok=True)
 
     def __enter__(self) -> "TreeWriter":

@@ -1,0 +1,295 @@
+"""The Pythia 8 + FastJet generator: layouts and branches, physics of small fixed-seed samples, reproducibility,
+bad input and interrupted runs."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+pytest.importorskip("pythia8mc", reason="generation needs pip install -e .[generate]")
+from jetattn.datasets import generate  # noqa: E402
+from jetattn.datasets.generate import generate_dataset  # noqa: E402
+from jetattn.datasets.processes import JETCLASS, JETCLASS_LABELS  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+JETS_PER_CLASS = 120
+PARTICLE_BRANCHES = [
+    "part_px", "part_py", "part_pz", "part_energy", "part_deta", "part_dphi", "part_charge",
+    "part_isChargedHadron", "part_isNeutralHadron", "part_isPhoton", "part_isElectron", "part_isMuon", "part_pid",
+    "part_d0val", "part_d0err", "part_dzval", "part_dzerr",
+]
+JET_BRANCHES = ["jet_pt", "jet_eta", "jet_phi", "jet_energy", "jet_nparticles", "jet_sdmass",
+                "jet_tau1", "jet_tau2", "jet_tau3", "jet_tau4"]
+TRUTH_BRANCHES = ["aux_genpart_pt", "aux_genpart_eta", "aux_genpart_phi", "aux_genpart_pid",
+                  "aux_hadron_pid", "aux_hadron_ctau"]
+
+
+@pytest.fixture(scope="module")
+def jetclass(tmp_path_factory) -> Path:
+    """All ten JetClass classes, JETS_PER_CLASS jets each, two workers: the sample every physics test reads."""
+    out = tmp_path_factory.mktemp("gen")
+    return generate_dataset("JetClass", out, JETS_PER_CLASS, seed=3, workers=2)
+
+
+def read_class(root: Path, prefix: str) -> ak.Array:
+    files = sorted(root.glob(f"*/{prefix}_*.root"))
+    return ak.concatenate([uproot.open(f)["tree"].arrays() for f in files])
+
+
+def rapidity(energy, pz):
+    return 0.5 * np.log((energy + pz) / (energy - pz))
+
+
+def delta_r_rapidity(jets: ak.Array) -> ak.Array:
+    """Constituent-jet distance in (rapidity, phi), the metric FastJet clusters in."""
+    jet_pz = jets.jet_pt * np.sinh(jets.jet_eta)
+    return np.hypot(rapidity(jets.part_energy, jets.part_pz) - rapidity(jets.jet_energy, jet_pz), jets.part_dphi)
+
+
+def assert_conical(jets: ak.Array, radius: float) -> None:
+    # anti-kT jets are cones in (y, phi), except for soft particles that join via a soft cluster within R
+    distance = ak.to_numpy(ak.flatten(delta_r_rapidity(jets)))
+    assert np.mean(distance < radius) > 0.995 and distance.max() < 1.25 * radius
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Layout and branches
+
+
+def test_jetclass_layout_and_branches(jetclass):
+    assert jetclass.parts[-2:] == ("JetClass", "Pythia")
+    for cls in JETCLASS.classes:
+        counts = {}
+        for split in ("train", "val", "test"):
+            (path,) = (jetclass / split).glob(f"{cls.name}_*.root")
+            assert path.name == f"{cls.name}_000.root"
+            tree = uproot.open(path)["tree"]
+            assert set(PARTICLE_BRANCHES + JET_BRANCHES + list(JETCLASS_LABELS) + TRUTH_BRANCHES) <= set(tree.keys())
+            counts[split] = tree.num_entries
+            labels = np.stack([tree[name].array(library="np") for name in JETCLASS_LABELS], axis=1)
+            assert (labels.sum(axis=1) == 1).all() and labels[:, JETCLASS_LABELS.index(cls.label)].all()
+        assert counts == {"train": 96, "val": 12, "test": 12}
+    assert not list(jetclass.rglob("*.tmp"))
+
+
+def test_jetclass_jets_and_constituents(jetclass):
+    jets = ak.concatenate([read_class(jetclass, cls.name) for cls in JETCLASS.classes])
+    assert ak.all((jets.jet_pt >= 500) & (jets.jet_pt < 1000) & (abs(jets.jet_eta) < 2))
+    n = ak.num(jets.part_px)
+    assert ak.all(n == np.minimum(jets.jet_nparticles, 128))
+    pt = np.hypot(jets.part_px, jets.part_py)
+    assert ak.all(pt[:, :-1] >= pt[:, 1:])  # pT-ordered
+    # the jet is the sum of its (measured) constituents: exact where none was cut by the 128 limit
+    full = jets.jet_nparticles <= 128
+    sum_px, sum_py = ak.sum(jets.part_px, axis=1)[full], ak.sum(jets.part_py, axis=1)[full]
+    assert np.allclose(np.hypot(sum_px, sum_py), jets.jet_pt[full], rtol=1e-4)
+    # deta is counted away from the beam axis (sign of the jet eta), dphi wrapped to [-pi, pi)
+    eta = np.arcsinh(jets.part_pz / pt)
+    sign = np.where(jets.jet_eta >= 0, 1.0, -1.0)
+    assert np.allclose(ak.flatten(jets.part_deta), ak.flatten((eta - jets.jet_eta) * sign), atol=1e-4)
+    assert ak.all((jets.part_dphi >= -np.pi) & (jets.part_dphi < np.pi))
+    assert_conical(jets, 0.8)
+    # one particle type each; neutral particles carry no impact parameter
+    kinds = (jets.part_isChargedHadron + jets.part_isNeutralHadron + jets.part_isPhoton + jets.part_isElectron
+             + jets.part_isMuon)
+    assert ak.all(kinds == 1)
+    neutral = jets.part_charge == 0
+    assert ak.all(jets.part_d0val[neutral] == 0) and ak.all(jets.part_d0err[~neutral] > 0)
+    assert not ak.any(np.isin(abs(ak.flatten(jets.part_pid)), [12, 14, 16]))
+
+
+def test_truth_products_lie_inside_the_jet(jetclass):
+    for prefix, resonance, n_products in [("HToBB", 25, 2), ("TTBar", 6, 3), ("HToWW4Q", 25, 4), ("WToQQ", 24, 2)]:
+        jets = read_class(jetclass, prefix)
+        assert ak.all(abs(jets.aux_genpart_pid[:, 0]) == resonance)
+        assert ak.all(ak.num(jets.aux_genpart_pid) == 1 + n_products)
+        dphi = (jets.aux_genpart_phi - jets.jet_phi + np.pi) % (2 * np.pi) - np.pi
+        assert ak.all(np.hypot(jets.aux_genpart_eta - jets.jet_eta, dphi) < 0.8)
+    leptonic = read_class(jetclass, "TTBarLep")
+    leptons = np.isin(abs(leptonic.aux_genpart_pid), [11, 13])
+    assert ak.all(ak.sum(leptons, axis=1) == 1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Physics
+
+
+def test_softdrop_mass_peaks(jetclass):
+    median = {prefix: float(np.median(read_class(jetclass, prefix).jet_sdmass))
+              for prefix in ("HToBB", "TTBar", "WToQQ", "ZToQQ", "ZJetsToNuNu")}
+    assert 115 < median["HToBB"] < 135, median
+    assert 160 < median["TTBar"] < 190, median
+    assert 72 < median["WToQQ"] < 88, median
+    assert 83 < median["ZToQQ"] < 99, median
+    assert median["ZJetsToNuNu"] < 70, median
+
+
+def test_two_prong_jets_have_low_tau21(jetclass):
+    def tau21(prefix: str) -> float:
+        jets = read_class(jetclass, prefix)
+        return float(np.median(jets.jet_tau2 / jets.jet_tau1))
+
+    assert tau21("HToBB") < tau21("ZJetsToNuNu") - 0.15
+
+
+def test_b_hadron_proper_decay_length(jetclass):
+    jets = ak.concatenate([read_class(jetclass, prefix) for prefix in ("HToBB", "TTBar", "TTBarLep")])
+    pid, ctau = ak.to_numpy(ak.flatten(jets.aux_hadron_pid)), ak.to_numpy(ak.flatten(jets.aux_hadron_ctau))
+    ctau = ctau[np.isin(abs(pid), [511, 521, 531, 541, 5122, 5132, 5232, 5332])]
+    assert len(ctau) > 300
+    # world average mixture of B0, B+, Bs, Lambda_b: about 0.47 mm; 3 standard errors of an exponential
+    assert abs(ctau.mean() - 0.47) < 3 * 0.47 / np.sqrt(len(ctau)), (ctau.mean(), len(ctau))
+
+
+def test_b_jets_have_displaced_tracks(jetclass):
+    def fraction_with_displaced_tracks(prefix: str) -> tuple[float, float]:
+        """Jets with >= 3 tracks of pT > 1 GeV and |d0| > 0.1 mm; jets with >= 3 tracks of d0 significance > 3."""
+        jets = read_class(jetclass, prefix)
+        track = jets.part_charge != 0
+        # below 1 GeV multiple scattering alone (sigma_d0 ~ 0.1 mm) puts a track beyond 0.1 mm a third of the time
+        hard = np.hypot(jets.part_px, jets.part_py) > 1
+        displaced = ak.sum(track & hard & (abs(jets.part_d0val) > 0.1), axis=1)
+        significant = ak.sum(track & (abs(jets.part_d0val) > 3 * jets.part_d0err), axis=1)
+        return float(np.mean(displaced >= 3)), float(np.mean(significant >= 3))
+
+    hbb, qcd = fraction_with_displaced_tracks("HToBB"), fraction_with_displaced_tracks("ZJetsToNuNu")
+    assert hbb[0] > 0.75 and qcd[0] < 0.2, (hbb, qcd)
+    assert hbb[1] > 0.85 and qcd[1] < 0.2, (hbb, qcd)
+
+
+def test_files_load_with_weaver(jetclass, tmp_path):
+    from weaver.utils.data.config import DataConfig  # noqa: F401  (the pipeline below builds it from the YAML)
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_yamls import run_weaver_pipeline
+
+    yaml = tmp_path / "JetClass_full.yaml"
+    yaml.write_text((REPO / "data/JetClass/JetClass_full.yaml").read_text())
+    sample = jetclass / "test" / "HToBB_000.root"
+    out = run_weaver_pipeline(yaml, sample, for_training=False)
+    n_jets = uproot.open(sample)["tree"].num_entries
+    assert out["pf_features"].shape == (n_jets, 17, 128)
+    assert np.isfinite(out["pf_features"]).all()
+    assert (out["_label_"] == JETCLASS_LABELS.index("label_Hbb")).all()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TopLandscape, QuarkGluon and reproducibility
+
+
+def test_toplandscape_is_reproducible_and_mixed(tmp_path):
+    first = generate_dataset("TopLandscape", tmp_path / "a", 15, seed=5, workers=1)
+    second = generate_dataset("TopLandscape", tmp_path / "b", 15, seed=5, workers=1)
+    other = generate_dataset("TopLandscape", tmp_path / "c", 15, seed=6, workers=1)
+    assert sorted(p.name for p in first.iterdir()) == ["test_file.root", "train_file.root", "val_file.root"]
+    a, b, c = (uproot.open(d / "train_file.root")["tree"].arrays() for d in (first, second, other))
+    assert a.fields == b.fields and all(ak.all(a[name] == b[name]) for name in a.fields)
+    assert not ak.all(a.jet_pt == c.jet_pt)
+    labels = np.concatenate([uproot.open(first / f)["tree"]["label"].array(library="np") for f in
+                             ("train_file.root", "val_file.root", "test_file.root")])
+    assert sorted(np.bincount(labels)) == [15, 15]  # balanced, 1 = top
+    assert 0 < a.label[: len(a) // 2].to_numpy().mean() < 1  # shuffled: both classes in the first half
+    assert ak.all((a.jet_pt >= 550) & (a.jet_pt < 650) & (abs(a.jet_eta) < 2))
+    top = a[a.label == 1]
+    assert ak.all(abs(top.aux_genpart_pid[:, 0]) == 6)
+    assert not (first / ".parts").exists()
+
+
+def test_quarkgluon_layout(tmp_path):
+    root = generate_dataset("QuarkGluon", tmp_path, 10, seed=2, workers=1)
+    assert sorted(p.name for p in root.iterdir()) == ["test_file_0.root", "train_file_0.root"]
+    jets = ak.concatenate([uproot.open(root / f)["tree"].arrays() for f in ("train_file_0.root", "test_file_0.root")])
+    assert sorted(np.bincount(jets.label.to_numpy())) == [10, 10]
+    jet_rapidity = rapidity(jets.jet_energy, jets.jet_pt * np.sinh(jets.jet_eta))
+    assert ak.all((jets.jet_pt >= 500) & (jets.jet_pt < 550) & (abs(jet_rapidity) < 1.7))
+    assert_conical(jets, 0.4)
+    parton = abs(jets.aux_genpart_pid[:, 0])
+    assert ak.all((jets.label == 1) == np.isin(parton, [1, 2, 3])) and ak.all(parton[jets.label == 0] == 21)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad input and interruptions
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"num_jets": 0}, "num_jets"),
+    ({"num_jets": -5}, "num_jets"),
+    ({"split": (0.5, 0.1, 0.1)}, "split"),
+    ({"split": (0.0, 0.5, 0.5)}, "split"),
+    ({"dataset": "JetNet"}, "unknown dataset"),
+    ({"workers": 0}, "workers"),
+])
+def test_bad_arguments(tmp_path, kwargs, message):
+    arguments = {"dataset": "TopLandscape", "outdir": tmp_path, "num_jets": 10, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        generate_dataset(**arguments)
+    assert not list(tmp_path.iterdir())
+
+
+def test_unwritable_folder_fails_before_generating(tmp_path, monkeypatch):
+    monkeypatch.setattr(generate, "_run_tasks", lambda *a: pytest.fail("generation started"))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(OSError, match=str(blocker)):
+        generate_dataset("TopLandscape", blocker / "out", 10)
+
+
+def test_missing_generator_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pythia8mc", None)  # import now raises ImportError
+    with pytest.raises(ImportError, match=r"pip install -e \.\[generate\]"):
+        generate_dataset("TopLandscape", tmp_path, 10)
+
+
+def test_interrupt_in_process_leaves_no_temporary_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(generate, "FLUSH_JETS", 2)
+    written = []
+    original = generate._columns
+
+    def columns_then_interrupt(*args):
+        written.append(1)
+        if len(written) == 2:  # the first block is in the temporary file already
+            raise KeyboardInterrupt
+        return original(*args)
+
+    monkeypatch.setattr(generate, "_columns", columns_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        generate_dataset("JetClass", tmp_path, 10, workers=1)
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert not list(tmp_path.rglob("*.root"))  # the only file begun was never completed
+
+
+def group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_ctrl_c_stops_workers_and_cleans_up(tmp_path):
+    driver = (f"from pathlib import Path; from jetattn.datasets.generate import generate_dataset; "
+              f"generate_dataset('JetClass', Path({str(tmp_path)!r}), 5000, workers=2)")
+    process = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.rglob("*.root.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert list(tmp_path.rglob("*.root.tmp")), "the workers never started writing"
+    time.sleep(1)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode != 0 and b"KeyboardInterrupt" in stderr
+    deadline = time.monotonic() + 10
+    while group_alive(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not group_alive(process.pid), "worker processes outlived the interrupted run"
+    assert not list(tmp_path.rglob("*.tmp"))
+    for path in tmp_path.rglob("*.root"):  # whatever was completed must be whole
+        assert uproot.open(path)["tree"].num_entries > 0
