@@ -100,10 +100,12 @@ class _ResidualUnit(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.convs = nn.Sequential(
+        self.conv1 = nn.Sequential(
             nn.Conv1d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
             nn.BatchNorm1d(out_channels),
             nn.ReLU(),
+        )
+        self.conv2 = nn.Sequential(
             nn.Conv1d(out_channels, out_channels, kernel_size=3, padding=1, bias=False),
             nn.BatchNorm1d(out_channels),
         )
@@ -114,8 +116,10 @@ class _ResidualUnit(nn.Module):
             )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # zero the padding after every unit, so a real particle's neighbours are never padded copies
-        return torch.relu(self.convs(x) + self.shortcut(x)) * mask
+        # padding is zeroed before every convolution (BatchNorm shifts it), so the last real particle's
+        # neighbour beyond it reads 0, as at the end of an unpadded sequence
+        hidden = self.conv1(x) * mask
+        return torch.relu(self.conv2(hidden) + self.shortcut(x)) * mask
 
 
 class ParticleCNN(nn.Module):

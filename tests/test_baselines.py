@@ -1,0 +1,96 @@
+"""PFN, P-CNN and the ParticleNet wrapper: masking, symmetries, sizes, checkpoint layout, kNN."""
+
+import pytest
+import torch
+
+from jetattn.nn.baselines import (
+    PARTICLENET_JETCLASS,
+    ParticleCNN,
+    ParticleFlowNetwork,
+    ParticleNetWrapper,
+    knn_without_self,
+)
+
+SMALL = {
+    "PFN": lambda: ParticleFlowNetwork(7, 3, phi_sizes=(16, 16), f_sizes=(16,)),
+    "PCNN": lambda: ParticleCNN(7, 3, conv_params=[(8,), (16,), (16,)], fc_params=[(16, 0.1)]),
+    "ParticleNet": lambda: ParticleNetWrapper(7, 3, conv_params=[(4, (16, 16)), (4, (16, 16))], fc_params=[(16, 0.1)]),
+}
+
+
+def jets(n_jets: int = 4, n_particles: int = 20, seed: int = 0) -> list[torch.Tensor]:
+    """Random (points, features, lorentz_vectors, mask), every slot a real particle."""
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(n_jets, c, n_particles, generator=g) for c in (2, 7, 4)] + [torch.ones(n_jets, 1, n_particles)]
+
+
+def evaluated(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = SMALL[name]()
+    model.train()
+    with torch.no_grad():  # a few batches so BatchNorm holds statistics other than the identity
+        for seed in range(3):
+            model(*jets(16, 24, seed))
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_padding_does_not_change_the_output(name):
+    """Slots flagged as padding change nothing, whatever they hold (weaver's `wrap` padding repeats particles)."""
+    model = evaluated(name)
+    real = jets(4, 20)
+    padded = [torch.cat((x, 100 * torch.randn(x.shape[:2] + (12,))), dim=-1) for x in real[:3]]
+    padded.append(torch.cat((real[3], torch.zeros(4, 1, 12)), dim=-1))
+    with torch.no_grad():
+        torch.testing.assert_close(model(*padded), model(*real), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["PFN", "ParticleNet"])
+def test_particle_order_does_not_matter(name):
+    model = evaluated(name)
+    inputs = jets(4, 20)
+    order = torch.randperm(20)
+    with torch.no_grad():
+        torch.testing.assert_close(model(*(x[..., order] for x in inputs)), model(*inputs), atol=1e-5, rtol=1e-5)
+
+
+def test_pcnn_reads_particles_in_order():
+    """P-CNN convolves along the pT ordering, so reversing it must change the output (unlike PFN)."""
+    model = evaluated("PCNN")
+    inputs = jets(4, 20)
+    with torch.no_grad():
+        assert not torch.allclose(model(*(x.flip(-1) for x in inputs)), model(*inputs), atol=1e-4)
+
+
+def test_pfn_has_the_published_size():
+    """About 86.1k parameters for JetClass's 17 features and 10 classes (ParT paper, arXiv:2202.03772, Table 3)."""
+    assert abs(sum(p.numel() for p in ParticleFlowNetwork(17, 10).parameters()) - 86_100) < 100
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_for_inference_outputs_probabilities(name):
+    model = SMALL[name]()
+    model.eval()
+    model.for_inference = True
+    with torch.no_grad():
+        probs = model(*jets())
+    assert probs.shape == (4, 3) and (probs >= 0).all()
+    torch.testing.assert_close(probs.sum(dim=1), torch.ones(4))
+
+
+def test_finetune_head_layout():
+    """Fine-tuning drops ParticleNet's last Linear (mod.fc.1) for a fresh top-level fc_out; the rest keeps its keys."""
+    base = ParticleNetWrapper(7, 10, **PARTICLENET_JETCLASS).state_dict().keys()
+    tuned = ParticleNetWrapper(7, 2, fresh_head=True, **PARTICLENET_JETCLASS).state_dict().keys()
+    assert set(base) - set(tuned) == {"mod.fc.1.weight", "mod.fc.1.bias"}
+    assert set(tuned) - set(base) == {"fc_out.weight", "fc_out.bias"}
+    assert all(key.startswith("mod.") for key in base)
+
+
+def test_knn_never_picks_the_particle_itself():
+    """Particles at the same place (a Delphes tower's photon and neutral hadron) are each other's nearest."""
+    points = torch.tensor([[[0.0, 0.5, 0.5, 0.1, 0.9, 0.5], [0.0, 0.2, 0.2, 0.0, 0.9, 0.2]]])  # 1, 2, 6
+    neighbours = knn_without_self(points, k=2)[0]  # 6, 2
+    for i in range(6):
+        assert i not in neighbours[i].tolist()
+    assert neighbours[1].tolist() == [2, 5] and neighbours[2].tolist() == [1, 5]  # triplet at (0.5, 0.2): by index
