@@ -14,28 +14,36 @@ import torch
 from torch import nn
 
 
-def _pt_rapidity_phi(p4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    px, py, pz, energy = p4.unbind(dim=1)
-    pt = torch.sqrt(px.square() + py.square())
+def particle_kinematics(p4: torch.Tensor) -> torch.Tensor:
+    """``(B, 4, L)`` (px, py, pz, E)  ->  ``(B, 3, L)`` (pT, rapidity y, azimuth φ), once per particle.
+
+    Computed per particle and only then paired: near-collinear pairs make Δ and m² differences of nearly
+    equal numbers, so a last-bit change in y or φ moves ln Δ by units. Evaluating y and φ on the same
+    (B, L) layout as weaver keeps those bits, and the outputs, equal to weaver's.
+    """
+    pt = torch.sqrt(p4[:, :2].square().sum(dim=1))
+    pz, energy = p4[:, 2], p4[:, 3]
     # y = ½ ln((E + pz)/(E − pz)), written so that padded (all-zero) particles give y = 0, not NaN
-    rapidity = 0.5 * torch.log(1 + 2 * pz / (energy - pz).clamp(min=1e-20))
-    return pt, rapidity, torch.atan2(py, px)
+    rapidity = 0.5 * torch.log(1 + (2 * pz) / (energy - pz).clamp(min=1e-20))
+    return torch.stack((pt, rapidity, torch.atan2(p4[:, 1], p4[:, 0])), dim=1)
 
 
-def pair_features(p4_a: torch.Tensor, p4_b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """``p4_a, p4_b: (B, 4, ...)`` broadcastable  ->  ``(B, 4, ...)`` of (ln k_T, ln z, ln Δ, ln m²)."""
-    pt_a, y_a, phi_a = _pt_rapidity_phi(p4_a)
-    pt_b, y_b, phi_b = _pt_rapidity_phi(p4_b)
-    dphi = torch.remainder(phi_a - phi_b + math.pi, 2 * math.pi) - math.pi
-    delta = torch.sqrt((y_a - y_b).square() + dphi.square())
+def pair_features(
+    kin_a: torch.Tensor, kin_b: torch.Tensor, p4_a: torch.Tensor, p4_b: torch.Tensor, eps: float = 1e-8
+) -> torch.Tensor:
+    """Per-pair ``(3, P)`` kinematics and ``(4, P)`` four-vectors of both particles -> ``(4, P)`` features
+    (ln k_T, ln z, ln Δ, ln m²)."""
+    (pt_a, y_a, phi_a), (pt_b, y_b, phi_b) = kin_a, kin_b
+    dphi = (phi_a - phi_b + math.pi) % (2 * math.pi) - math.pi
+    delta = ((y_a - y_b) ** 2 + dphi**2).sqrt()
+    ln_delta = torch.log(delta.clamp(min=eps))
     pt_min = torch.minimum(pt_a, pt_b)
     ln_kt = torch.log((pt_min * delta).clamp(min=eps))
     ln_z = torch.log((pt_min / (pt_a + pt_b).clamp(min=eps)).clamp(min=eps))
-    ln_delta = torch.log(delta.clamp(min=eps))
     p4_sum = p4_a + p4_b
-    m2 = p4_sum[:, 3].square() - p4_sum[:, :3].square().sum(dim=1)
-    ln_m2 = torch.log(m2.clamp(min=eps))
-    return torch.stack((ln_kt, ln_z, ln_delta, ln_m2), dim=1)
+    m2 = p4_sum[3:4].square() - p4_sum[:3].square().sum(dim=0, keepdim=True)
+    ln_m2 = torch.log(m2.clamp(min=eps)).squeeze(0)
+    return torch.stack((ln_kt, ln_z, ln_delta, ln_m2), dim=0)
 
 
 class PairEmbed(nn.Module):
@@ -70,23 +78,18 @@ class PairEmbed(nn.Module):
         The features are symmetric in (a, b), so only the lower triangle is computed and mirrored.
         """
         batch, _, length = p4.shape
-        if self.dense:
-            pairs = torch.ones(length, length, dtype=torch.bool, device=p4.device).tril()
-            a, b = pairs.nonzero(as_tuple=True)
-            features = pair_features(p4[:, :, a], p4[:, :, b])  # B, 4, num_pairs
-            elements = self.embed(features)  # B, heads, num_pairs
-            bias = elements.new_zeros(batch, self.num_heads, length, length)
-            bias[:, :, a, b] = elements
-            bias[:, :, b, a] = elements
-            # padded particles are all-zero four-vectors: their φ = atan2(0, 0) is NaN in ONNX, so zero them here
-            real_pairs = mask.unsqueeze(-1) & mask.unsqueeze(-2)  # B, 1, L, L
-            return torch.where(real_pairs, bias, torch.zeros_like(bias))
-        real_pairs = (mask.unsqueeze(-1) & mask.unsqueeze(-2)).squeeze(1).tril()  # B, L, L
-        jet, a, b = real_pairs.nonzero(as_tuple=True)
-        p4_t = p4.transpose(1, 2)  # B, L, 4
-        features = pair_features(p4_t[jet, a].T.unsqueeze(0), p4_t[jet, b].T.unsqueeze(0))  # 1, 4, num_pairs
-        elements = self.embed(features).squeeze(0).T  # num_pairs, heads
+        real_pairs = mask.unsqueeze(-1) & mask.unsqueeze(-2)  # B, 1, L, L
+        pairs = torch.ones_like(real_pairs) if self.dense else real_pairs
+        jet, _, a, b = pairs.tril().nonzero(as_tuple=True)  # one entry per pair a >= b
+        kin = particle_kinematics(p4).transpose(0, 1)  # 3, B, L
+        p4_t = p4.transpose(0, 1)  # 4, B, L
+        features = pair_features(kin[:, jet, a], kin[:, jet, b], p4_t[:, jet, a], p4_t[:, jet, b])  # 4, P
+        elements = self.embed(features.unsqueeze(0)).squeeze(0).T  # P, heads
         bias = elements.new_zeros(batch, length, length, self.num_heads)
         bias[jet, a, b] = elements
         bias[jet, b, a] = elements
-        return bias.permute(0, 3, 1, 2)
+        bias = bias.permute(0, 3, 1, 2).contiguous()  # SDPA wants the key axis contiguous
+        if self.dense:
+            # padded particles are all-zero four-vectors: their φ = atan2(0, 0) is NaN in ONNX, so zero them here
+            bias = torch.where(real_pairs, bias, torch.zeros_like(bias))
+        return bias

@@ -1,0 +1,140 @@
+"""Benchmarks that print figures (not tests).
+
+    python -m jetattn.bench part [--batch-size 256] [--json out.json]
+        inference and training jets/s of our ParT and weaver-core's ParticleTransformer, same configuration
+        and weights, JetClass ``full`` shapes (17 features, 128 particles, multiplicities like JetClass).
+    python -m jetattn.bench generate [--num-jets 200]
+        jets per second per core of the Pythia 8 + FastJet generator, per class.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def jetclass_like_batch(batch_size: int, length: int = 128, input_dim: int = 17, seed: int = 0):
+    """Padded jets whose multiplicities follow JetClass roughly (mean ≈ 45, tail to 128), massless particles
+    in a cone of R ≈ 0.8 around a 500–1000 GeV jet; features are standard normal on real particles."""
+    g = torch.Generator().manual_seed(seed)
+    n = (torch.distributions.Gamma(4.0, 4.0 / 45.0).sample((batch_size,))).round().clamp(5, length).long()
+    mask = (torch.arange(length)[None] < n[:, None]).unsqueeze(1).float()
+    pt = 700 * torch.distributions.Exponential(1.0).sample((batch_size, 1, length)) / n[:, None, None]
+    eta = 0.3 * torch.randn(batch_size, 1, length, generator=g)
+    phi = 0.3 * torch.randn(batch_size, 1, length, generator=g)
+    v = torch.cat([pt * phi.cos(), pt * phi.sin(), pt * eta.sinh(), pt * eta.cosh()], dim=1) * mask
+    x = torch.randn(batch_size, input_dim, length, generator=g) * mask
+    return x, v, mask
+
+
+def _time(fn, steps: int, device: torch.device) -> float:
+    """Seconds per call of ``fn``, over ``steps`` calls."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def throughput(model: torch.nn.Module, batch, device: torch.device, train: bool, steps: int, warmup: int) -> float:
+    """Jets per second of inference (eval, no grad) or of a training step (forward, backward, AdamW)."""
+    x, v, mask = (t.to(device) for t in batch)
+    if not train:
+        model.eval()
+
+        def step():
+            with torch.no_grad():
+                model(x, v, mask)
+    else:
+        model.train()
+        labels = torch.randint(0, 10, (x.size(0),), device=device)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step():
+            loss = torch.nn.functional.cross_entropy(model(x, v, mask), labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    for _ in range(warmup):  # weaver's trimmer starts trimming after 5 calls; both get the same warm-up
+        step()
+    return x.size(0) / _time(step, steps, device)
+
+
+def bench_part(args: argparse.Namespace) -> dict:
+    from weaver.nn.model.ParticleTransformer import ParticleTransformer as WeaverParT
+
+    from jetattn.nn.part import ParticleTransformer
+
+    logging.getLogger("weaver").setLevel(logging.WARNING)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    cfg = dict(input_dim=17, num_classes=10, fc_params=[])
+    torch.manual_seed(0)
+    weaver_model = WeaverParT(**cfg).to(device)
+    ours = ParticleTransformer(**cfg).to(device)
+    ours.load_state_dict(weaver_model.state_dict(), strict=True)
+    batch = jetclass_like_batch(args.batch_size)
+    mean_n = batch[2].sum(-1).mean().item()
+    print(f"device: {device_name(device)}; batch {args.batch_size}, 128 slots, {mean_n:.1f} particles per jet")
+    result = {"device": device_name(device), "batch_size": args.batch_size, "mean_particles": mean_n}
+    for mode in ("infer", "train"):
+        for name, model in (("ours", ours), ("weaver", weaver_model)):
+            rate = throughput(model, batch, device, mode == "train", args.steps, args.warmup)
+            result[f"{name}_{mode}_jets_per_s"] = rate
+            print(f"{mode:5s} {name:6s} {rate:9.1f} jets/s", flush=True)
+    return result
+
+
+def bench_generate(args: argparse.Namespace) -> dict:
+    from jetattn.datasets.generate import benchmark
+
+    rates = benchmark(num_jets=args.num_jets, seed=args.seed)
+    for name, rate in rates.items():
+        print(f"{name:12s} {rate:7.1f} jets/s per core")
+    return {"jets_per_s_per_core": rates, "device": device_name(torch.device("cpu"))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jetattn.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    part = sub.add_parser("part", help="our ParT vs weaver's ParticleTransformer")
+    part.add_argument("--batch-size", type=int, default=256)
+    part.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
+    part.add_argument("--warmup", type=int, default=6, help="untimed steps first")
+    part.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    gen = sub.add_parser("generate", help="Pythia 8 + FastJet generation speed per class")
+    gen.add_argument("--num-jets", type=int, default=200, help="jets per class")
+    gen.add_argument("--seed", type=int, default=1)
+    for p in (part, gen):
+        p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    result = bench_part(args) if args.what == "part" else bench_generate(args)
+    result["torch"] = torch.__version__
+    result["command"] = " ".join([Path(sys.executable).name, "-m", "jetattn.bench", *(argv or sys.argv[1:])])
+    if args.json:
+        tmp = args.json.with_name(args.json.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(tmp, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

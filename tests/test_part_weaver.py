@@ -1,0 +1,62 @@
+"""An official-layout ParT checkpoint through weaver's CLI: our network file predicts what weaver's own ParT does."""
+
+import pytest
+import torch
+from weaver.nn.model.ParticleTransformer import ParticleTransformer as WeaverParT
+from weaver_run import REPO, SMALL_OPTIONS, option_args, read_predictions, weaver
+
+# weaver's own ParT in the public repository's wrapper layout, to predict with for comparison
+WEAVER_NETWORK = '''
+import torch
+from weaver.nn.model.ParticleTransformer import ParticleTransformer
+from jetattn.weaver import PART_DEFAULTS, model_info
+
+
+class Wrapper(torch.nn.Module):
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.mod = ParticleTransformer(**kwargs)
+
+    def forward(self, points, features, lorentz_vectors, mask):
+        return self.mod(features, v=lorentz_vectors, mask=mask)
+
+
+def get_model(data_config, **kwargs):
+    options = {**PART_DEFAULTS, "input_dim": len(data_config.input_dicts["pf_features"]), **kwargs}
+    options["num_classes"] = len(data_config.label_value)
+    return Wrapper(**options), model_info(data_config)
+'''
+
+
+def official_checkpoint(path, **cfg):
+    """A trained-looking weaver ParT saved as the official ``ParT_*.pt`` files are: nn.MultiheadAttention keys
+    (``in_proj_weight``) under ``mod.``; BatchNorm statistics randomised so that they matter."""
+    torch.manual_seed(11)
+    model = WeaverParT(**cfg)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.normal_(0, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    state = {k.replace("in_proj.weight", "in_proj_weight").replace("in_proj.bias", "in_proj_bias"): v
+             for k, v in model.state_dict().items()}
+    torch.save({"mod." + k: v for k, v in state.items()}, path)
+    return path
+
+
+@pytest.mark.requiresdata
+def test_predict_with_official_layout_checkpoint_matches_weaver(real_data, tmp_path):
+    options = SMALL_OPTIONS["ParticleTransformer"]
+    checkpoint = official_checkpoint(tmp_path / "ParT_kin.pt", input_dim=7, num_classes=2, **options)
+    weaver_net = tmp_path / "weaver_part.py"
+    weaver_net.write_text(WEAVER_NETWORK)
+    common = ["--predict", "--data-test", real_data / "TopLandscape_sample_1000.root",
+              "--data-config", REPO / "data/TopLandscape/top_kin.yaml", "--model-prefix", checkpoint,
+              "--batch-size", "200", *option_args(options)]  # fmt: skip
+    for name, network in (("ours", REPO / "networks/example_ParticleTransformer.py"), ("weaver", weaver_net)):
+        weaver(*common, "--network-config", network, "--predict-output", tmp_path / f"{name}.root")
+    classes = ["jet_isTop", "jet_isQCD"]
+    ours = read_predictions(tmp_path / "ours.root", classes)
+    reference = read_predictions(tmp_path / "weaver.root", classes)
+    assert ours.shape == (1000, 2)
+    assert abs(ours - reference).max() <= 1e-5
+    assert ours.std(axis=0).min() > 1e-3  # the jets are told apart, not a constant output
