@@ -1,0 +1,119 @@
+"""Bad input: a file missing a branch the YAML names, a truncated ROOT file, jets with zero particles,
+NaN or inf in a feature. The first two get one clear line naming the file and branch (jetattn.preflight,
+run before weaver); the last two must not turn into NaN outputs, in any network."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+from weaver.utils.data.config import DataConfig
+from weaver_run import NETWORKS, REPO, SMALL_OPTIONS, base_name, load_network, read_jets, real_batch, write_jets
+
+from jetattn.preflight import main as preflight
+
+pytestmark = pytest.mark.requiresdata
+
+TOP_YAML = REPO / "data" / "TopLandscape" / "top_kin.yaml"
+JETCLASS_YAML = REPO / "data" / "JetClass" / "JetClass_kin.yaml"
+
+
+def one_error_line(capsys) -> str:
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_good_files_pass(real_data: Path, capsys):
+    top, qg = real_data / "TopLandscape_sample_1000.root", real_data / "QuarkGluon_sample_1000.root"
+    assert preflight(["-c", str(TOP_YAML), "--data-train", f"top:{top}", "--data-test", str(top), str(qg)]) == 0
+    assert capsys.readouterr().out.startswith("ok: 2 files")
+
+
+def test_missing_branch_is_named_with_file_and_yaml(real_data: Path, tmp_path: Path):
+    """Through the command line, as the train scripts call it."""
+    columns = read_jets(real_data / "TopLandscape_sample_1000.root")
+    del columns["part_energy"]  # read by part_e_log, part_logerel and the pf_vectors input
+    broken = write_jets(tmp_path / "no_energy.root", columns)
+    cmd = [sys.executable, "-m", "jetattn.preflight", "--data-config", str(TOP_YAML), "--data-train", f"top:{broken}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.strip() == f"error: {broken}: branch 'part_energy' (needed by top_kin.yaml) is missing"
+
+
+def test_observers_are_needed_only_for_testing(real_data: Path, capsys):
+    """The real H->bb sample lacks JetClass_kin.yaml's observers (jet_sdmass, jet_tau1..4): fine for training."""
+    hbb = real_data / "JetClass_Hbb_sample_1000.root"
+    assert preflight(["-c", str(JETCLASS_YAML), "--data-train", str(hbb)]) == 0
+    capsys.readouterr()
+    assert preflight(["-c", str(JETCLASS_YAML), "--data-test", str(hbb)]) == 1
+    line = one_error_line(capsys)
+    assert f"{hbb}: branch 'jet_sdmass' (needed by JetClass_kin.yaml) is missing" in line and "jet_tau4" in line
+
+
+@pytest.mark.parametrize("kept", [0.5, 0.999])
+def test_truncated_root_file(real_data: Path, tmp_path: Path, capsys, kept: float):
+    """Cut in half, or only the last kilobyte lost (uproot still opens it; weaver would drop it with a log line)."""
+    data = (real_data / "TopLandscape_sample_1000.root").read_bytes()
+    cut = tmp_path / "cut.root"
+    cut.write_bytes(data[: int(len(data) * kept)])
+    assert preflight(["-c", str(TOP_YAML), "--data-val", str(cut)]) == 1
+    assert one_error_line(capsys).startswith(f"error: {cut}: truncated ROOT file")
+
+
+def test_not_a_root_file_and_no_match(real_data: Path, tmp_path: Path, capsys):
+    header_only = tmp_path / "header_only.root"
+    header_only.write_bytes((real_data / "TopLandscape_sample_1000.root").read_bytes()[:50])
+    assert preflight(["-c", str(TOP_YAML), "--data-train", str(header_only)]) == 1
+    assert one_error_line(capsys) == f"error: {header_only}: not a readable ROOT file (truncated?)"
+    assert preflight(["-c", str(TOP_YAML), "--data-test", f"x:{tmp_path}/none_*.root"]) == 1
+    assert one_error_line(capsys) == f"error: --data-test x:{tmp_path}/none_*.root: matches no file"
+
+
+@pytest.fixture(scope="module")
+def broken_jets(real_data: Path, tmp_path_factory) -> dict[str, torch.Tensor]:
+    """32 real top/QCD jets through weaver's input pipeline: jets 0-3 without particles, NaN and inf in
+    features that are standardised (energy) and in ones passed on raw (px, the points' delta-eta)."""
+    columns = {k: v[:32] for k, v in read_jets(real_data / "TopLandscape_sample_1000.root").items()}
+    broken = {  # branch: [(jet, particle, value)]
+        "part_energy": [(5, 0, np.nan)],
+        "part_px": [(6, 1, np.inf)],
+        "part_deta": [(7, 0, -np.inf), (8, 2, np.nan)],
+    }
+    for name in [k for k in columns if k.startswith("part_")]:
+        particles = ak.to_list(columns[name])
+        particles[:4] = [[], [], [], []]
+        for jet, particle, value in broken.get(name, []):
+            particles[jet][particle] = value
+        columns[name] = ak.values_astype(ak.Array(particles), np.float32)
+    path = write_jets(tmp_path_factory.mktemp("broken") / "broken.root", columns)
+    batch = real_batch(TOP_YAML, [path], 32)
+    assert (batch["pf_mask"][:4] == 0).all() and (batch["pf_mask"][4:].sum(dim=-1) > 0).all()
+    assert not torch.isfinite(batch["pf_vectors"]).all()  # weaver passes raw inf on to the network
+    return batch
+
+
+@pytest.mark.parametrize("network", NETWORKS, ids=lambda p: p.stem)
+def test_empty_jets_and_nonfinite_features_give_finite_outputs(network: Path, broken_jets):
+    data_config = DataConfig.load(str(TOP_YAML), load_observers=False)
+    torch.manual_seed(0)
+    model, info = load_network(network).get_model(data_config, **SMALL_OPTIONS.get(base_name(network), {}))
+    inputs = [broken_jets[name] for name in info["input_names"]]
+
+    model.train()  # training: the loss and every gradient stay finite
+    loss = torch.nn.functional.cross_entropy(model(*inputs), torch.arange(32) % 2)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+    model.eval()  # evaluation: this batch, a batch of only empty jets, and one of jets shorter than k
+    empty = [x[:4] for x in inputs]
+    short = [x[4:8, :, :3] for x in inputs]
+    with torch.no_grad():
+        for batch in (inputs, empty, short):
+            assert torch.isfinite(model(*batch)).all()

@@ -1,0 +1,128 @@
+"""Helpers for tests that run weaver's CLI on the real samples and compare what it wrote."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import awkward as ak
+import numpy as np
+import torch
+import uproot
+
+REPO = Path(__file__).resolve().parents[1]
+WEAVER = Path(sys.executable).with_name("weaver")  # the CLI of the environment running the tests
+NETWORKS = sorted((REPO / "networks").glob("example_*.py"))
+
+# Small versions of each network (fast on two CPU cores), by network file name without ``example_``/``_finetune``.
+SMALL_OPTIONS = {
+    "ParticleNet": {"conv_params": [(4, (16, 16)), (4, (16, 16))], "fc_params": [(16, 0.1)]},
+    "PFN": {"phi_sizes": (16, 16), "f_sizes": (16,)},
+    "PCNN": {"conv_params": [(8,), (16,), (16,)], "fc_params": [(16, 0.1)]},
+    "ParticleTransformer": {
+        "embed_dims": (16, 16),
+        "pair_embed_dims": (8, 8),
+        "num_heads": 2,
+        "num_layers": 1,
+        "num_cls_layers": 1,
+        "fc_params": (),
+    },
+}
+
+# A training run as short as weaver allows: two steps and one validation step on a fifth of the jets (so the
+# prediction covers 200), all on the CPU. Later arguments override these.
+SHORT_TRAINING = [
+    "--num-epochs", "1", "--batch-size", "32", "--samples-per-epoch", "64", "--samples-per-epoch-val", "32",
+    "--data-fraction", "0.2", "--fetch-step", "1", "--optimizer", "adam", "--start-lr", "1e-3",
+]  # fmt: skip
+
+
+def base_name(network: Path) -> str:
+    return network.stem.removeprefix("example_").removesuffix("_finetune")
+
+
+def option_args(options: dict) -> list[str]:
+    """``--network-option NAME VALUE`` pairs; weaver reads each value with ``ast.literal_eval``."""
+    return [arg for name, value in options.items() for arg in ("--network-option", name, repr(value))]
+
+
+def weaver(*args: str | Path, timeout: int = 300) -> str:
+    """Run weaver's CLI on the CPU; return its log, or fail the test with the log's tail."""
+    cmd = [str(WEAVER), "--gpus", "", "--num-workers", "0", *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"weaver failed ({proc.returncode}):\n{' '.join(cmd)}\n...\n{log[-4000:]}"
+    return log
+
+
+def load_keys_report(log: str) -> tuple[list[str], list[str]]:
+    """The Missing and Unexpected keys weaver logs after ``--load-model-weights``."""
+    missing = re.search(r"Missing: (\[.*?\])", log)
+    unexpected = re.search(r"Unexpected: (\[.*?\])", log)
+    assert missing and unexpected, "weaver did not report the loaded weights"
+    return ast.literal_eval(missing.group(1)), ast.literal_eval(unexpected.group(1))
+
+
+def load_network(path: Path) -> ModuleType:
+    """Import a network file by path, as weaver does."""
+    spec = importlib.util.spec_from_file_location(f"_net_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_predictions(path: Path, classes: list[str]) -> np.ndarray:
+    """Scores ``(jets, classes)`` from weaver's prediction ROOT file."""
+    with uproot.open(path) as f:
+        tree = f["Events"]
+        return np.stack([tree[f"score_{name}"].array(library="np") for name in classes], axis=1)
+
+
+def real_batch(data_config: Path, files: list[Path], n_jets: int) -> dict[str, torch.Tensor]:
+    """The first ``n_jets`` jets as weaver's test loader prepares them: ``{input name: (n_jets, C, P)}``."""
+    from torch.utils.data import DataLoader
+    from weaver.utils.dataset import SimpleIterDataset
+
+    dataset = SimpleIterDataset(
+        {"_": [str(f) for f in files]},
+        str(data_config),
+        for_training=False,
+        load_range_and_fraction=((0, 1), 1, 1),
+        fetch_by_files=True,
+        fetch_step=1,
+        async_load=False,
+    )
+    inputs, _, _ = next(iter(DataLoader(dataset, batch_size=n_jets)))
+    return inputs
+
+
+def read_jets(path: Path) -> dict:
+    """Every branch of a real sample's ``tree`` but the counter ``n_part``, as arrays."""
+    with uproot.open(path) as f:
+        arrays = f["tree"].arrays(library="ak")
+    return {name: arrays[name] for name in arrays.fields if name != "n_part"}
+
+
+def write_jets(dst: Path, columns: dict) -> Path:
+    """A TTree ``tree`` like the real samples': the ``part_*`` columns jagged, sharing the counter ``n_part``."""
+    particles = {name.removeprefix("part_"): v for name, v in columns.items() if name.startswith("part_")}
+    branches = {"part": ak.zip(particles)} if particles else {}
+    branches.update({name: np.asarray(v) for name, v in columns.items() if not name.startswith("part_")})
+    types = {name: v.type if isinstance(v, ak.Array) else v.dtype for name, v in branches.items()}
+    with uproot.recreate(dst) as out:
+        out.mktree("tree", types, counter_name=lambda counted: "n_" + counted)
+        out["tree"].extend(branches)
+    return dst
+
+
+def with_zero_branches(src: Path, dst: Path, names: list[str]) -> Path:
+    """A copy of ``src`` with float branches ``names`` added, all zero (observers a sample lacks)."""
+    columns = read_jets(src)
+    n = len(next(iter(columns.values())))
+    columns.update({name: np.zeros(n, dtype=np.float32) for name in names})
+    return write_jets(dst, columns)
