@@ -11,14 +11,23 @@ import numpy as np
 import pytest
 import torch
 from weaver.utils.data.config import DataConfig
-from weaver_run import NETWORKS, REPO, SMALL_OPTIONS, base_name, load_network, read_jets, real_batch, write_jets
+from weaver_run import (
+    JETCLASS_YAML,
+    NETWORKS,
+    REPO,
+    SMALL_OPTIONS,
+    TOP_YAML,
+    base_name,
+    load_network,
+    read_jets,
+    real_batch,
+    write_jets,
+)
 
 from jetattn.preflight import main as preflight
 
 pytestmark = pytest.mark.requiresdata
 
-TOP_YAML = REPO / "data" / "TopLandscape" / "top_kin.yaml"
-JETCLASS_YAML = REPO / "data" / "JetClass" / "JetClass_kin.yaml"
 
 
 def one_error_line(capsys) -> str:

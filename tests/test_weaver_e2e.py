@@ -10,10 +10,12 @@ import torch
 import yaml
 from weaver.utils.data.config import DataConfig
 from weaver_run import (
+    JETCLASS_YAML,
     NETWORKS,
     REPO,
     SHORT_TRAINING,
     SMALL_OPTIONS,
+    TOP_YAML,
     base_name,
     load_keys_report,
     load_network,
@@ -27,8 +29,6 @@ from weaver_run import (
 
 pytestmark = pytest.mark.requiresdata
 
-TOP_YAML = REPO / "data" / "TopLandscape" / "top_kin.yaml"
-JETCLASS_YAML = REPO / "data" / "JetClass" / "JetClass_kin.yaml"
 
 
 def _classes(data_config: Path) -> list[str]:

@@ -18,6 +18,8 @@ import uproot
 REPO = Path(__file__).resolve().parents[1]
 WEAVER = Path(sys.executable).with_name("weaver")  # the CLI of the environment running the tests
 NETWORKS = sorted((REPO / "networks").glob("example_*.py"))
+TOP_YAML = REPO / "data" / "TopLandscape" / "top_kin.yaml"
+JETCLASS_YAML = REPO / "data" / "JetClass" / "JetClass_kin.yaml"
 
 # Small versions of each network (fast on two CPU cores), by network file name without ``example_``/``_finetune``.
 SMALL_OPTIONS = {
