@@ -1,0 +1,123 @@
+"""Tagging metrics from weaver's prediction files: accuracy, AUC, background rejection at fixed signal efficiency.
+
+    python -m jetattn.metrics training/.../pred.root --signal jet_isTop [--background jet_isQCD] [--json out.json]
+
+For a signal class S against background classes B the discriminant is score_S / (score_S + Σ score_B), as in the
+ParT paper's JetClass tables (for two classes it is score_S itself). Rejection is 1/ε_B at the given ε_S.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def load_predictions(path: Path) -> dict[str, np.ndarray]:
+    """Columns of a weaver prediction file (ROOT tree ``Events`` or parquet) as numpy arrays."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such prediction file")
+    if path.suffix == ".parquet":
+        import awkward as ak
+
+        table = ak.from_parquet(path)
+        return {name: ak.to_numpy(table[name]) for name in table.fields}
+    import uproot
+
+    try:
+        with uproot.open(path) as f:
+            return {k: v for k, v in f["Events"].arrays(library="np").items()}
+    except Exception as err:  # uproot raises a zoo of types for broken or foreign files
+        raise ValueError(f"{path}: not a weaver prediction file ({type(err).__name__}: {err})") from None
+
+
+def classes_in(columns: dict[str, np.ndarray]) -> list[str]:
+    return [name.removeprefix("score_") for name in columns if name.startswith("score_")]
+
+
+def rejection_at(fpr: np.ndarray, tpr: np.ndarray, signal_eff: float) -> float:
+    """1/ε_B at signal efficiency ``signal_eff``, interpolating the ROC curve; inf if no background passes."""
+    background_eff = float(np.interp(signal_eff, tpr, fpr))
+    return math.inf if background_eff <= 0 else 1.0 / background_eff
+
+
+def binary_metrics(
+    columns: dict[str, np.ndarray],
+    signal: str,
+    backgrounds: list[str] | None = None,
+    signal_effs: tuple[float, ...] = (0.3, 0.5),
+) -> dict[str, float]:
+    """Accuracy (argmax over all classes), AUC and rejections of ``signal`` against ``backgrounds``."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    classes = classes_in(columns)
+    if signal not in classes:
+        raise ValueError(f"signal class {signal!r} not in the prediction file (classes: {', '.join(classes)})")
+    backgrounds = backgrounds or [c for c in classes if c != signal]
+    unknown = [b for b in backgrounds if b not in classes]
+    if unknown:
+        raise ValueError(f"background class(es) {unknown} not in the prediction file (classes: {', '.join(classes)})")
+    scores = np.stack([columns["score_" + c] for c in classes], axis=1)
+    truth = np.stack([columns[c] for c in classes], axis=1).astype(bool)
+    accuracy = float((scores.argmax(1) == truth.argmax(1)).mean())
+
+    is_signal = truth[:, classes.index(signal)]
+    is_background = truth[:, [classes.index(b) for b in backgrounds]].any(axis=1)
+    keep = is_signal | is_background
+    if is_signal[keep].all() or not is_signal[keep].any():
+        raise ValueError(f"need both {signal} and {'/'.join(backgrounds)} jets to compute a ROC curve")
+    s = columns["score_" + signal][keep]
+    b = sum(columns["score_" + c][keep] for c in backgrounds)
+    discriminant = s / np.clip(s + b, 1e-12, None)
+    fpr, tpr, _ = roc_curve(is_signal[keep], discriminant)
+    result = {
+        "accuracy": accuracy,
+        "auc": float(roc_auc_score(is_signal[keep], discriminant)),
+        "num_signal": int(is_signal[keep].sum()),
+        "num_background": int((~is_signal[keep]).sum()),
+    }
+    for eff in signal_effs:
+        result[f"rejection_at_{round(100 * eff)}"] = rejection_at(fpr, tpr, eff)
+    return result
+
+
+def format_metrics(result: dict[str, float], signal: str) -> str:
+    lines = [f"{signal}: {result['num_signal']} signal, {result['num_background']} background jets",
+             f"  accuracy            {result['accuracy']:.4f}",
+             f"  AUC                 {result['auc']:.4f}"]
+    for key, value in result.items():
+        if key.startswith("rejection_at_"):
+            lines.append(f"  1/eB at eS = {key.removeprefix('rejection_at_')}%   {value:.1f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jetattn.metrics", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("predictions", type=Path, help="weaver --predict-output file (.root or .parquet)")
+    parser.add_argument("--signal", required=True, help="signal label name, e.g. jet_isTop or label_Tbqq")
+    parser.add_argument("--background", nargs="+", help="background label name(s) (default: all other classes)")
+    parser.add_argument("--eff", nargs="+", type=float, default=[0.3, 0.5], help="signal efficiencies")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    try:
+        result = binary_metrics(load_predictions(args.predictions), args.signal, args.background, tuple(args.eff))
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(format_metrics(result, args.signal))
+    if args.json:
+        tmp = args.json.with_name(args.json.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(tmp, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
