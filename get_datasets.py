@@ -55,9 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     gen = parser.add_argument_group("generation (pip install -e .[generate])")
     gen.add_argument("--generate", action="store_true", help="generate jets with Pythia instead of downloading")
-    gen.add_argument("--num-jets", type=int, help="number of jets to generate (required with --generate)")
+    gen.add_argument("--num-jets", type=int, help="jets to generate per class (required with --generate)")
     gen.add_argument("--seed", type=int, help="random seed (default 42)")
-    gen.add_argument("--workers", type=int, help="parallel generator processes (default 1)")
+    gen.add_argument("--workers", type=int, help="parallel generator processes (default: all cores)")
     gen.add_argument("--split", type=_fractions, help="train,val,test fractions (default 0.8,0.1,0.1)")
     gen.add_argument("--sqrts", type=float, help="collision energy in GeV (default 14000)")
 
@@ -88,7 +88,7 @@ def generate(args: argparse.Namespace) -> Path:
         outdir=args.basedir,
         num_jets=args.num_jets,
         seed=42 if args.seed is None else args.seed,
-        workers=1 if args.workers is None else args.workers,
+        workers=args.workers,
         split=DEFAULT_SPLIT if args.split is None else args.split,
         sqrt_s=14000.0 if args.sqrts is None else args.sqrts,
     )

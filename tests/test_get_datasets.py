@@ -350,7 +350,8 @@ def test_generate_mode_calls_generator_and_updates_env(cli, envfile, tmp_path, m
     assert calls == [
         (
             "QuarkGluon",
-            dict(outdir=tmp_path, num_jets=500, seed=7, workers=1, split=(0.5, 0.25, 0.25), sqrt_s=14000.0),
+            # workers=None: the generator uses every core
+            dict(outdir=tmp_path, num_jets=500, seed=7, workers=None, split=(0.5, 0.25, 0.25), sqrt_s=14000.0),
         )
     ]
     assert _source(envfile, "DATADIR_QuarkGluon") == str(tmp_path / "QuarkGluon")
