@@ -112,9 +112,13 @@ def test_truth_products_lie_inside_the_jet(jetclass):
         assert ak.all(ak.num(jets.aux_genpart_pid) == 1 + n_products)
         dphi = (jets.aux_genpart_phi - jets.jet_phi + np.pi) % (2 * np.pi) - np.pi
         assert ak.all(np.hypot(jets.aux_genpart_eta - jets.jet_eta, dphi) < 0.8)
-    leptonic = read_class(jetclass, "TTBarLep")
-    leptons = np.isin(abs(leptonic.aux_genpart_pid), [11, 13])
-    assert ak.all(ak.sum(leptons, axis=1) == 1)
+    for prefix in ("TTBarLep", "HToWW2Q1L"):
+        jets = read_class(jetclass, prefix)
+        is_lepton = np.isin(abs(ak.to_numpy(ak.flatten(jets.aux_genpart_pid))), [11, 13])
+        assert is_lepton.sum() == len(jets)  # exactly one per jet
+        # half the events are charge-conjugated: both lepton charges, in about equal numbers
+        positive = np.mean(ak.to_numpy(ak.flatten(jets.aux_genpart_pid))[is_lepton] < 0)
+        assert 0.3 < positive < 0.7, (prefix, positive)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -164,19 +168,24 @@ def test_b_jets_have_displaced_tracks(jetclass):
     assert hbb[1] > 0.85 and qcd[1] < 0.2, (hbb, qcd)
 
 
-def test_files_load_with_weaver(jetclass, tmp_path):
-    from weaver.utils.data.config import DataConfig  # noqa: F401  (the pipeline below builds it from the YAML)
-
+def through_weaver(rel_yaml: str, sample: Path, tmp_path: Path) -> dict:
+    """The sample through weaver's DataConfig, SimpleIterDataset and DataLoader with the repository's YAML."""
     sys.path.insert(0, str(REPO / "tests"))
     from test_yamls import run_weaver_pipeline
 
-    yaml = tmp_path / "JetClass_full.yaml"
-    yaml.write_text((REPO / "data/JetClass/JetClass_full.yaml").read_text())
-    sample = jetclass / "test" / "HToBB_000.root"
+    yaml = tmp_path / Path(rel_yaml).name  # weaver writes an .auto.yaml next to it
+    yaml.write_text((REPO / "data" / rel_yaml).read_text())
     out = run_weaver_pipeline(yaml, sample, for_training=False)
     n_jets = uproot.open(sample)["tree"].num_entries
-    assert out["pf_features"].shape == (n_jets, 17, 128)
-    assert np.isfinite(out["pf_features"]).all()
+    assert out["pf_mask"].shape == (n_jets, 1, 128)
+    for name in ("pf_features", "pf_points", "pf_vectors"):
+        assert np.isfinite(out[name]).all(), name
+    return out
+
+
+def test_files_load_with_weaver(jetclass, tmp_path):
+    out = through_weaver("JetClass/JetClass_full.yaml", jetclass / "test" / "HToBB_000.root", tmp_path)
+    assert out["pf_features"].shape[1] == 17
     assert (out["_label_"] == JETCLASS_LABELS.index("label_Hbb")).all()
 
 
@@ -200,6 +209,8 @@ def test_toplandscape_is_reproducible_and_mixed(tmp_path):
     top = a[a.label == 1]
     assert ak.all(abs(top.aux_genpart_pid[:, 0]) == 6)
     assert not (first / ".parts").exists()
+    out = through_weaver("TopLandscape/top_kin.yaml", first / "train_file.root", tmp_path)
+    assert (out["_label_"] == 1 - a.label.to_numpy()).all()  # weaver's class 0 is top
 
 
 def test_quarkgluon_layout(tmp_path):
@@ -212,6 +223,7 @@ def test_quarkgluon_layout(tmp_path):
     assert_conical(jets, 0.4)
     parton = abs(jets.aux_genpart_pid[:, 0])
     assert ak.all((jets.label == 1) == np.isin(parton, [1, 2, 3])) and ak.all(parton[jets.label == 0] == 21)
+    through_weaver("QuarkGluon/qg_kinpidplus.yaml", root / "train_file_0.root", tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------------------------

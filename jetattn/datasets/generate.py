@@ -14,6 +14,7 @@ import queue
 import resource
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -199,21 +200,29 @@ class _Truth:
 # Jets
 
 
-class _ChargeTable:
-    """Electric charge per PDG id, from Pythia's particle data (cached: an event holds ~30 species)."""
+class _ParticleTable:
+    """Charge and particle/antiparticle status per PDG id from Pythia's particle data, cached: an event holds a
+    few dozen species."""
 
     def __init__(self, particle_data):
         self.particle_data = particle_data
-        self.cache: dict[int, float] = {}
+        self.cache: dict[int, tuple[float, bool]] = {}
 
-    def __call__(self, pid: np.ndarray) -> np.ndarray:
+    def _lookup(self, pid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         species, inverse = np.unique(pid, return_inverse=True)
-        values = np.empty(len(species))
+        table = np.empty((len(species), 2))
         for k, s in enumerate(species.tolist()):
             if s not in self.cache:
-                self.cache[s] = float(self.particle_data.charge(s))
-            values[k] = self.cache[s]
-        return values[inverse]
+                self.cache[s] = (float(self.particle_data.charge(s)), bool(self.particle_data.hasAnti(s)))
+            table[k] = self.cache[s]
+        return table[inverse, 0], table[inverse, 1].astype(bool)
+
+    def charge(self, pid: np.ndarray) -> np.ndarray:
+        return self._lookup(pid)[0]
+
+    def conjugate(self, pid: np.ndarray) -> np.ndarray:
+        """The charge-conjugate PDG ids (self-conjugate ones unchanged)."""
+        return np.where(self._lookup(pid)[1], -pid, pid)
 
 
 @dataclass
@@ -270,12 +279,13 @@ def _observables(p4: np.ndarray, radius: float) -> dict[str, float]:
 class _JetMaker:
     """Turns batches of events into selected, truth-matched jets of one class."""
 
-    def __init__(self, dataset: DatasetSpec, cls: JetClassSpec, charge: _ChargeTable, rng: np.random.Generator):
+    def __init__(self, dataset: DatasetSpec, cls: JetClassSpec, particles: _ParticleTable,
+                 rng: np.random.Generator):
         import fastjet
 
         self.dataset = dataset
         self.cls = cls
-        self.charge = charge
+        self.particles = particles
         self.rng = rng
         self.jet_definition = fastjet.JetDefinition(fastjet.antikt_algorithm, dataset.radius)
         self._first_clustering = True
@@ -285,7 +295,7 @@ class _JetMaker:
         visible = np.flatnonzero((events.status > 0) & ~np.isin(np.abs(events.pid), _NEUTRINOS))
         p4, vertex = events.p4[visible], events.vertex[visible]
         particles = {"px": p4[:, 0], "py": p4[:, 1], "pz": p4[:, 2], "energy": p4[:, 3],
-                     "charge": self.charge(events.pid[visible]), "pid": events.pid[visible],
+                     "charge": self.particles.charge(events.pid[visible]), "pid": events.pid[visible],
                      "xprod": vertex[:, 0], "yprod": vertex[:, 1], "zprod": vertex[:, 2]}
         # the model acts on each particle alone, so one call serves the whole batch
         return visible, apply_detector(particles, self.rng)
@@ -311,7 +321,16 @@ class _JetMaker:
                              for event in range(events.num_events)]
         return jets_p4, jets_constituents
 
+    def _symmetrise_charge(self, events: _EventBatch) -> None:
+        """Charge-conjugate a random half of the events. Pythia can only fix which W sign decays leptonically
+        (W+ here), so without this every lepton in the semileptonic classes would be positive."""
+        flip = self.rng.random(events.num_events) < 0.5
+        flip_particle = np.repeat(flip, np.diff(events.offsets))
+        events.pid[flip_particle] = self.particles.conjugate(events.pid[flip_particle])
+
     def jets(self, events: _EventBatch) -> Iterator[_Jet]:
+        if self.cls.n_leptons:
+            self._symmetrise_charge(events)
         visible, measured = self._measure(events)
         jets_p4, jets_constituents = self._cluster(events, visible, measured)
         for event in range(events.num_events):
@@ -394,8 +413,6 @@ def _quiet_stdout(active: bool):
     if not active:
         yield
         return
-    import sys
-
     sys.stdout.flush()
     saved = os.dup(1)
     with open(os.devnull, "w") as devnull:
@@ -486,7 +503,7 @@ def _make_pythia(task: _Task, pythia_seed: int):
 def _jet_stream(task: _Task) -> Iterator[_Jet]:
     pythia_seed, rng = task.seeds()
     pythia = _make_pythia(task, pythia_seed)
-    maker = _JetMaker(DATASETS[task.dataset], task.cls, _ChargeTable(pythia.particleData), rng)
+    maker = _JetMaker(DATASETS[task.dataset], task.cls, _ParticleTable(pythia.particleData), rng)
     while True:
         batch = pythia.nextBatch(EVENTS_PER_BATCH)
         yield from maker.jets(_EventBatch.from_awkward(batch))
@@ -690,7 +707,7 @@ def generate_dataset(
     try:
         if staging is not None:
             staging.mkdir(exist_ok=True)
-        _run_tasks(tasks, min(workers, len(tasks)), progress)
+        results = _run_tasks(tasks, min(workers, len(tasks)), progress)
         if staging is not None:
             rng = np.random.default_rng(np.random.SeedSequence([seed, 7919]))
             for split_name in spec.splits:
@@ -711,19 +728,22 @@ def generate_dataset(
         raise
     finally:
         progress.close()
+    peak_mb = max(result["peak_mb"] for result in results)
+    print(f"{dataset}: {sum(r['jets'] for r in results)} jets written under {root}; "
+          f"peak memory per worker {peak_mb:.0f} MB", file=sys.stderr)
     return root
 
 
 def benchmark(num_jets: int = 200, seed: int = 1) -> dict[str, float]:
-    """Jets per second on one core for every JetClass class (Pythia initialisation not counted)."""
+    """Jets per second per core for every JetClass class, one process: jets over the CPU time this process spent
+    making them (Pythia's initialisation excluded), so other load on the machine does not count against it."""
     _require_generators()
     rates = {}
     for class_index, cls in enumerate(DATASETS["JetClass"].classes):
-        task = _Task("JetClass", class_index, 0, seed, 14000.0, ())
-        stream = _jet_stream(task)
-        next(stream)  # initialises Pythia and fills the first batch
-        start = time.perf_counter()
+        stream = _jet_stream(_Task("JetClass", class_index, 0, seed, 14000.0, ()))
+        next(stream)  # initialises Pythia
+        start = time.process_time()
         for _ in range(num_jets):
             next(stream)
-        rates[cls.name] = num_jets / (time.perf_counter() - start)
+        rates[cls.name] = num_jets / (time.process_time() - start)
     return rates

@@ -65,6 +65,8 @@ JETCLASS_LABELS = (
 )
 
 _JC_PTHAT = (500.0, 1000.0)
+# the neutrino of a leptonic W leaves the jet: a harder process keeps the jet in the window twice as often
+_JC_PTHAT_LEPTONIC = (600.0, 1200.0)
 _HIGGS = (25,)
 
 JETCLASS = DatasetSpec(
@@ -81,8 +83,8 @@ JETCLASS = DatasetSpec(
         JetClassSpec("HToGG", "label_Hgg", (*_HZ, "25:onIfMatch = 21 21"), _JC_PTHAT, resonance=_HIGGS),
         JetClassSpec("HToWW4Q", "label_H4q", (*_HZ, "25:onIfMatch = 24 -24", *_W_HADRONIC), _JC_PTHAT,
                      resonance=_HIGGS),
-        JetClassSpec("HToWW2Q1L", "label_Hqql", (*_HZ, "25:onIfMatch = 24 -24", *_W_SEMILEPTONIC), _JC_PTHAT,
-                     resonance=_HIGGS, n_leptons=1),
+        JetClassSpec("HToWW2Q1L", "label_Hqql", (*_HZ, "25:onIfMatch = 24 -24", *_W_SEMILEPTONIC),
+                     _JC_PTHAT_LEPTONIC, resonance=_HIGGS, n_leptons=1),
         JetClassSpec("ZToQQ", "label_Zqq",
                      ("WeakBosonAndParton:qqbar2gmZg = on", "WeakBosonAndParton:qg2gmZq = on",
                       "WeakZ0:gmZmode = 2", *_Z_HADRONIC), _JC_PTHAT, resonance=(23,)),
@@ -90,7 +92,8 @@ JETCLASS = DatasetSpec(
                      ("WeakBosonAndParton:qqbar2Wg = on", "WeakBosonAndParton:qg2Wq = on", *_W_HADRONIC),
                      _JC_PTHAT, resonance=(24,)),
         JetClassSpec("TTBar", "label_Tbqq", (*_TTBAR, *_W_HADRONIC), _JC_PTHAT, resonance=(6,)),
-        JetClassSpec("TTBarLep", "label_Tbl", (*_TTBAR, *_W_SEMILEPTONIC), _JC_PTHAT, resonance=(6,), n_leptons=1),
+        JetClassSpec("TTBarLep", "label_Tbl", (*_TTBAR, *_W_SEMILEPTONIC), _JC_PTHAT_LEPTONIC, resonance=(6,),
+                     n_leptons=1),
     ),
 )
 
