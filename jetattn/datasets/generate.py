@@ -1,8 +1,9 @@
 """Offline jet datasets from Pythia 8 and FastJet in the JetClass, TopLandscape and QuarkGluon layouts.
 
-Each worker process runs one Pythia per (class, chunk), reads whole batches of events into numpy through
-`Pythia.nextBatch` (no per-particle Python), clusters them with FastJet's vectorised interface, applies the
-detector model to the jet constituents and streams the jets to ROOT files written under temporary names.
+Each worker process runs one Pythia per (class, chunk) and reads whole batches of events into numpy through
+`Pythia.nextBatch` (no per-particle Python). The detector model measures every visible final-state particle of
+the batch at once, FastJet's vectorised interface clusters the measured particles, and the selected,
+truth-matched jets stream to ROOT files written under temporary names.
 docs/generator.md lists the processes, the truth matching and the measured speed.
 """
 
@@ -79,10 +80,7 @@ class _EventBatch:
         flat = ak.flatten(particles)
         momentum = flat.p
         vertex = flat.vProd  # None where Pythia set no vertex, i.e. at the origin
-
-        def column(array) -> np.ndarray:
-            return ak.to_numpy(array)
-
+        column = ak.to_numpy
         return cls(
             offsets=np.concatenate([[0], np.cumsum(counts)]),
             pid=column(flat.id),
