@@ -259,6 +259,18 @@ def test_missing_generator_says_how_to_install(tmp_path, monkeypatch):
         generate_dataset("TopLandscape", tmp_path, 10)
 
 
+def test_rerun_replaces_chunks_of_an_earlier_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(generate, "_run_tasks", lambda tasks, workers, progress: [
+        {"jets": t.num_jets, "peak_mb": 0.0} for t in tasks])  # planning and clean-up only
+    stale = tmp_path / "JetClass" / "Pythia" / "train" / "HToBB_007.root"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("from an earlier, larger run")
+    unrelated = stale.with_name("notes.root")
+    unrelated.write_text("")
+    generate_dataset("JetClass", tmp_path, 10, workers=1)
+    assert not stale.exists() and unrelated.exists()
+
+
 def test_interrupt_in_process_leaves_no_temporary_file(tmp_path, monkeypatch):
     monkeypatch.setattr(generate, "FLUSH_JETS", 2)
     written = []
