@@ -91,9 +91,7 @@ def test_jetclass_jets_and_constituents(jetclass):
     sum_px, sum_py = ak.sum(jets.part_px, axis=1)[full], ak.sum(jets.part_py, axis=1)[full]
     assert np.allclose(np.hypot(sum_px, sum_py), jets.jet_pt[full], rtol=1e-4)
     # deta is counted away from the beam axis (sign of the jet eta), dphi wrapped to [-pi, pi)
-    eta = np.arcsinh(jets.part_pz / pt)
-    sign = np.where(jets.jet_eta >= 0, 1.0, -1.0)
-    assert np.allclose(ak.flatten(jets.part_deta), ak.flatten((eta - jets.jet_eta) * sign), atol=1e-4)
+    assert np.allclose(ak.flatten(jets.part_deta), ak.flatten(signed_deta(jets)), atol=1e-4)
     assert ak.all((jets.part_dphi >= -np.pi) & (jets.part_dphi < np.pi))
     assert_conical(jets, 0.8)
     # one particle type each; neutral particles carry no impact parameter
@@ -103,6 +101,20 @@ def test_jetclass_jets_and_constituents(jetclass):
     neutral = jets.part_charge == 0
     assert ak.all(jets.part_d0val[neutral] == 0) and ak.all(jets.part_d0err[~neutral] > 0)
     assert not ak.any(np.isin(abs(ak.flatten(jets.part_pid)), [12, 14, 16]))
+
+
+def signed_deta(jets: ak.Array) -> ak.Array:
+    eta = np.arcsinh(jets.part_pz / np.hypot(jets.part_px, jets.part_py))
+    return (eta - jets.jet_eta) * np.where(jets.jet_eta >= 0, 1.0, -1.0)
+
+
+@pytest.mark.requiresdata
+@pytest.mark.parametrize("sample", ["JetClass_Hbb_sample_1000.root", "TopLandscape_sample_1000.root",
+                                    "QuarkGluon_sample_1000.root"])
+def test_deta_convention_matches_the_real_files(real_data, sample):
+    jets = uproot.open(real_data / sample)["tree"].arrays()
+    backward = jets[jets.jet_eta < -0.2]  # where the sign matters
+    assert np.allclose(ak.flatten(backward.part_deta), ak.flatten(signed_deta(backward)), atol=1e-3)
 
 
 def test_truth_products_lie_inside_the_jet(jetclass):
