@@ -30,7 +30,6 @@ from weaver_run import (
 pytestmark = pytest.mark.requiresdata
 
 
-
 def _classes(data_config: Path) -> list[str]:
     return list(DataConfig.load(str(data_config), load_observers=False).label_value)
 
@@ -44,20 +43,20 @@ def hbb_sample(real_data, tmp_path_factory) -> Path:
     return with_zero_branches(src, tmp_path_factory.mktemp("hbb") / "hbb.root", lacking)
 
 
-def _finetune_start(network: Path, options: dict, tmp_path: Path, request) -> tuple[Path, dict, list[str]]:
-    """Checkpoint, network options and extra weaver arguments of a fine-tuning run.
+def _finetune_start(network: Path, options: dict, tmp_path: Path, request) -> tuple[Path, dict, float, list[str]]:
+    """Checkpoint, network options, fraction of the jets and extra weaver arguments of a fine-tuning run.
 
     ParticleNet starts from the official JetClass checkpoint (full size, so on fewer jets in smaller batches);
     any other network from its base network built for JetClass's 10 classes.
     """
     if base_name(network) == "ParticleNet":
-        fewer = ["--data-fraction", "0.05", "--batch-size", "8", "--samples-per-epoch", "16"]
-        return request.getfixturevalue("shared_models") / "ParticleNet_kin.pt", {}, fewer
+        checkpoint = request.getfixturevalue("shared_models") / "ParticleNet_kin.pt"
+        return checkpoint, {}, 0.05, ["--batch-size", "8", "--samples-per-epoch", "16"]
     base = load_network(network.with_name(network.name.replace("_finetune", "")))
     model, _ = base.get_model(DataConfig.load(str(JETCLASS_YAML), load_observers=False), **options)
     checkpoint = tmp_path / "jetclass_state.pt"
     torch.save(model.state_dict(), checkpoint)
-    return checkpoint, options, []
+    return checkpoint, options, 0.2, []
 
 
 @pytest.mark.slow
@@ -65,22 +64,20 @@ def _finetune_start(network: Path, options: dict, tmp_path: Path, request) -> tu
 def test_train_predict_export(network: Path, real_data: Path, tmp_path: Path, request):
     top = real_data / "TopLandscape_sample_1000.root"
     options = SMALL_OPTIONS.get(base_name(network), {})
-    extra: list[str] = []
+    fraction, extra = 0.2, []  # of the 1000 jets: training takes 80% of them, validation and prediction 20%
     checkpoint = None
     if network.stem.endswith("_finetune"):
-        checkpoint, options, extra = _finetune_start(network, options, tmp_path, request)
+        checkpoint, options, fraction, extra = _finetune_start(network, options, tmp_path, request)
         extra += ["--load-model-weights", str(checkpoint)]
 
     # train a few steps and predict, in one weaver call
-    args = [
+    log = weaver(
         "--data-config", TOP_YAML, "--network-config", network, *option_args(options),
         "--data-train", top, "--data-test", top, "--model-prefix", tmp_path / "net",
-        "--predict-output", tmp_path / "pred.root", *SHORT_TRAINING, *extra,
-    ]  # fmt: skip
-    log = weaver(*args)
+        "--predict-output", tmp_path / "pred.root", "--data-fraction", fraction, *SHORT_TRAINING, *extra,
+    )  # fmt: skip
     scores = read_predictions(tmp_path / "pred.root", _classes(TOP_YAML))
-    fraction = float(args[max(i for i, arg in enumerate(args) if arg == "--data-fraction") + 1])  # the last wins
-    assert len(scores) == int(1000 * fraction)  # weaver predicts on that fraction of the jets
+    assert len(scores) == int(1000 * fraction)
     assert np.isfinite(scores).all() and (scores >= 0).all() and (scores <= 1).all()
     np.testing.assert_allclose(scores.sum(axis=1), 1, atol=1e-5)
 

@@ -36,11 +36,11 @@ SMALL_OPTIONS = {
     },
 }
 
-# A training run as short as weaver allows: two steps and one validation step on a fifth of the jets (so the
-# prediction covers 200), all on the CPU. Later arguments override these.
+# A training run as short as weaver allows: two steps and one validation step, on the CPU (weaver's `--gpus ""`).
+# Later arguments override these.
 SHORT_TRAINING = [
     "--num-epochs", "1", "--batch-size", "32", "--samples-per-epoch", "64", "--samples-per-epoch-val", "32",
-    "--data-fraction", "0.2", "--fetch-step", "1", "--optimizer", "adam", "--start-lr", "1e-3",
+    "--fetch-step", "1", "--optimizer", "adam", "--start-lr", "1e-3",
 ]  # fmt: skip
 
 
@@ -53,8 +53,8 @@ def option_args(options: dict) -> list[str]:
     return [arg for name, value in options.items() for arg in ("--network-option", name, repr(value))]
 
 
-def weaver(*args: str | Path, timeout: int = 300) -> str:
-    """Run weaver's CLI on the CPU; return its log, or fail the test with the log's tail."""
+def weaver(*args: object, timeout: int = 300) -> str:
+    """Run weaver's CLI on the CPU with ``args`` (as strings); return its log, or fail the test with its tail."""
     cmd = [str(WEAVER), "--gpus", "", "--num-workers", "0", *map(str, args)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
     log = proc.stdout + proc.stderr
