@@ -25,6 +25,7 @@ from weaver_run import (
 )
 
 from jetattn.preflight import main as preflight
+from jetattn.preflight import needed_branches
 
 pytestmark = pytest.mark.requiresdata
 
@@ -63,6 +64,25 @@ def test_observers_are_needed_only_for_testing(real_data: Path, capsys):
     assert preflight(["-c", str(JETCLASS_YAML), "--data-test", str(hbb)]) == 1
     line = one_error_line(capsys)
     assert f"{hbb}: branch 'jet_sdmass' (needed by JetClass_kin.yaml) is missing" in line and "jet_tau4" in line
+
+
+def test_needed_branches_follow_new_variables():
+    """Raw branches only: new variables are replaced by the branches their expressions read, recursively."""
+    train, test = needed_branches(str(REPO / "data" / "JetClass" / "JetClass_full.yaml"))
+    assert {"part_px", "part_energy", "jet_pt", "jet_energy", "part_d0val", "part_dzval", "label_Tbl"} <= train
+    assert not {"part_mask", "part_pt", "part_pt_log", "part_d0", "part_deltaR"} & (train | test)
+    assert test - train == {"jet_eta", "jet_phi", "jet_nparticles", "jet_sdmass"} | {f"jet_tau{i}" for i in range(1, 5)}
+
+
+def test_parquet_missing_column(real_data: Path, tmp_path: Path, capsys):
+    columns = read_jets(real_data / "TopLandscape_sample_1000.root")
+    good, bad = tmp_path / "good.parquet", tmp_path / "bad.parquet"
+    ak.to_parquet(ak.Array(columns), good)
+    ak.to_parquet(ak.Array({k: v for k, v in columns.items() if k != "jet_pt"}), bad)
+    assert preflight(["-c", str(TOP_YAML), "--data-train", str(good)]) == 0
+    capsys.readouterr()
+    assert preflight(["-c", str(TOP_YAML), "--data-train", str(good), str(bad)]) == 1
+    assert one_error_line(capsys) == f"error: {bad}: branch 'jet_pt' (needed by top_kin.yaml) is missing"
 
 
 @pytest.mark.parametrize("kept", [0.5, 0.999])
