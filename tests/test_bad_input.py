@@ -137,12 +137,13 @@ def test_empty_jets_and_nonfinite_features_give_finite_outputs(network: Path, br
     model.train()  # training: the loss and every gradient stay finite
     loss = torch.nn.functional.cross_entropy(model(*inputs), torch.arange(32) % 2)
     loss.backward()
-    assert torch.isfinite(loss)
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert torch.isfinite(loss), f"training loss {loss.item()}"
+    bad_grads = [name for name, p in model.named_parameters() if p.grad is not None and not p.grad.isfinite().all()]
+    assert not bad_grads, f"non-finite gradients: {bad_grads}"
 
     model.eval()  # evaluation: this batch, a batch of only empty jets, and one of jets shorter than k
-    empty = [x[:4] for x in inputs]
-    short = [x[4:8, :, :3] for x in inputs]
+    batches = {"mixed": inputs, "empty": [x[:4] for x in inputs], "short": [x[4:8, :, :3] for x in inputs]}
     with torch.no_grad():
-        for batch in (inputs, empty, short):
-            assert torch.isfinite(model(*batch)).all()
+        for kind, batch in batches.items():
+            bad_jets = (~torch.isfinite(model(*batch)).all(dim=1)).nonzero().flatten().tolist()
+            assert not bad_jets, f"{kind} batch: non-finite outputs for jets {bad_jets}"
