@@ -35,7 +35,8 @@ EVENTS_PER_BATCH = 40
 FLUSH_JETS = 1000  # jets held in memory before they are appended to the file
 REPORT_JETS = 20  # progress messages to the parent every this many jets
 MAX_JETS_PER_FILE = 100_000  # as in the official JetClass files
-MIN_JETS_PER_CHUNK = 500  # below this, one more worker is not worth a Pythia initialisation
+MIN_JETS_PER_CHUNK = 1000  # a Pythia initialisation (~1 s) costs about 10 % of a chunk this small
+TASKS_PER_WORKER = 4  # several chunks per worker, so that the slow classes do not leave a long tail
 
 _NEUTRINOS = np.array([12, 14, 16])
 _RESONANCES = (6, 23, 24, 25)
@@ -645,9 +646,11 @@ def _split_counts(num_jets: int, fractions: list[float]) -> list[int]:
 
 
 def _num_chunks(num_jets: int, num_classes: int, workers: int) -> int:
+    """Chunks per class: files stay below MAX_JETS_PER_FILE, and there are enough tasks to keep every worker
+    busy while chunks stay above MIN_JETS_PER_CHUNK."""
     by_size = -(-num_jets // MAX_JETS_PER_FILE)
-    by_workers = min(-(-workers // num_classes), max(1, num_jets // MIN_JETS_PER_CHUNK))
-    return max(by_size, by_workers)
+    by_workers = -(-TASKS_PER_WORKER * workers // num_classes) if workers > 1 else 1
+    return max(by_size, min(by_workers, max(1, num_jets // MIN_JETS_PER_CHUNK)))
 
 
 def _plan(spec: DatasetSpec, root: Path, staging: Path | None, num_jets: int, seed: int, workers: int,
