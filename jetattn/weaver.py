@@ -10,6 +10,9 @@ from typing import Any
 
 import torch
 
+from jetattn.nn.inputs import particle_mask
+from jetattn.nn.part import ParticleTransformer
+
 
 def model_info(data_config: Any, output_names: tuple[str, ...] = ("softmax",)) -> dict:
     """The ``model_info`` weaver wants: input names and shapes (batch of 1) and the ONNX dynamic axes.
@@ -48,8 +51,6 @@ class ParTForWeaver(torch.nn.Module):
 
     def __init__(self, head_classes: int | None = None, **part_options) -> None:
         super().__init__()
-        from jetattn.nn.part import ParticleTransformer
-
         self.for_inference = part_options.get("for_inference", False)
         if head_classes is None:
             self.mod = ParticleTransformer(**part_options)
@@ -65,7 +66,8 @@ class ParTForWeaver(torch.nn.Module):
         return {"mod.cls_token"}
 
     def forward(self, points, features, lorentz_vectors, mask):
-        output = self.mod(features, v=lorentz_vectors, mask=mask)
+        # ParT reads no points; the no-op keeps `pf_points` an input of the ONNX graph, as weaver feeds it
+        output = self.mod(features, v=lorentz_vectors, mask=particle_mask(mask, points))
         if self.fc is None:
             return output
         output = self.fc(output)

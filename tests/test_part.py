@@ -74,7 +74,7 @@ def test_official_checkpoint_layout_loads_into_weaver_wrapper():
     wrapper.load_state_dict(checkpoint, strict=True)
     x, v, mask = padded_jets()
     with torch.no_grad():
-        torch.testing.assert_close(wrapper(None, x, v, mask), weaver_model(x, v, mask), atol=1e-5, rtol=0)
+        torch.testing.assert_close(wrapper(x[:, :2], x, v, mask), weaver_model(x, v, mask), atol=1e-5, rtol=0)
 
 
 def test_finetune_wrapper_misses_only_the_new_head():
@@ -167,9 +167,8 @@ def test_for_inference_exports_to_onnx_and_matches_onnxruntime():
     session = ort.InferenceSession(buffer.getvalue())
     x, v, mask = padded_jets(batch=5, length=33, seed=9)  # other batch size and length than traced
     feed = dict(zip(names, [t.numpy() for t in (x[:, :2], x, v, mask)], strict=True))
-    used = [i.name for i in session.get_inputs()]  # ParT does not read pf_points; the exporter drops it
-    assert used == names[1:]
-    got = session.run(None, {k: feed[k] for k in used})[0]
+    assert [i.name for i in session.get_inputs()] == names  # weaver's ONNX runner feeds every input by name
+    got = session.run(None, feed)[0]
     with torch.no_grad():
         expected = model(x[:, :2], x, v, mask).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-4)

@@ -26,7 +26,9 @@ SMALL_OPTIONS = {
     "ParticleNet": {"conv_params": [(4, (16, 16)), (4, (16, 16))], "fc_params": [(16, 0.1)]},
     "PFN": {"phi_sizes": (16, 16), "f_sizes": (16,)},
     "PCNN": {"conv_params": [(8,), (16,), (16,)], "fc_params": [(16, 0.1)]},
+    # ParT trained here floors the pair separation so its ONNX export agrees with PyTorch on Delphes jets
     "ParticleTransformer": {
+        "pair_min_delta": 1e-5,
         "embed_dims": (16, 16),
         "pair_embed_dims": (8, 8),
         "num_heads": 2,

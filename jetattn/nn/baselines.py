@@ -14,8 +14,7 @@ import torch
 from torch import nn
 from weaver.nn.model.ParticleNet import EdgeConvBlock, ParticleNet, pairwise_distance
 
-# Inputs beyond this are not physical (momenta in GeV, angles in rad); bounding them keeps sums and squares finite.
-FEATURE_BOUND = 1e5
+from jetattn.nn.inputs import finite, particle_mask
 
 # The ParticleNet of the official JetClass checkpoints (ParticleNet_kin.pt and friends).
 PARTICLENET_JETCLASS = {
@@ -25,22 +24,6 @@ PARTICLENET_JETCLASS = {
     "use_fts_bn": True,
     "use_counts": True,
 }
-
-
-def finite(x: torch.Tensor) -> torch.Tensor:
-    """NaN and inf read as 0 (the standardised centre), anything else is bounded by ``FEATURE_BOUND``."""
-    return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).clamp(-FEATURE_BOUND, FEATURE_BOUND)
-
-
-def particle_mask(mask: torch.Tensor, *unused_inputs: torch.Tensor) -> torch.Tensor:
-    """The (N, 1, P) float mask, 1 for real particles, whatever junk the mask input holds.
-
-    weaver's ONNX runner feeds every input by name, but the exporter drops inputs a model never reads;
-    a no-op slice to each unused input's length keeps it in the graph.
-    """
-    for x in unused_inputs:
-        mask = mask[..., : x.size(-1)]
-    return (torch.nan_to_num(mask) > 0).float()
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -29,13 +29,26 @@ def particle_kinematics(p4: torch.Tensor) -> torch.Tensor:
 
 
 def pair_features(
-    kin_a: torch.Tensor, kin_b: torch.Tensor, p4_a: torch.Tensor, p4_b: torch.Tensor, eps: float = 1e-8
+    kin_a: torch.Tensor,
+    kin_b: torch.Tensor,
+    p4_a: torch.Tensor,
+    p4_b: torch.Tensor,
+    eps: float = 1e-8,
+    min_delta: float | None = None,
 ) -> torch.Tensor:
     """Per-pair ``(3, P)`` kinematics and ``(4, P)`` four-vectors of both particles -> ``(4, P)`` features
-    (ln k_T, ln z, ln Δ, ln m²)."""
+    (ln k_T, ln z, ln Δ, ln m²).
+
+    ``min_delta`` floors Δ. For particles at the same (y, φ), as Delphes writes several particles of one
+    calorimeter tower, float32 makes Δ rounding noise (up to ~1e-6), and ln Δ, ln k_T then differ between
+    PyTorch and onnxruntime, whose log and atan2 round differently. A floor of 1e-5, far below any detector's
+    resolution, makes them agree; None keeps weaver's definition, which its checkpoints were trained with.
+    """
     (pt_a, y_a, phi_a), (pt_b, y_b, phi_b) = kin_a, kin_b
     dphi = (phi_a - phi_b + math.pi) % (2 * math.pi) - math.pi
     delta = ((y_a - y_b) ** 2 + dphi**2).sqrt()
+    if min_delta is not None:
+        delta = delta.clamp(min=min_delta)
     ln_delta = torch.log(delta.clamp(min=eps))
     pt_min = torch.minimum(pt_a, pt_b)
     ln_kt = torch.log((pt_min * delta).clamp(min=eps))
@@ -55,10 +68,16 @@ class PairEmbed(nn.Module):
         pre_activation: leave out the GELU after the last layer (ParT's default).
         dense: compute every pair of the padded sequence (ONNX-friendly, fixed shapes) instead of only the
             pairs of real particles (faster on jets with padding).
+        min_delta: floor on Δ (see :func:`pair_features`); None is weaver's definition.
     """
 
     def __init__(
-        self, dims: tuple[int, ...], num_features: int = 4, pre_activation: bool = True, dense: bool = False
+        self,
+        dims: tuple[int, ...],
+        num_features: int = 4,
+        pre_activation: bool = True,
+        dense: bool = False,
+        min_delta: float | None = None,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.BatchNorm1d(num_features)]
@@ -71,6 +90,7 @@ class PairEmbed(nn.Module):
         self.embed = nn.Sequential(*layers)  # index layout matches weaver's, so its weights load unchanged
         self.num_heads = dims[-1]
         self.dense = dense
+        self.min_delta = min_delta
 
     def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``p4: (B, 4, L)``, ``mask: (B, 1, L)`` bool (True = real)  ->  ``(B, heads, L, L)``, 0 off real pairs.
@@ -81,9 +101,16 @@ class PairEmbed(nn.Module):
         real_pairs = mask.unsqueeze(-1) & mask.unsqueeze(-2)  # B, 1, L, L
         pairs = torch.ones_like(real_pairs) if self.dense else real_pairs
         jet, _, a, b = pairs.tril().nonzero(as_tuple=True)  # one entry per pair a >= b
+        if jet.numel() == 0:  # a batch of empty jets
+            return p4.new_zeros(batch, self.num_heads, length, length)
         kin = particle_kinematics(p4).transpose(0, 1)  # 3, B, L
         p4_t = p4.transpose(0, 1)  # 4, B, L
-        features = pair_features(kin[:, jet, a], kin[:, jet, b], p4_t[:, jet, a], p4_t[:, jet, b])  # 4, P
+        features = pair_features(
+            kin[:, jet, a], kin[:, jet, b], p4_t[:, jet, a], p4_t[:, jet, b], min_delta=self.min_delta
+        )  # 4, P
+        # an unphysical particle (E < |pz|, say from a NaN energy read as 0) has no rapidity: keep it from
+        # turning the BatchNorm statistics, and so the whole batch, into NaN
+        features = torch.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0)
         elements = self.embed(features.unsqueeze(0)).squeeze(0).T  # P, heads
         bias = elements.new_zeros(batch, length, length, self.num_heads)
         bias[jet, a, b] = elements

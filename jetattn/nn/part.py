@@ -14,6 +14,7 @@ from torch import nn
 
 from jetattn.nn.attention import Attention, padding_bias
 from jetattn.nn.blocks import Block
+from jetattn.nn.inputs import finite
 from jetattn.nn.pairs import PairEmbed
 
 
@@ -80,6 +81,8 @@ class ParticleTransformer(nn.Module):
         trim: drop trailing padding (see :class:`SequenceTrimmer`); off for inference.
         for_inference: softmax output, no trimming, fixed-shape pair embedding (ONNX export).
         kernel: attention kernel for every block (None: the global default, ``sdpa``).
+        pair_min_delta: floor on the pair separation Δ; 1e-5 makes ONNX exports agree with PyTorch on jets
+            with particles at identical (y, φ); None (default) is weaver's definition, for its checkpoints.
         use_amp, compile_model: accepted from weaver's trainer, which applies them itself.
     """
 
@@ -101,6 +104,7 @@ class ParticleTransformer(nn.Module):
         trim: bool = True,
         for_inference: bool = False,
         kernel: str | None = None,
+        pair_min_delta: float | None = None,
         use_amp: bool = False,
         compile_model: bool = False,
     ) -> None:
@@ -112,7 +116,13 @@ class ParticleTransformer(nn.Module):
         block_cfg = dict(dim=dim, num_heads=num_heads, activation=activation, kernel=kernel)
         self.embed = Embed(input_dim, tuple(embed_dims), activation) if embed_dims else nn.Identity()
         self.pair_embed = (
-            PairEmbed((*pair_embed_dims, num_heads), pair_input_dim, use_pre_activation_pair, dense=for_inference)
+            PairEmbed(
+                (*pair_embed_dims, num_heads),
+                pair_input_dim,
+                use_pre_activation_pair,
+                dense=for_inference,
+                min_delta=pair_min_delta,
+            )
             if pair_embed_dims is not None and pair_input_dim > 0
             else None
         )
@@ -162,9 +172,9 @@ class ParticleTransformer(nn.Module):
         Returns logits ``(B, num_classes)`` (softmax when ``for_inference``), or the class-token embedding.
         """
         # non-finite inputs (a broken feature) must not poison the whole batch through BatchNorm and attention
-        x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        x = finite(x)
         mask = torch.ones_like(x[:, :1], dtype=torch.bool) if mask is None else mask.bool()
-        v = torch.zeros_like(x[:, :4]) if v is None else torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
+        v = torch.zeros_like(x[:, :4]) if v is None else finite(v)
         if self.trimmer is not None:
             with torch.no_grad():
                 x, v, mask = self.trimmer(x, v, mask)
