@@ -3,13 +3,13 @@
 #   1. Pythia 8 + FastJet make a small TopLandscape-format sample (top vs QCD jets, pT 550-650 GeV);
 #   2. ./train_TopLandscape.sh trains a small ParT on it and predicts the test jets;
 #   3. accuracy, AUC and background rejection at 30% (and 50%) signal efficiency are printed.
-# Environment: DEMO_DIR (default demo/), DEMO_NUM_JETS jets per class (2500), DEMO_EPOCHS (6), PYTHON.
+# Environment: DEMO_DIR (default demo/), DEMO_NUM_JETS jets per class (5000), DEMO_EPOCHS (8), PYTHON.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 PYTHON=${PYTHON:-python}
 DEMO=$(mkdir -p "${DEMO_DIR:-demo}" && cd "${DEMO_DIR:-demo}" && pwd)
-NJETS=${DEMO_NUM_JETS:-2500}
-EPOCHS=${DEMO_EPOCHS:-6}
+NJETS=${DEMO_NUM_JETS:-5000}
+EPOCHS=${DEMO_EPOCHS:-8}
 data=$DEMO/datasets/TopLandscape
 run=$DEMO/ParT
 start=$SECONDS
