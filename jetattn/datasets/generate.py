@@ -541,48 +541,66 @@ def _run_task(task: _Task, report: Callable[[str, int], None]) -> dict:
 # ---------------------------------------------------------------------------------------------------------------
 # Worker pool
 
-_progress_queue = None
+def _worker_loop(tasks, messages) -> None:
+    """A worker process: takes ``(index, task)`` from ``tasks`` until None, and reports on ``messages``:
+    ``("progress", class, jets)``, ``("done", index, result)`` or ``("failed", index, traceback)``."""
+    import traceback
 
-
-def _init_worker(progress_queue) -> None:
-    global _progress_queue
-    _progress_queue = progress_queue
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it terminates the pool
-
-
-def _worker(task: _Task) -> dict:
-    return _run_task(task, lambda name, n: _progress_queue.put((name, n)))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it kills the workers
+    while (item := tasks.get()) is not None:
+        index, task = item
+        try:
+            result = _run_task(task, lambda name, n: messages.put(("progress", name, n)))
+        except Exception:
+            messages.put(("failed", index, traceback.format_exc()))
+            return
+        messages.put(("done", index, result))
 
 
 def _run_tasks(tasks: list[_Task], workers: int, progress) -> list[dict]:
     if workers == 1:
         return [_run_task(task, lambda name, n: progress.update(name, n)) for task in tasks]
+    # Plain processes rather than multiprocessing.Pool: on Ctrl-C the workers are killed outright, and nothing
+    # here waits on a lock that a killed worker may hold (Pool.terminate can hang on its task queue's lock).
     context = mp.get_context("spawn")  # a fresh interpreter per worker: Pythia and FastJet are not fork-safe
-    progress_queue = context.Queue()
-    pool = context.Pool(workers, initializer=_init_worker, initargs=(progress_queue,))
+    task_queue, messages = context.Queue(), context.Queue()
+    task_queue.cancel_join_thread()  # never block the parent's exit on tasks nobody will read
+    for item in enumerate(tasks):
+        task_queue.put(item)
+    for _ in range(workers):
+        task_queue.put(None)
+    processes = [context.Process(target=_worker_loop, args=(task_queue, messages), daemon=True) for _ in range(workers)]
+    results: list[dict | None] = [None] * len(tasks)
+    remaining = len(tasks)
     try:
-        pending = [pool.apply_async(_worker, (task,)) for task in tasks]
-        while not all(result.ready() for result in pending):
-            _drain(progress_queue, progress, timeout=0.2)
-        _drain(progress_queue, progress, timeout=0)
-        results = [result.get() for result in pending]
-        pool.close()
+        for process in processes:
+            process.start()
+        while remaining:
+            try:
+                kind, *payload = messages.get(timeout=1.0)
+            except queue.Empty:
+                if not any(process.is_alive() for process in processes):
+                    codes = [process.exitcode for process in processes]
+                    raise RuntimeError(f"generator workers exited with {codes} before finishing") from None
+                continue
+            if kind == "progress":
+                progress.update(*payload)
+            elif kind == "done":
+                results[payload[0]] = payload[1]
+                remaining -= 1
+            else:
+                raise RuntimeError(f"a generator worker failed:\n{payload[1]}")
+        for process in processes:
+            process.join()
         return results
     except BaseException:
-        pool.terminate()  # stops the workers mid-file; the caller deletes their temporary files
+        for process in processes:
+            if process.is_alive():
+                process.kill()  # stops the workers mid-file; the caller deletes their temporary files
+        for process in processes:
+            if process.pid is not None:
+                process.join()
         raise
-    finally:
-        pool.join()
-
-
-def _drain(progress_queue, progress, timeout: float) -> None:
-    try:
-        while True:
-            name, n = progress_queue.get(timeout=timeout)
-            progress.update(name, n)
-            timeout = 0
-    except queue.Empty:
-        pass
 
 
 class _Progress:
