@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 PYTHON=${PYTHON:-python}
+# weaver and the train scripts are found next to that python, also when its environment is not activated
+PATH="$("$PYTHON" -c 'import os, sys; print(os.path.dirname(sys.executable))'):$PATH"
+export PATH
 DEMO=$(mkdir -p "${DEMO_DIR:-demo}" && cd "${DEMO_DIR:-demo}" && pwd)
 NJETS=${DEMO_NUM_JETS:-5000}
 EPOCHS=${DEMO_EPOCHS:-8}
