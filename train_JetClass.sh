@@ -24,7 +24,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DATASET=JetClass
-source "$HERE/data/train_common.sh"
+source "$HERE/scripts/train_common.sh"
 
 parse_args "ParT PN PFN PCNN" "kin kinpid full" full "$@"
 select_model

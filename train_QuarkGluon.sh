@@ -18,7 +18,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DATASET=QuarkGluon
-source "$HERE/data/train_common.sh"
+source "$HERE/scripts/train_common.sh"
 
 parse_args "ParT ParT-FineTune PN PN-FineTune PFN PCNN" "kin kinpid kinpidplus" kinpid "$@"
 select_model

@@ -233,8 +233,8 @@ def test_missing_dataset_is_one_line(dataset, tmp_path):
 
 def copy_scripts(tmp_path, env_sh=None):
     """The three scripts and their shared file in a fresh folder, with an env.sh of our own (or none)."""
-    (tmp_path / "data").mkdir(parents=True)
-    shutil.copy(REPO / "data" / "train_common.sh", tmp_path / "data")
+    (tmp_path / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "train_common.sh", tmp_path / "scripts")
     for dataset in DATASETS:
         shutil.copy(REPO / f"train_{dataset}.sh", tmp_path)
     if env_sh is not None:

@@ -67,7 +67,7 @@ select_model() {
                        MODEL_OPTS=(--optimizer-option lr_mult '("fc_out.*",50)' --lr-scheduler none) ;;
         PFN)           NETWORK=example_PFN.py                          BATCH=4096 LR=2e-2 ;;
         PCNN)          NETWORK=example_PCNN.py                         BATCH=4096 LR=2e-2 ;;
-        *) die "MODEL '$MODEL' has no entry in the model table of data/train_common.sh" 2 ;;
+        *) die "MODEL '$MODEL' has no entry in the model table of scripts/train_common.sh" 2 ;;
     esac
 }
 
