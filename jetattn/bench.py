@@ -11,15 +11,15 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from jetattn.io import write_json
 
 
 def device_name(device: torch.device) -> str:
@@ -143,9 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     result["torch"] = torch.__version__
     result["command"] = " ".join([Path(sys.executable).name, "-m", "jetattn.bench", *(argv or sys.argv[1:])])
     if args.json:
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, args.json)
+        write_json(args.json, result)
     return 0
 
 

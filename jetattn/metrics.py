@@ -9,13 +9,13 @@ ParT paper's JetClass tables (for two classes it is score_S itself). Rejection i
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from jetattn.io import write_json
 
 
 def load_predictions(path: Path) -> dict[str, np.ndarray]:
@@ -113,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(format_metrics(result, args.signal))
     if args.json:
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, args.json)
+        write_json(args.json, result)
     return 0
 
 

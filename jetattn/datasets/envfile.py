@@ -6,11 +6,11 @@ train script sources env.sh. Other lines are kept as they are.
 
 from __future__ import annotations
 
-import os
 import re
 import stat
-import tempfile
 from pathlib import Path
+
+from jetattn.io import write_text_atomic
 
 _DOUBLE_QUOTE_SPECIAL = re.compile(r'([\\$`"}])')  # '}' would otherwise close the ${...:-...}
 
@@ -44,12 +44,4 @@ def set_datadir(envfile: Path, dataset: str, folder: Path) -> None:
             lines[-1] += "\n"
         lines.append(line)
     mode = stat.S_IMODE(envfile.stat().st_mode) if envfile.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{envfile.name}.", dir=envfile.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.writelines(lines)
-        os.chmod(tmp, mode)
-        os.replace(tmp, envfile)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(envfile, "".join(lines), mode)
