@@ -2,7 +2,8 @@
 # `make demo`: real physics end to end in a few minutes on a laptop CPU (a GPU is used when present).
 #   1. Pythia 8 + FastJet make a small TopLandscape-format sample (top vs QCD jets, pT 550-650 GeV);
 #   2. ./train_TopLandscape.sh trains a small ParT on it and predicts the test jets;
-#   3. accuracy, AUC and background rejection at 30% (and 50%) signal efficiency are printed.
+#   3. accuracy, AUC and background rejection at 30% (and 50%) signal efficiency are printed, and the
+#      rejection curve is drawn to demo/ParT/rejection.png.
 # Environment: DEMO_DIR (default demo/), DEMO_NUM_JETS jets per class (5000), DEMO_EPOCHS (8), PYTHON.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -38,5 +39,6 @@ DATADIR_TopLandscape=$data PYTHON=$PYTHON ./train_TopLandscape.sh ParT kin \
 grep -E "Epoch #[0-9]+ (training|validation) metric|Train AvgLoss" "$run/weaver.out" | tail -n 4 || true
 
 echo "[3/3] test-set performance (top = signal, QCD = background)"
-"$PYTHON" -m jetattn.metrics "$run/pred.root" --signal jet_isTop --eff 0.3 0.5 --json "$run/metrics.json"
+"$PYTHON" -m jetattn.metrics "$run/pred.root" --signal jet_isTop --eff 0.3 0.5 --json "$run/metrics.json" \
+    --plot "$run/rejection.png"
 echo "done in $((SECONDS - start)) s; model, log and predictions in $run"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -52,8 +53,11 @@ def binary_metrics(
     signal: str,
     backgrounds: list[str] | None = None,
     signal_effs: tuple[float, ...] = (0.3, 0.5),
+    roc: dict | None = None,
 ) -> dict[str, float]:
-    """Accuracy (argmax over all classes), AUC and rejections of ``signal`` against ``backgrounds``."""
+    """Accuracy (argmax over all classes), AUC and rejections of ``signal`` against ``backgrounds``.
+
+    Pass a dict as ``roc`` to receive the ROC curve (``signal_eff``, ``background_eff`` arrays)."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
     classes = classes_in(columns)
@@ -76,6 +80,8 @@ def binary_metrics(
     b = sum(columns["score_" + c][keep] for c in backgrounds)
     discriminant = s / np.clip(s + b, 1e-12, None)
     fpr, tpr, _ = roc_curve(is_signal[keep], discriminant)
+    if roc is not None:
+        roc.update(signal_eff=tpr, background_eff=fpr)
     result = {
         "accuracy": accuracy,
         "auc": float(roc_auc_score(is_signal[keep], discriminant)),
@@ -85,6 +91,29 @@ def binary_metrics(
     for eff in signal_effs:
         result[f"rejection_at_{round(100 * eff)}"] = rejection_at(fpr, tpr, eff)
     return result
+
+
+def plot_rejection(roc: dict, result: dict, signal: str, path: Path) -> None:
+    """Background rejection 1/ε_B against signal efficiency ε_S, log scale, as in the ParT paper's figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mplhep
+
+    plt.style.use(mplhep.style.CMS)
+    fig, ax = plt.subplots(figsize=(8, 7))
+    passing = roc["background_eff"] > 0
+    ax.plot(roc["signal_eff"][passing], 1 / roc["background_eff"][passing],
+            label=f"AUC = {result['auc']:.4f}, {result['num_background']} background jets")
+    ax.plot(np.linspace(0.01, 1, 100), 1 / np.linspace(0.01, 1, 100), ls=":", color="grey", label="random")
+    ax.set(yscale="log", xlim=(0, 1), xlabel=f"signal efficiency ({signal})",
+           ylabel=r"background rejection 1/$\varepsilon_B$")
+    ax.legend(loc="upper right", fontsize=16)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
 
 
 def format_metrics(result: dict[str, float], signal: str) -> str:
@@ -105,15 +134,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--background", nargs="+", help="background label name(s) (default: all other classes)")
     parser.add_argument("--eff", nargs="+", type=float, default=[0.3, 0.5], help="signal efficiencies")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--plot", type=Path, help="also draw 1/eB against eS into this image (png, pdf)")
     args = parser.parse_args(argv)
     try:
-        result = binary_metrics(load_predictions(args.predictions), args.signal, args.background, tuple(args.eff))
+        roc: dict = {}
+        result = binary_metrics(load_predictions(args.predictions), args.signal, args.background, tuple(args.eff), roc)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(format_metrics(result, args.signal))
     if args.json:
         write_json(args.json, result)
+    if args.plot:
+        plot_rejection(roc, result, args.signal, args.plot)
+        print(f"plot: {args.plot}")
     return 0
 
 

@@ -56,8 +56,11 @@ def test_cli_reads_weaver_root_output_and_reports_errors(tmp_path, capsys):
         f.mktree("Events", {k: v.dtype for k, v in columns.items()})
         f["Events"].extend(columns)
     assert set(load_predictions(path)) == set(columns)
-    assert main([str(path), "--signal", "sig", "--json", str(tmp_path / "m.json")]) == 0
+    outputs = ["--json", str(tmp_path / "m.json"), "--plot", str(tmp_path / "roc.png")]
+    assert main([str(path), "--signal", "sig", *outputs]) == 0
     assert "AUC" in capsys.readouterr().out and (tmp_path / "m.json").exists()
+    assert (tmp_path / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "pred.root", "roc.png"]  # no temporary left
     assert main([str(path), "--signal", "top"]) == 1
     assert "signal class 'top' not in the prediction file (classes: sig, bkg)" in capsys.readouterr().err
     (tmp_path / "broken.root").write_bytes(b"not root")
