@@ -22,17 +22,18 @@ if [[ -f $data/train_file.root && -f $data/val_file.root && -f $data/test_file.r
     echo "[1/3] using the sample already in $data"
 else
     echo "[1/3] generating $NJETS top and $NJETS QCD jets with Pythia 8 + FastJet"
-    "$PYTHON" get_datasets.py TopLandscape --generate --num-jets "$NJETS" --split 0.6,0.1,0.3 \
+    "$PYTHON" get_datasets.py TopLandscape --generate --num-jets "$NJETS" --split 0.6,0.15,0.25 \
         -d "$DEMO/datasets" -e "$DEMO/env.sh"
 fi
 
 echo "[2/3] training a small ParT (width 64, 3 blocks) for $EPOCHS epochs"
-n_train=$((NJETS * 2 * 6 / 10 / 128 * 128))
+n_train=$((NJETS * 2 * 60 / 100 / 128 * 128))
+n_val=$((NJETS * 2 * 15 / 100 / 128 * 128))  # the best epoch is chosen on these: not too few
 mkdir -p "$run"
 DATADIR_TopLandscape=$data PYTHON=$PYTHON ./train_TopLandscape.sh ParT kin \
     --network-option embed_dims '[64, 64]' --network-option pair_embed_dims '[32, 32]' \
     --network-option num_heads 4 --network-option num_layers 3 --network-option num_cls_layers 1 \
-    --batch-size 128 --num-epochs "$EPOCHS" --samples-per-epoch "$n_train" --samples-per-epoch-val 256 \
+    --batch-size 128 --num-epochs "$EPOCHS" --samples-per-epoch "$n_train" --samples-per-epoch-val "$n_val" \
     --start-lr 3e-3 --optimizer-option weight_decay 0.01 \
     --model-prefix "$run/net" --log-file "$run/train.log" --predict-output "$run/pred.root" \
     > "$run/weaver.out" 2>&1 || { tail -n 30 "$run/weaver.out"; echo "error: training failed; log in $run/weaver.out"; exit 1; }
