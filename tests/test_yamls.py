@@ -7,6 +7,7 @@ import awkward as ak
 import numpy as np
 import pytest
 import uproot
+import yaml
 from weaver.utils.data.config import DataConfig
 from weaver.utils.data.preprocess import _build_new_variables
 
@@ -87,6 +88,105 @@ def test_quark_gluon_particle_id_from_pdg_code(rel, dtype):
     else:
         assert got["part_isChargedHadron"] == [0] * 5 + [1] * 6 + [0] * 3
         assert got["part_isNeutralHadron"] == [0] * 11 + [1] * 3
+
+
+# The public recipe's YAMLs, written out (jet-universe/particle_transformer: data/JetClass/* at 512fcd14, the only
+# stored version; data/QuarkGluon/* and data/TopLandscape/* at 68a7fbcd, which dropped the `n_parts` observer of
+# 512fcd14). An input row is (name, center, scale, clip min, clip max, pad value) with weaver's defaults filled in;
+# a None center means the variable goes in as it is.
+R_KIN = [
+    ("part_pt_log", 1.7, 0.7, -5, 5, 0),
+    ("part_e_log", 2.0, 0.7, -5, 5, 0),
+    ("part_logptrel", -4.7, 0.7, -5, 5, 0),
+    ("part_logerel", -4.7, 0.7, -5, 5, 0),
+    ("part_deltaR", 0.2, 4.0, -5, 5, 0),
+]
+R_ANGLES = [("part_deta", None, 1, -5, 5, 0), ("part_dphi", None, 1, -5, 5, 0)]
+R_PID = [
+    ("part_charge", None, 1, -5, 5, 0),
+    ("part_isChargedHadron", None, 1, -5, 5, 0),
+    ("part_isNeutralHadron", None, 1, -5, 5, 0),
+    ("part_isPhoton", None, 1, -5, 5, 0),
+    ("part_isElectron", None, 1, -5, 5, 0),
+    ("part_isMuon", None, 1, -5, 5, 0),
+]
+R_PID_PLUS = [R_PID[0], ("part_isCHad", None, 1, -5, 5, 0), ("part_isNHad", None, 1, -5, 5, 0), *R_PID[3:]]
+R_DISPLACEMENT = [
+    ("part_d0", None, 1, -5, 5, 0),
+    ("part_d0err", 0, 1, 0, 1, 0),
+    ("part_dz", None, 1, -5, 5, 0),
+    ("part_dzerr", 0, 1, 0, 1, 0),
+]
+R_VECTORS = [(f"part_{v}", None, 1, -5, 5, 0) for v in ("px", "py", "pz", "energy")]
+R_MASK = [("part_mask", None, 1, -5, 5, 0)]
+
+R_VARIABLES = {
+    "part_pt": "np.hypot(part_px, part_py)",
+    "part_pt_log": "np.log(part_pt)",
+    "part_e_log": "np.log(part_energy)",
+    "part_logptrel": "np.log(part_pt/jet_pt)",
+    "part_logerel": "np.log(part_energy/jet_energy)",
+    "part_deltaR": "np.hypot(part_deta, part_dphi)",
+}
+R_JETCLASS_VARIABLES = {"part_mask": "ak.ones_like(part_energy)", **R_VARIABLES}
+R_QG_VARIABLES = {"part_mask": "ak.ones_like(part_deta)", **R_VARIABLES, "jet_isQ": "label", "jet_isG": "1-label"}
+R_JETCLASS_OBSERVERS = ["jet_pt", "jet_eta", "jet_phi", "jet_energy", "jet_nparticles", "jet_sdmass",
+                        "jet_tau1", "jet_tau2", "jet_tau3", "jet_tau4"]
+
+# yaml -> (new_variables, pf_features rows, labels, observers)
+RECIPE = {
+    "JetClass/JetClass_kin.yaml": (R_JETCLASS_VARIABLES, R_KIN + R_ANGLES, JETCLASS_LABELS, R_JETCLASS_OBSERVERS),
+    "JetClass/JetClass_kinpid.yaml": (
+        R_JETCLASS_VARIABLES, R_KIN + R_PID + R_ANGLES, JETCLASS_LABELS, R_JETCLASS_OBSERVERS),
+    "JetClass/JetClass_full.yaml": (
+        {**R_JETCLASS_VARIABLES, "part_d0": "np.tanh(part_d0val)", "part_dz": "np.tanh(part_dzval)"},
+        R_KIN + R_PID + R_DISPLACEMENT + R_ANGLES, JETCLASS_LABELS, R_JETCLASS_OBSERVERS),
+    "QuarkGluon/qg_kin.yaml": (R_QG_VARIABLES, R_KIN + R_ANGLES, ["jet_isQ", "jet_isG"], ["jet_pt", "jet_eta"]),
+    "QuarkGluon/qg_kinpid.yaml": (
+        R_QG_VARIABLES, R_KIN + R_PID + R_ANGLES, ["jet_isQ", "jet_isG"], ["jet_pt", "jet_eta"]),
+    "QuarkGluon/qg_kinpidplus.yaml": (
+        {**R_QG_VARIABLES,
+         "part_isCHad": "(np.abs(part_pid)==211) + (np.abs(part_pid)==321)*0.5 + (np.abs(part_pid)==2212)*0.2",
+         "part_isNHad": "(np.abs(part_pid)==130) + (np.abs(part_pid)==2112)*0.2"},
+        R_KIN + R_PID_PLUS + R_ANGLES, ["jet_isQ", "jet_isG"], ["jet_pt", "jet_eta"]),
+    "TopLandscape/top_kin.yaml": (
+        {**{k: v for k, v in R_QG_VARIABLES.items() if not k.startswith("jet_")}, "jet_isTop": "label",
+         "jet_isQCD": "1-label"},
+        R_KIN + R_ANGLES, ["jet_isTop", "jet_isQCD"], ["jet_pt", "jet_eta"]),
+}
+# What we add on purpose (docs/compatibility.md, "The public recipe, option by option"): the QuarkGluon particle ID
+# computed from part_pid (the recipe reads the same values from the converted files), and observers for the output.
+EXTRA_VARIABLES = {
+    "QuarkGluon/qg_kinpid.yaml": {"part_isElectron", "part_isMuon", "part_isPhoton", "part_isChargedHadron",
+                                  "part_isNeutralHadron", "part_charge"},
+    "QuarkGluon/qg_kinpidplus.yaml": {"part_isElectron", "part_isMuon", "part_isPhoton", "part_charge"},
+}
+EXTRA_OBSERVERS = {rel: ["jet_phi", "jet_energy", "jet_nparticles"] for rel in RECIPE if not rel.startswith("JetClass")}
+
+
+@pytest.mark.parametrize("rel", sorted(RECIPE))
+def test_yaml_matches_the_public_recipe(rel):
+    variables, features, labels, observers = RECIPE[rel]
+    raw = yaml.safe_load((DATA / rel).read_text())
+    # every recipe expression verbatim; nothing else but the listed additions
+    ours = raw["new_variables"]
+    assert {k: ours.get(k) for k in variables} == variables
+    assert set(ours) - set(variables) == EXTRA_VARIABLES.get(rel, set())
+    assert raw.get("selection") is None and raw.get("test_time_selection") is None and raw.get("weights") is None
+    assert raw["preprocess"] == {"method": "manual", "data_fraction": 0.5}
+
+    config = load(rel)
+    inputs = {"pf_points": R_ANGLES, "pf_features": features, "pf_vectors": R_VECTORS, "pf_mask": R_MASK}
+    assert list(config.input_names) == list(inputs)
+    for name, rows in inputs.items():
+        assert raw["inputs"][name]["length"] == 128
+        assert raw["inputs"][name]["pad_mode"] == ("constant" if name == "pf_mask" else "wrap")
+        params = config.preprocess_params
+        got = [(v, *(params[v][k] for k in ("center", "scale", "min", "max", "pad_value")))
+               for v in config.input_dicts[name]]
+        assert got == rows, name
+    assert raw["labels"] == {"type": "simple", "value": labels}
+    assert raw["observers"] == observers + EXTRA_OBSERVERS.get(rel, [])
 
 
 def run_weaver_pipeline(yaml: Path, sample: Path, for_training: bool) -> dict:
