@@ -44,9 +44,10 @@ require_files train "no .root files in $train_dir" "$train_dir/*.root"
 require_files val "no .root files in $val_dir" "$val_dir/*.root"
 require_files test "no .root files in $test_dir" "$test_dir/*.root"
 
-# one file group per class, named after the official file prefixes
+# one file group per class, named after the official file prefixes, in the public recipe's order (weaver shuffles
+# the training files starting from this list, so the order matters for reproducing a run seed for seed)
 DATA_TRAIN=() DATA_VAL=("$val_dir/*.root") DATA_TEST=()
-for class in HToBB HToCC HToGG HToWW4Q HToWW2Q1L ZToQQ WToQQ TTBar TTBarLep ZJetsToNuNu; do
+for class in HToBB HToCC HToGG HToWW2Q1L HToWW4Q TTBar TTBarLep WToQQ ZToQQ ZJetsToNuNu; do
     DATA_TRAIN+=("$class:$train_dir/${class}_*.root")
     DATA_TEST+=("$class:$test_dir/${class}_*.root")
 done

@@ -144,11 +144,78 @@ def test_dry_run_command(dataset, model, features, mode):
         assert "--load-model-weights" not in options and "--lr-scheduler" not in options
 
 
+# The public recipe, written out: the weaver options of a single-GPU run of jet-universe/particle_transformer's
+# train_JetClass.sh (591997c9), train_TopLandscape.sh (149b3c58, which added LGATr, a model we do not offer) and
+# train_QuarkGluon.sh (9a8bc740), file paths, --model-prefix, --log and --tensorboard aside.
+RECIPE_COMMON = {"--optimizer": ["ranger"], "--gpus": ["0"], "--predict-output": ["pred.root"]}
+RECIPE_DATASETS = {
+    "JetClass": {"--num-workers": ["2"], "--fetch-step": ["0.01"], "--num-epochs": ["50"],
+                 "--samples-per-epoch": ["10240000"], "--samples-per-epoch-val": ["1280000"]},
+    "TopLandscape": {"--num-workers": ["1"], "--fetch-step": ["1"], "--in-memory": [], "--num-epochs": ["20"],
+                     "--samples-per-epoch": ["1228800"], "--samples-per-epoch-val": ["409600"]},
+    "QuarkGluon": {"--num-workers": ["1"], "--fetch-step": ["1"], "--in-memory": [], "--train-val-split": ["0.8889"],
+                   "--num-epochs": ["20"], "--samples-per-epoch": ["1600000"], "--samples-per-epoch-val": ["200000"]},
+}
+# (dataset, model) -> batch size, start lr, --use-amp, --optimizer-option pairs, --lr-scheduler (None: weaver's default)
+RECIPE_MODELS = {
+    ("JetClass", "ParT"): (512, 1e-3, True, {}, None),
+    ("JetClass", "PN"): (512, 1e-2, False, {}, None),
+    ("JetClass", "PFN"): (4096, 2e-2, False, {}, None),
+    ("JetClass", "PCNN"): (4096, 2e-2, False, {}, None),
+    ("TopLandscape", "ParT"): (512, 1e-3, True, {"weight_decay": "0.01"}, None),
+    ("TopLandscape", "ParT-FineTune"): (512, 1e-4, True, {"weight_decay": "0.01", "lr_mult": '("fc.*",50)'}, "none"),
+    ("TopLandscape", "PN"): (512, 1e-2, False, {}, None),
+    ("TopLandscape", "PN-FineTune"): (512, 1e-3, False, {"lr_mult": '("fc_out.*",50)'}, "none"),
+    ("TopLandscape", "PFN"): (4096, 2e-2, False, {}, None),
+    ("TopLandscape", "PCNN"): (4096, 2e-2, False, {}, None),
+    ("QuarkGluon", "ParT"): (512, 1e-3, True, {"weight_decay": "0.01"}, None),
+    ("QuarkGluon", "ParT-FineTune"): (512, 1e-4, True, {"weight_decay": "0.01", "lr_mult": '("fc.*",50)'}, "none"),
+    ("QuarkGluon", "PN"): (512, 1e-2, False, {}, None),
+    ("QuarkGluon", "PN-FineTune"): (512, 1e-3, False, {"lr_mult": '("fc_out.*",50)'}, "none"),
+    ("QuarkGluon", "PFN"): (4096, 2e-2, False, {}, None),
+    ("QuarkGluon", "PCNN"): (4096, 2e-2, False, {}, None),
+}
+RECIPE_CHECKPOINTS = {  # (dataset, model, features) -> --load-model-weights
+    ("TopLandscape", "ParT-FineTune", "kin"): "models/ParT_kin.pt",
+    ("TopLandscape", "PN-FineTune", "kin"): "models/ParticleNet_kin.pt",
+    ("QuarkGluon", "ParT-FineTune", "kin"): "models/ParT_kin.pt",
+    ("QuarkGluon", "ParT-FineTune", "kinpid"): "models/ParT_kinpid.pt",
+    ("QuarkGluon", "ParT-FineTune", "kinpidplus"): "models/ParT_kinpid.pt",
+    ("QuarkGluon", "PN-FineTune", "kin"): "models/ParticleNet_kin.pt",
+    ("QuarkGluon", "PN-FineTune", "kinpid"): "models/ParticleNet_kinpid.pt",
+    ("QuarkGluon", "PN-FineTune", "kinpidplus"): "models/ParticleNet_kinpid.pt",
+}
+RECIPE_JETCLASS_GROUPS = ["HToBB", "HToCC", "HToGG", "HToWW2Q1L", "HToWW4Q", "TTBar", "TTBarLep", "WToQQ", "ZToQQ",
+                          "ZJetsToNuNu"]
+# options whose values are paths (checked elsewhere); --log-file is the recipe's --log (an abbreviation of it)
+PATH_OPTIONS = {"--data-train", "--data-val", "--data-test", "--data-config", "--network-config", "--model-prefix",
+                "--log-file", "--load-model-weights"}
+
+
+@pytest.mark.parametrize("dataset, model, features", CASES)
+def test_options_match_the_public_recipe(dataset, model, features):
+    _, options = split_launcher(dry(dataset, model, features, GPUS="0")[0])
+    batch, lr, amp, optimizer_options, scheduler = RECIPE_MODELS[dataset, model]
+    expected = {**RECIPE_COMMON, **RECIPE_DATASETS[dataset], "--batch-size": [str(batch)], "--start-lr": [lr]}
+    if amp:
+        expected["--use-amp"] = []
+    if scheduler:
+        expected["--lr-scheduler"] = [scheduler]
+    # weaver keeps the last value of an option, but collects every --optimizer-option
+    names = {t for t in options if t.startswith("--")} - PATH_OPTIONS - {"--optimizer-option"}
+    got = {name: last(options, name) for name in names}
+    got["--start-lr"] = [float(got["--start-lr"][0])]
+    assert got == expected
+    assert dict(occurrences(options, "--optimizer-option")) == optimizer_options
+    checkpoint = RECIPE_CHECKPOINTS.get((dataset, model, features))
+    assert occurrences(options, "--load-model-weights") == ([[checkpoint]] if checkpoint else [])
+    assert ("--data-val" in options) == (dataset != "QuarkGluon")  # QuarkGluon validates on --train-val-split
+
+
 def test_dataset_options():
     _, jetclass = split_launcher(dry("JetClass", "PN", "kin")[0])
     train = last(jetclass, "--data-train")
-    assert [t.split(":")[0] for t in train] == ["HToBB", "HToCC", "HToGG", "HToWW4Q", "HToWW2Q1L", "ZToQQ", "WToQQ",
-                                                "TTBar", "TTBarLep", "ZJetsToNuNu"]
+    assert [t.split(":")[0] for t in train] == RECIPE_JETCLASS_GROUPS
     assert all(t.endswith(f"/train_100M/{t.split(':')[0]}_*.root") for t in train)
     assert last(jetclass, "--data-val")[0].endswith("/val_5M/*.root")
     assert [t.split(":")[0] for t in last(jetclass, "--data-test")] == [t.split(":")[0] for t in train]
