@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from jetattn.nn.blocks import classifier_head
 from jetattn.nn.inputs import particle_mask
 from jetattn.nn.part import ParticleTransformer
 
@@ -59,7 +60,7 @@ class ParTForWeaver(torch.nn.Module):
             # the public fine-tuning recipe's layout: fc = Sequential(hidden layers..., Linear)
             fc_params = part_options.get("fc_params") or ()
             self.mod = ParticleTransformer(**{**part_options, "num_classes": None, "fc_params": None})
-            self.fc = ParticleTransformer.classifier(self.mod.norm.normalized_shape[0], head_classes, fc_params)
+            self.fc = classifier_head(self.mod.norm.normalized_shape[0], head_classes, fc_params)
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
@@ -74,10 +75,13 @@ class ParTForWeaver(torch.nn.Module):
         return torch.softmax(output, dim=1) if self.for_inference else output
 
 
-# ParT settings of the public JetClass/TopLandscape/QuarkGluon recipes; `--network-option` overrides any of them.
-PART_DEFAULTS = dict(
+# ParT as the public Particle Transformer repository's network files build it (networks/example_ParticleTransformer.py
+# and its fine-tuning twin), which trained the official ParT_*.pt files; `--network-option` overrides any of them.
+# Where our class's default differs, the recipe's value is the one here: use_pre_activation_pair=False keeps the
+# GELU after the last pair-embedding layer (weaver's class defaults to True, which silently changes the function).
+PART_RECIPE = dict(
     pair_input_dim=4,
-    use_pre_activation_pair=True,
+    use_pre_activation_pair=False,
     embed_dims=[128, 512, 128],
     pair_embed_dims=[64, 64, 64],
     num_heads=8,

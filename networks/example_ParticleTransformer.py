@@ -1,10 +1,10 @@
 """ParT for weaver: ``weaver --network-config networks/example_ParticleTransformer.py ...``."""
 
-from jetattn.weaver import PART_DEFAULTS, ParTForWeaver, cross_entropy_loss, model_info, num_classes
+from jetattn.weaver import PART_RECIPE, ParTForWeaver, cross_entropy_loss, model_info, num_classes
 
 
 def get_model(data_config, **kwargs):
-    options = {**PART_DEFAULTS, "input_dim": len(data_config.input_dicts["pf_features"]), **kwargs}
+    options = {**PART_RECIPE, "input_dim": len(data_config.input_dicts["pf_features"]), **kwargs}
     model = ParTForWeaver(num_classes=num_classes(data_config), **options)
     return model, model_info(data_config)
 

@@ -29,3 +29,15 @@ def shared_models() -> Path:
     if not (path / "ParticleNet_kin.pt").exists():
         pytest.skip(f"official checkpoints not found under {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def hbb_sample(real_data, tmp_path_factory) -> Path:
+    """The real H->bb jets with the observers JetClass_kin.yaml lists but the sample lacks, as zeros."""
+    import yaml
+    from weaver_run import JETCLASS_YAML, read_jets, with_zero_branches
+
+    src = real_data / "JetClass_Hbb_sample_1000.root"
+    observers = yaml.safe_load(JETCLASS_YAML.read_text())["observers"]
+    lacking = [name for name in observers if name not in read_jets(src)]
+    return with_zero_branches(src, tmp_path_factory.mktemp("hbb") / "hbb.root", lacking)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from jetattn.nn.baselines import (
-    PARTICLENET_JETCLASS,
+    PARTICLENET_RECIPE,
     ParticleCNN,
     ParticleFlowNetwork,
     ParticleNetWrapper,
@@ -34,15 +34,30 @@ def evaluated(name: str) -> torch.nn.Module:
     return model.eval()
 
 
-@pytest.mark.parametrize("name", SMALL)
+def padded(real: list[torch.Tensor], extra: int, fill: float) -> list[torch.Tensor]:
+    """``real`` jets followed by ``extra`` padding slots holding ``fill`` times noise (0: zeros)."""
+    slots = [torch.cat((x, fill * torch.randn(x.shape[:2] + (extra,))), dim=-1) for x in real[:3]]
+    return slots + [torch.cat((real[3], torch.zeros(real[3].shape[:2] + (extra,))), dim=-1)]
+
+
+@pytest.mark.parametrize("name", ["PFN", "ParticleNet"])
 def test_padding_does_not_change_the_output(name):
     """Slots flagged as padding change nothing, whatever they hold (weaver's `wrap` padding repeats particles)."""
     model = evaluated(name)
     real = jets(4, 20)
-    padded = [torch.cat((x, 100 * torch.randn(x.shape[:2] + (12,))), dim=-1) for x in real[:3]]
-    padded.append(torch.cat((real[3], torch.zeros(4, 1, 12)), dim=-1))
     with torch.no_grad():
-        torch.testing.assert_close(model(*padded), model(*real), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(model(*padded(real, 12, 100.0)), model(*real), atol=1e-5, rtol=1e-5)
+
+
+def test_pcnn_reads_padding_as_zeros():
+    """The recipe's P-CNN sees padding as zero particles: what padded slots hold does not matter, how many
+    there are does (its average runs over every slot, as the public recipe's does)."""
+    model = evaluated("PCNN")
+    real = jets(4, 20)
+    with torch.no_grad():
+        zeros = model(*padded(real, 12, 0.0))
+        torch.testing.assert_close(model(*padded(real, 12, 100.0)), zeros, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(model(*real), zeros, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["PFN", "ParticleNet"])
@@ -62,9 +77,14 @@ def test_pcnn_reads_particles_in_order():
         assert not torch.allclose(model(*(x.flip(-1) for x in inputs)), model(*inputs), atol=1e-4)
 
 
-def test_pfn_has_the_published_size():
-    """About 86.1k parameters for JetClass's 17 features and 10 classes (ParT paper, arXiv:2202.03772, Table 3)."""
-    assert abs(sum(p.numel() for p in ParticleFlowNetwork(17, 10).parameters()) - 86_100) < 100
+@pytest.mark.parametrize(("model", "published"), [
+    (lambda: ParticleFlowNetwork(17, 10), 86_100),
+    (lambda: ParticleCNN(17, 10), 354_000),
+])  # fmt: skip
+def test_published_sizes(model, published):
+    """Parameters for JetClass's 17 features and 10 classes (ParT paper, arXiv:2202.03772, Table 3: PFN 86.1k,
+    P-CNN 354k)."""
+    assert abs(sum(p.numel() for p in model().parameters()) - published) < published * 0.002
 
 
 @pytest.mark.parametrize("name", SMALL)
@@ -80,11 +100,22 @@ def test_for_inference_outputs_probabilities(name):
 
 def test_finetune_head_layout():
     """Fine-tuning drops ParticleNet's last Linear (mod.fc.1) for a fresh top-level fc_out; the rest keeps its keys."""
-    base = ParticleNetWrapper(7, 10, **PARTICLENET_JETCLASS).state_dict().keys()
-    tuned = ParticleNetWrapper(7, 2, fresh_head=True, **PARTICLENET_JETCLASS).state_dict().keys()
+    base = ParticleNetWrapper(7, 10, **PARTICLENET_RECIPE).state_dict().keys()
+    tuned = ParticleNetWrapper(7, 2, fresh_head=True, **PARTICLENET_RECIPE).state_dict().keys()
     assert set(base) - set(tuned) == {"mod.fc.1.weight", "mod.fc.1.bias"}
     assert set(tuned) - set(base) == {"fc_out.weight", "fc_out.bias"}
     assert all(key.startswith("mod.") for key in base)
+
+
+def test_knn_follows_weaver_unless_asked():
+    """By default the neighbours are weaver's (what the official checkpoints were trained with); with
+    ``knn_exclude_self`` they come from :func:`knn_without_self`."""
+    from weaver.nn.model.ParticleNet import EdgeConvBlock
+
+    options = dict(conv_params=[(4, (16, 16))], fc_params=[(16, 0.1)])
+    assert all(type(c) is EdgeConvBlock for c in ParticleNetWrapper(7, 3, **options).mod.edge_convs)
+    tuned = ParticleNetWrapper(7, 3, knn_exclude_self=True, **options).mod.edge_convs
+    assert all(type(c) is not EdgeConvBlock and isinstance(c, EdgeConvBlock) for c in tuned)
 
 
 def test_knn_never_picks_the_particle_itself():

@@ -20,11 +20,9 @@ from weaver_run import (
     load_keys_report,
     load_network,
     option_args,
-    read_jets,
     read_predictions,
     real_batch,
     weaver,
-    with_zero_branches,
 )
 
 pytestmark = pytest.mark.requiresdata
@@ -32,15 +30,6 @@ pytestmark = pytest.mark.requiresdata
 
 def _classes(data_config: Path) -> list[str]:
     return list(DataConfig.load(str(data_config), load_observers=False).label_value)
-
-
-@pytest.fixture(scope="module")
-def hbb_sample(real_data, tmp_path_factory) -> Path:
-    """The real H->bb jets with the observers JetClass_kin.yaml lists but the sample lacks, as zeros."""
-    src = real_data / "JetClass_Hbb_sample_1000.root"
-    observers = yaml.safe_load(JETCLASS_YAML.read_text())["observers"]
-    lacking = [name for name in observers if name not in read_jets(src)]
-    return with_zero_branches(src, tmp_path_factory.mktemp("hbb") / "hbb.root", lacking)
 
 
 def _finetune_start(network: Path, options: dict, tmp_path: Path, request) -> tuple[Path, dict, float, list[str]]:
@@ -51,7 +40,8 @@ def _finetune_start(network: Path, options: dict, tmp_path: Path, request) -> tu
     """
     if base_name(network) == "ParticleNet":
         checkpoint = request.getfixturevalue("shared_models") / "ParticleNet_kin.pt"
-        return checkpoint, {}, 0.05, ["--batch-size", "8", "--samples-per-epoch", "16"]
+        # fine-tuned here for deployment through ONNX: neighbours that agree between PyTorch and onnxruntime
+        return checkpoint, {"knn_exclude_self": True}, 0.05, ["--batch-size", "8", "--samples-per-epoch", "16"]
     base = load_network(network.with_name(network.name.replace("_finetune", "")))
     model, _ = base.get_model(DataConfig.load(str(JETCLASS_YAML), load_observers=False), **options)
     checkpoint = tmp_path / "jetclass_state.pt"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -23,7 +24,7 @@ JETCLASS_YAML = REPO / "data" / "JetClass" / "JetClass_kin.yaml"
 
 # Small versions of each network (fast on two CPU cores), by network file name without ``example_``/``_finetune``.
 SMALL_OPTIONS = {
-    "ParticleNet": {"conv_params": [(4, (16, 16)), (4, (16, 16))], "fc_params": [(16, 0.1)]},
+    "ParticleNet": {"conv_params": [(4, (16, 16)), (4, (16, 16))], "fc_params": [(16, 0.1)], "knn_exclude_self": True},
     "PFN": {"phi_sizes": (16, 16), "f_sizes": (16,)},
     "PCNN": {"conv_params": [(8,), (16,), (16,)], "fc_params": [(16, 0.1)]},
     # ParT trained here floors the pair separation so its ONNX export agrees with PyTorch on Delphes jets
@@ -55,10 +56,17 @@ def option_args(options: dict) -> list[str]:
     return [arg for name, value in options.items() for arg in ("--network-option", name, repr(value))]
 
 
-def weaver(*args: object, timeout: int = 300) -> str:
-    """Run weaver's CLI on the CPU with ``args`` (as strings); return its log, or fail the test with its tail."""
+def weaver(*args: object, timeout: int = 300, pythonpath: Path | None = None) -> str:
+    """Run weaver's CLI on the CPU with ``args`` (as strings); return its log, or fail the test with its tail.
+
+    ``pythonpath``: a folder the network file imports from (weaver loads the file itself, not its folder).
+    """
     cmd = [str(WEAVER), "--gpus", "", "--num-workers", "0", *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    env = None
+    if pythonpath is not None:
+        paths = (str(pythonpath), os.environ.get("PYTHONPATH"))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"weaver failed ({proc.returncode}):\n{' '.join(cmd)}\n...\n{log[-4000:]}"
     return log

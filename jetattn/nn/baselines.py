@@ -14,10 +14,11 @@ import torch
 from torch import nn
 from weaver.nn.model.ParticleNet import EdgeConvBlock, ParticleNet, pairwise_distance
 
+from jetattn.nn.blocks import classifier_head
 from jetattn.nn.inputs import finite, particle_mask
 
 # The ParticleNet of the official JetClass checkpoints (ParticleNet_kin.pt and friends).
-PARTICLENET_JETCLASS = {
+PARTICLENET_RECIPE = {
     "conv_params": [(16, (64, 64, 64)), (16, (128, 128, 128)), (16, (256, 256, 256))],
     "fc_params": [(256, 0.1)],
     "use_fusion": False,
@@ -26,30 +27,18 @@ PARTICLENET_JETCLASS = {
 }
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Average of ``x (N, C, P)`` over the real particles; an empty jet gives 0, not 0/0."""
-    counts = mask.sum(dim=-1).clamp(min=1)  # N, 1
-    return (x * mask).sum(dim=-1) / counts
-
-
-def _classifier(in_dim: int, hidden: Sequence[tuple[int, float]], num_classes: int) -> nn.Sequential:
-    """Fully connected head: (width, dropout) hidden layers with ReLU, then the class logits."""
-    layers: list[nn.Module] = []
-    for width, drop_rate in hidden:
-        layers += [nn.Linear(in_dim, width), nn.ReLU(), nn.Dropout(drop_rate)]
-        in_dim = width
-    layers.append(nn.Linear(in_dim, num_classes))
-    return nn.Sequential(*layers)
-
-
 class ParticleFlowNetwork(nn.Module):
     """Deep Sets (Komiske, Metodiev, Thaler, arXiv:1810.05165): F(sum over particles of Phi(particle)).
+
+    Parameter names follow the public ParT repository's PFN (``phi.<i>.0``, ``fc.<i>.0``), so models trained
+    with it load here unchanged and compute the same function.
 
     Args:
         input_dims: features per particle.
         num_classes: output classes.
-        phi_sizes: widths of the per-particle network Phi.
-        f_sizes: widths of the jet-level network F (applied to the summed latent vector).
+        phi_sizes: widths of the per-particle network Phi (1x1 convolutions, ReLU).
+        f_sizes: widths of the jet-level network F applied to the summed latent vector.
+        use_bn: BatchNorm on the inputs and after each Phi layer (off in the public recipe).
         for_inference: output softmax probabilities instead of logits.
     """
 
@@ -59,61 +48,62 @@ class ParticleFlowNetwork(nn.Module):
         num_classes: int,
         phi_sizes: Sequence[int] = (128, 128, 128),
         f_sizes: Sequence[int] = (128, 128, 128),
+        use_bn: bool = False,
         for_inference: bool = False,
         **kwargs,
     ) -> None:
         super().__init__()
+        self.input_bn = nn.BatchNorm1d(input_dims) if use_bn else nn.Identity()
         phi: list[nn.Module] = []
         for width in phi_sizes:
-            phi += [nn.Conv1d(input_dims, width, kernel_size=1), nn.ReLU()]
+            norm = nn.BatchNorm1d(width) if use_bn else nn.Identity()
+            phi.append(nn.Sequential(nn.Conv1d(input_dims, width, kernel_size=1), norm, nn.ReLU()))
             input_dims = width
         self.phi = nn.Sequential(*phi)
-        self.classifier = _classifier(input_dims, [(w, 0.0) for w in f_sizes], num_classes)
+        self.fc = classifier_head(input_dims, num_classes, [(w, 0.0) for w in f_sizes])
         self.for_inference = for_inference
 
     def forward(self, points, features, lorentz_vectors, mask) -> torch.Tensor:
         mask = particle_mask(mask, points, lorentz_vectors)
-        latent = (self.phi(finite(features)) * mask).sum(dim=-1)  # N, phi_sizes[-1]
-        logits = self.classifier(latent)
+        latent = (self.phi(self.input_bn(finite(features))) * mask).sum(dim=-1)  # N, phi_sizes[-1]
+        logits = self.fc(latent)
         return torch.softmax(logits, dim=1) if self.for_inference else logits
 
 
 class _ResidualUnit(nn.Module):
-    """Two kernel-3 convolutions along the pT-ordered particle sequence, with a (projected) shortcut."""
+    """Two kernel-3 convolutions along the pT-ordered particle sequence, each with BatchNorm and ReLU, added to
+    the input (through a bias-free 1x1 convolution where the width or the stride changes)."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Sequential(
-            nn.Conv1d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm1d(out_channels),
-            nn.ReLU(),
-        )
-        self.conv2 = nn.Sequential(
-            nn.Conv1d(out_channels, out_channels, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm1d(out_channels),
-        )
-        self.shortcut: nn.Module = nn.Identity()
-        if in_channels != out_channels:
-            self.shortcut = nn.Sequential(
-                nn.Conv1d(in_channels, out_channels, kernel_size=1, bias=False), nn.BatchNorm1d(out_channels)
-            )
+        self.conv1 = nn.Conv1d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1)
+        self.bn1 = nn.BatchNorm1d(out_channels)
+        self.conv2 = nn.Conv1d(out_channels, out_channels, kernel_size=3, padding=1)
+        self.bn2 = nn.BatchNorm1d(out_channels)
+        self.relu = nn.ReLU()
+        self.conv_sc = None
+        if in_channels != out_channels or stride != 1:
+            self.conv_sc = nn.Conv1d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # padding is zeroed before every convolution (BatchNorm shifts it), so the last real particle's
-        # neighbour beyond it reads 0, as at the end of an unpadded sequence
-        hidden = self.conv1(x) * mask
-        return torch.relu(self.conv2(hidden) + self.shortcut(x)) * mask
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.conv_sc is None else self.conv_sc(x)
+        x = self.relu(self.bn1(self.conv1(x)))
+        return shortcut + self.relu(self.bn2(self.conv2(x)))
 
 
 class ParticleCNN(nn.Module):
     """P-CNN, the 1D ResNet over pT-ordered particles of the CMS DeepAK8 tagger (CMS-DP-2017-049).
 
+    The public ParT repository's P-CNN, parameter for parameter (``fts_conv``, ``resnet_units.resnet_unit_<i>``,
+    ``fc``): padded slots enter as zeros and the final average runs over every slot, padding included, so the
+    output depends on the padded length (fixed by the YAML) as in that recipe, and its models load here.
+
     Args:
         input_dims: features per particle.
         num_classes: output classes.
         conv_params: channels of the stem convolution, then one tuple per stage with one residual unit
-            (two convolutions) per entry.
-        fc_params: (width, dropout) of the hidden layers after the average over real particles.
+            per entry; every stage after the first starts by halving the sequence (stride 2).
+        fc_params: (width, dropout) of the hidden layers after the average.
         for_inference: output softmax probabilities instead of logits.
     """
 
@@ -127,27 +117,29 @@ class ParticleCNN(nn.Module):
         **kwargs,
     ) -> None:
         super().__init__()
-        stem_channels = conv_params[0][-1]
-        self.stem = nn.Sequential(
-            nn.Conv1d(input_dims, stem_channels, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm1d(stem_channels),
+        channels = conv_params[0][0]
+        self.fts_conv = nn.Sequential(
+            nn.BatchNorm1d(input_dims),
+            nn.Conv1d(input_dims, channels, kernel_size=3, padding=1),
+            nn.BatchNorm1d(channels),
             nn.ReLU(),
         )
-        units, channels = [], stem_channels
-        for stage in conv_params[1:]:
-            for out_channels in stage:
-                units.append(_ResidualUnit(channels, out_channels))
-                channels = out_channels
-        self.units = nn.ModuleList(units)
-        self.classifier = _classifier(channels, fc_params, num_classes)
+        self.resnet_units = nn.ModuleDict()
+        for stage, widths in enumerate(conv_params[1:]):
+            units = []
+            for j, width in enumerate(widths):
+                units.append(_ResidualUnit(channels, width, stride=2 if stage > 0 and j == 0 else 1))
+                channels = width
+            self.resnet_units[f"resnet_unit_{stage}"] = nn.Sequential(*units)
+        self.fc = classifier_head(channels, num_classes, fc_params)
         self.for_inference = for_inference
 
     def forward(self, points, features, lorentz_vectors, mask) -> torch.Tensor:
         mask = particle_mask(mask, points, lorentz_vectors)
-        x = self.stem(finite(features) * mask) * mask  # N, C, P
-        for unit in self.units:
-            x = unit(x, mask)
-        logits = self.classifier(masked_mean(x, mask))
+        x = self.fts_conv(finite(features) * mask)  # N, C, P
+        for stage in self.resnet_units.values():
+            x = stage(x)  # N, C', P' (P' = P / 2 per later stage)
+        logits = self.fc(x.mean(dim=-1))
         return torch.softmax(logits, dim=1) if self.for_inference else logits
 
 
@@ -206,14 +198,20 @@ class _PaddedTrimmer(nn.Module):
 class ParticleNetWrapper(nn.Module):
     """weaver-core's ParticleNet under the name ``mod``, the key layout of the official checkpoints.
 
-    Two changes that leave the parameters as they are: the k-nearest-neighbour search never counts a particle
-    as its own neighbour (``knn_without_self``), and batches whose longest jet has k or fewer particles work.
+    By default it computes what the public recipe's ParticleNet computes. Two changes leave the parameters as
+    they are: batches whose longest jet has k or fewer particles work (weaver's raise), and, with
+    ``knn_exclude_self``, the k-nearest-neighbour search never counts a particle as its own neighbour.
 
     Args:
         input_dims: features per particle.
         num_classes: output classes.
         fresh_head: for fine-tuning: drop ParticleNet's last Linear and classify with a new ``fc_out``,
             so a checkpoint trained on other classes loads with only its head left over.
+        knn_exclude_self: pick neighbours with :func:`knn_without_self`. weaver's search drops the nearest
+            point, taken to be the particle itself; on Delphes jets with particles at identical (eta, phi) that
+            tie is broken differently by PyTorch and onnxruntime, so exports disagree. Use it for models trained
+            here that will be deployed through ONNX (training and prediction alike); leave it off for
+            checkpoints trained with weaver's ParticleNet (the official ones), as their outputs move with it.
         for_inference: output softmax probabilities instead of logits.
         **particlenet_options: passed to weaver's ``ParticleNet`` (conv_params, fc_params, ...).
     """
@@ -223,17 +221,23 @@ class ParticleNetWrapper(nn.Module):
         input_dims: int,
         num_classes: int,
         fresh_head: bool = False,
+        knn_exclude_self: bool = False,
         for_inference: bool = False,
         **particlenet_options,
     ) -> None:
         super().__init__()
         self.mod = ParticleNet(input_dims, num_classes, for_inference=for_inference, **particlenet_options)
         self.mod.for_inference = False  # softmax below, after the (fresh) head
-        cpu_mode = for_inference  # weaver's ONNX-friendly gather
-        self.mod.edge_convs = nn.ModuleList(
-            _EdgeConv(conv.k, conv.convs[0].in_channels // 2, [c.out_channels for c in conv.convs], cpu_mode=cpu_mode)
-            for conv in self.mod.edge_convs
-        )
+        if knn_exclude_self:
+            self.mod.edge_convs = nn.ModuleList(
+                _EdgeConv(
+                    conv.k,
+                    conv.convs[0].in_channels // 2,
+                    [c.out_channels for c in conv.convs],
+                    cpu_mode=for_inference,  # weaver's ONNX-friendly gather
+                )
+                for conv in self.mod.edge_convs
+            )
         largest_k = max(conv.k for conv in self.mod.edge_convs)
         self.mod.trimmer = _PaddedTrimmer(self.mod.trimmer, largest_k + 1)
         if fresh_head:

@@ -1,6 +1,9 @@
-"""Transformer blocks: the NormFormer-style particle block and its class-attention form (ParT)."""
+"""Transformer blocks: the NormFormer-style particle block and its class-attention form (ParT), and the
+classifier head every model here ends with."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -83,3 +86,17 @@ class Block(nn.Module):
         if self.w_resid is not None:
             residual = self.w_resid * residual
         return x + residual
+
+
+def classifier_head(dim: int, num_classes: int, hidden: Sequence[tuple[int, float]] = ()) -> nn.Sequential:
+    """``(width, dropout)`` hidden layers (Linear, ReLU, Dropout), then the class logits.
+
+    Each hidden layer is its own Sequential (keys ``<i>.0.weight``), the layout of the public ParT repository's
+    heads (ParT, PFN, P-CNN), so their checkpoints load unchanged.
+    """
+    layers: list[nn.Module] = []
+    for width, drop_rate in hidden:
+        layers.append(nn.Sequential(nn.Linear(dim, width), nn.ReLU(), nn.Dropout(drop_rate)))
+        dim = width
+    layers.append(nn.Linear(dim, num_classes))
+    return nn.Sequential(*layers)

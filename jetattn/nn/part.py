@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from jetattn.nn.attention import Attention, padding_bias
-from jetattn.nn.blocks import Block
+from jetattn.nn.blocks import Block, classifier_head
 from jetattn.nn.inputs import finite
 from jetattn.nn.pairs import PairEmbed
 
@@ -131,19 +131,10 @@ class ParticleTransformer(nn.Module):
         cls_cfg.update(cls_block_params or {})
         self.cls_blocks = nn.ModuleList([Block(**cls_cfg) for _ in range(num_cls_layers)])
         self.norm = nn.LayerNorm(dim)
-        self.fc = self.classifier(dim, num_classes, fc_params) if fc_params is not None else None
+        self.fc = classifier_head(dim, num_classes, fc_params) if fc_params is not None else None
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.trimmer = SequenceTrimmer() if trim and not for_inference else None
         self._init_weights()
-
-    @staticmethod
-    def classifier(dim: int, num_classes: int, fc_params) -> nn.Sequential:
-        layers: list[nn.Module] = []
-        for width, drop_rate in fc_params:
-            layers.append(nn.Sequential(nn.Linear(dim, width), nn.ReLU(), nn.Dropout(drop_rate)))
-            dim = width
-        layers.append(nn.Linear(dim, num_classes))
-        return nn.Sequential(*layers)
 
     def _init_weights(self) -> None:
         # MoCo-v3 style (as weaver): Xavier-uniform Linears with q, k and v each treated as its own matrix,
