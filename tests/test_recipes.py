@@ -1,0 +1,149 @@
+"""Every network file against the public recipe it stands for, through weaver's CLI on real jets.
+
+A reference network file (``tests/recipes/recipe_<name>.py``) builds the model as the public Particle
+Transformer repository's file of the same name does, settings written out as that file has them. Its weights
+are perturbed (running statistics included) so that no layer is the identity, saved in the layout the public
+recipe's checkpoints have, and predicted with by ``weaver --predict`` through our network file and through the
+reference: the scores must agree. Comparing against our own class defaults instead is how a wrong default
+(``use_pre_activation_pair``) once went unnoticed.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from weaver.utils.data.config import DataConfig
+from weaver_run import (
+    JETCLASS_YAML,
+    REPO,
+    TOP_YAML,
+    load_network,
+    read_predictions,
+    real_batch,
+    weaver,
+)
+
+pytestmark = [pytest.mark.requiresdata, pytest.mark.slow]
+
+RECIPES = REPO / "tests" / "recipes"
+N_JETS = 200  # of the 1000 real jets: --data-fraction 0.2
+
+
+def reference(name: str):
+    import sys
+
+    sys.path.insert(0, str(RECIPES))
+    try:
+        return load_network(RECIPES / f"recipe_{name}.py")
+    finally:
+        sys.path.remove(str(RECIPES))
+
+
+def perturbed(model: torch.nn.Module, seed: int, num_classes: int) -> torch.nn.Module:
+    """Every weight moved off its initial value and BatchNorm statistics of a trained model, so that LayerNorm
+    gains, head scales and running statistics all matter; the class logits are spread as a trained model's are,
+    so that the scores differ from jet to jet."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1 + 0.2 * torch.randn(p.shape, generator=g)).add_(0.02 * torch.randn(p.shape, generator=g))
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear) and m.out_features == num_classes:
+                m.weight.mul_(5)
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_(0, 0.5, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+    return model.eval()
+
+
+def official_layout(state: dict) -> dict:
+    """weaver-core >= 0.5 packs attention as ``in_proj.weight``; the official ParT files (nn.MultiheadAttention)
+    as ``in_proj_weight``."""
+    return {k.replace("attn.in_proj.", "attn.in_proj_"): v for k, v in state.items()}
+
+
+def predict(network: Path, checkpoint: Path, yaml: Path, sample: Path, out: Path, classes: list[str]) -> np.ndarray:
+    weaver(
+        "--predict", "--data-config", yaml, "--network-config", network, "--model-prefix", checkpoint,
+        "--data-test", sample, "--data-fraction", N_JETS / 1000, "--batch-size", "100", "--predict-output", out,
+        pythonpath=RECIPES,
+    )  # fmt: skip
+    return read_predictions(out, classes)
+
+
+# network file stem -> (YAML, sample fixture) as the recipe trains it: the JetClass networks on JetClass jets,
+# the fine-tuning networks on TopLandscape jets
+CASES = {
+    "ParticleTransformer": (JETCLASS_YAML, "hbb_sample"),
+    "ParticleNet": (JETCLASS_YAML, "hbb_sample"),
+    "PFN": (JETCLASS_YAML, "hbb_sample"),
+    "PCNN": (JETCLASS_YAML, "hbb_sample"),
+    "ParticleTransformer_finetune": (TOP_YAML, "top_sample"),
+    "ParticleNet_finetune": (TOP_YAML, "top_sample"),
+}
+
+
+@pytest.fixture(scope="module")
+def top_sample(real_data) -> Path:
+    return real_data / "TopLandscape_sample_1000.root"
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_network_file_computes_the_recipe(name, request, tmp_path):
+    yaml, sample_fixture = CASES[name]
+    sample = request.getfixturevalue(sample_fixture)
+    data_config = DataConfig.load(str(yaml), load_observers=False)
+    classes = list(data_config.label_value)
+    torch.manual_seed(3)
+    model, _ = reference(name).get_model(data_config)
+    checkpoint = tmp_path / f"{name}.pt"
+    torch.save(official_layout(perturbed(model, seed=4, num_classes=len(classes)).state_dict()), checkpoint)
+
+    ours_file = REPO / "networks" / f"example_{name}.py"
+    ours = predict(ours_file, checkpoint, yaml, sample, tmp_path / "ours.root", classes)
+    recipe = predict(RECIPES / f"recipe_{name}.py", checkpoint, yaml, sample, tmp_path / "recipe.root", classes)
+    assert ours.shape == (N_JETS, len(classes))
+    assert recipe.std(axis=0).max() > 1e-3, "the reference does not tell the jets apart: a useless comparison"
+    assert np.abs(ours - recipe).max() <= 1e-5
+
+
+def test_the_comparison_catches_the_pre_activation_default(hbb_sample):
+    """With weaver's class default (no GELU after the last pair-embedding layer) the same checkpoint loads
+    strictly and gives other scores: the check above would have caught the old default."""
+    data_config = DataConfig.load(str(JETCLASS_YAML), load_observers=False)
+    torch.manual_seed(3)
+    model, info = reference("ParticleTransformer").get_model(data_config)
+    state = official_layout(perturbed(model, seed=4, num_classes=len(data_config.label_value)).state_dict())
+    batch = real_batch(JETCLASS_YAML, [hbb_sample], 100)
+    inputs = [batch[k] for k in info["input_names"]]
+    scores = {}
+    for pre_activation in (False, True):
+        ours, _ = load_network(REPO / "networks/example_ParticleTransformer.py").get_model(
+            data_config, use_pre_activation_pair=pre_activation
+        )
+        ours.load_state_dict(state, strict=True)
+        with torch.no_grad():
+            scores[pre_activation] = torch.softmax(ours.eval()(*inputs), dim=1)
+    with torch.no_grad():
+        expected = torch.softmax(model(*inputs), dim=1)
+    assert (scores[False] - expected).abs().max() <= 1e-5
+    assert (scores[True] - expected).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize(("name", "new_head", "old_head"), [
+    ("ParticleTransformer", "fc.0", "mod.fc.0"),  # the recipe's ParT classifies inside mod; fine-tuning outside
+    ("ParticleNet", "fc_out", "mod.fc.1"),
+])  # fmt: skip
+def test_finetune_file_loads_the_pretrained_recipe_model(name, new_head, old_head):
+    """The recipe's JetClass model (official layout) loads into our fine-tuning file for TopLandscape: only the
+    new head is missing, and only the JetClass classifier is left over."""
+    jetclass = DataConfig.load(str(JETCLASS_YAML), load_observers=False)
+    top = DataConfig.load(str(TOP_YAML), load_observers=False)
+    pretrained, _ = reference(name).get_model(jetclass)
+    state = official_layout(pretrained.state_dict())
+    model, _ = load_network(REPO / "networks" / f"example_{name}_finetune.py").get_model(top)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert set(missing) == {f"{new_head}.weight", f"{new_head}.bias"}
+    assert set(unexpected) == {f"{old_head}.weight", f"{old_head}.bias"}
