@@ -2,8 +2,7 @@
 
 import pytest
 import torch
-from weaver.nn.model.ParticleTransformer import ParticleTransformer as WeaverParT
-from weaver_run import REPO, SMALL_OPTIONS, option_args, read_predictions, weaver
+from weaver_run import REPO, SMALL_OPTIONS, official_checkpoint, option_args, read_predictions, weaver
 
 # weaver's own ParT in the public repository's wrapper layout, to predict with for comparison
 WEAVER_NETWORK = '''
@@ -26,21 +25,6 @@ def get_model(data_config, **kwargs):
     options["num_classes"] = len(data_config.label_value)
     return Wrapper(**options), model_info(data_config)
 '''
-
-
-def official_checkpoint(path, **cfg):
-    """A trained-looking weaver ParT saved as the official ``ParT_*.pt`` files are: nn.MultiheadAttention keys
-    (``in_proj_weight``) under ``mod.``; BatchNorm statistics randomised so that they matter."""
-    torch.manual_seed(11)
-    model = WeaverParT(**cfg)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm1d):
-            module.running_mean.normal_(0, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    state = {k.replace("in_proj.weight", "in_proj_weight").replace("in_proj.bias", "in_proj_bias"): v
-             for k, v in model.state_dict().items()}
-    torch.save({"mod." + k: v for k, v in state.items()}, path)
-    return path
 
 
 @pytest.mark.requiresdata

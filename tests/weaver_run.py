@@ -80,6 +80,23 @@ def load_network(path: Path) -> ModuleType:
     return module
 
 
+def official_checkpoint(path: Path, **cfg) -> Path:
+    """A trained-looking weaver ParT saved as the official ``ParT_*.pt`` files are: nn.MultiheadAttention keys
+    (``in_proj_weight``) under ``mod.``; BatchNorm statistics randomised so that they matter."""
+    from weaver.nn.model.ParticleTransformer import ParticleTransformer as WeaverParT
+
+    torch.manual_seed(11)
+    model = WeaverParT(**cfg)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.normal_(0, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    state = {k.replace("in_proj.weight", "in_proj_weight").replace("in_proj.bias", "in_proj_bias"): v
+             for k, v in model.state_dict().items()}
+    torch.save({"mod." + k: v for k, v in state.items()}, path)
+    return path
+
+
 def read_predictions(path: Path, classes: list[str]) -> np.ndarray:
     """Scores ``(jets, classes)`` from weaver's prediction ROOT file."""
     with uproot.open(path) as f:
