@@ -76,7 +76,7 @@ add_pretrained() {
     [[ -n $PRETRAINED_STEM ]] || return 0
     local checkpoint=${PRETRAINED:-${ROOT}models/${PRETRAINED_STEM}_$1.pt}
     if ! dry_run && [[ ! -f $checkpoint ]]; then
-        die "$MODEL needs the pretrained checkpoint $checkpoint, which does not exist; download it from the ParT release into models/ or set PRETRAINED=path/to/checkpoint.pt"
+        die "$MODEL needs the pretrained checkpoint $checkpoint, which does not exist; run ./get_datasets.py models --parts $PRETRAINED_STEM $1 (the official one), or set PRETRAINED=path/to/checkpoint.pt"
     fi
     MODEL_OPTS+=(--load-model-weights "$checkpoint")
 }

@@ -243,6 +243,12 @@ def test_pretrained_override_and_missing_checkpoint(tmp_path):
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "absent.pt" in result.stderr and "PRETRAINED" in result.stderr
 
+    # no models/ yet: the error names the command that downloads the official checkpoint
+    result = run("QuarkGluon", "PN-FineTune", "kinpidplus", script_dir=copy_scripts(tmp_path / "repo"))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "models/ParticleNet_kinpid.pt" in result.stderr
+    assert "./get_datasets.py models --parts ParticleNet kinpid" in result.stderr
+
 
 @pytest.mark.parametrize("args, message", [
     (["Transformer"], "ParT, PN, PFN, PCNN"),
