@@ -10,6 +10,7 @@ by loading it with `strict=True` into the model that our network file builds fro
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,8 @@ def download_checkpoints(
 
     `repo` holds the network files and YAMLs the files are verified with. Returns the checkpoint paths.
     """
+    for package in ("torch", "weaver"):  # the verification needs them: a missing one stops before any download
+        importlib.import_module(package)
     outdir.mkdir(parents=True, exist_ok=True)
     paths = []
     for checkpoint in checkpoints:
