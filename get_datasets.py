@@ -20,8 +20,11 @@ import os
 import sys
 from pathlib import Path
 
-from jetattn.datasets import checkpoints, download
-from jetattn.datasets.envfile import set_datadir
+from jetattn.deps import exit_if_missing  # standard library only: works outside the environment too
+
+with exit_if_missing():
+    from jetattn.datasets import checkpoints, download
+    from jetattn.datasets.envfile import set_datadir
 
 REPO = Path(__file__).resolve().parent
 MODELS = "models"  # the dataset argument that downloads the official checkpoints instead
@@ -160,4 +163,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with exit_if_missing():  # checkpoints are verified with torch and weaver, imported on use
+        sys.exit(main())
