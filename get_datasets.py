@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Download (or generate with Pythia) a jet-tagging dataset and point env.sh's DATADIR_<dataset> at it.
+"""Download (or generate with Pythia) a jet-tagging dataset and point env.sh's DATADIR_<dataset> at it; or
+download the official pre-trained ParT and ParticleNet checkpoints into models/ (for the FineTune models).
 
     ./get_datasets.py TopLandscape                     # -> ./datasets/TopLandscape
     ./get_datasets.py JetClass --parts val test        # 2 of the 12 JetClass archives (all: ~190 GB)
     ./get_datasets.py QuarkGluon --generate --num-jets 20000 --workers 2
+    ./get_datasets.py models                           # -> models/ParT_kin.pt ... ParticleNet_full.pt (~30 MB)
+    ./get_datasets.py models --parts ParT kin          # models/ParT_kin.pt only
 
 A partial download is resumed by rerunning the same command. Set JETATTN_MIRROR (or --mirror) to a base URL
-holding the tar files to download from somewhere other than Zenodo/CERN.
+holding the tar (or .pt) files to download from somewhere other than Zenodo/CERN (GitHub for the models).
+A checkpoint is kept only if it loads with strict=True into our network file built from its JetClass YAML.
 """
 
 from __future__ import annotations
@@ -16,10 +20,14 @@ import os
 import sys
 from pathlib import Path
 
-from jetattn.datasets import download
-from jetattn.datasets.envfile import set_datadir
+from jetattn.deps import exit_if_missing  # standard library only: works outside the environment too
+
+with exit_if_missing():
+    from jetattn.datasets import checkpoints, download
+    from jetattn.datasets.envfile import set_datadir
 
 REPO = Path(__file__).resolve().parent
+MODELS = "models"  # the dataset argument that downloads the official checkpoints instead
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 _GENERATE_ONLY = ("num_jets", "seed", "workers", "split", "sqrts")
 
@@ -33,23 +41,28 @@ def _fractions(text: str) -> tuple[float, ...]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", choices=list(download.ARCHIVES), help="dataset to download or generate")
-    parser.add_argument("-d", "--basedir", type=Path, default=Path("datasets"), help="base folder (default ./datasets)")
     parser.add_argument(
-        "-e", "--envfile", type=Path, default=REPO / "env.sh", help="env file to update (default: env.sh of the repo)"
+        "dataset",
+        choices=[*download.ARCHIVES, MODELS],
+        help=f"dataset to download or generate, or {MODELS}: the official pre-trained checkpoints",
     )
+    parser.add_argument(
+        "-d", "--basedir", type=Path, help="base folder (default ./datasets; for models: models/ of the repo)"
+    )
+    parser.add_argument("-e", "--envfile", type=Path, help="env file to update (default: env.sh of the repo)")
     parser.add_argument("-f", "--force", action="store_true", help="download and unpack again even if already done")
     parser.add_argument(
         "--parts",
         nargs="+",
         metavar="PART",
-        choices=download.part_choices("JetClass"),
-        help="JetClass archives only: all (default), train (= train0..train9), train0 ... train9, val, test",
+        help="JetClass: all (default), train (= train0..train9), train0 ... train9, val, test. "
+        "models: ParT, ParticleNet, kin, kinpid, full, which narrow each other "
+        "(default: all six; 'ParT kin' is ParT_kin.pt alone)",
     )
     parser.add_argument(
         "--mirror",
         default=os.environ.get(download.MIRROR_ENV),
-        help=f"base URL holding the tar files (default: ${download.MIRROR_ENV}, else the official sources)",
+        help=f"base URL holding the tar or .pt files (default: ${download.MIRROR_ENV}, else the official sources)",
     )
     parser.add_argument("--delete-archives", action="store_true", help="delete each tar once unpacked")
 
@@ -62,6 +75,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     gen.add_argument("--sqrts", type=float, help="collision energy in GeV (default 14000)")
 
     args = parser.parse_args(argv)
+    if args.dataset == MODELS:
+        for option in ("generate", "delete_archives", "envfile"):
+            if getattr(args, option):
+                parser.error(f"--{option.replace('_', '-')} does not apply to {MODELS}")
     if args.generate:
         if args.num_jets is None:
             parser.error("--generate needs --num-jets")
@@ -72,10 +89,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         given = [name for name in _GENERATE_ONLY if getattr(args, name) is not None]
         if given:
             parser.error(f"--{given[0].replace('_', '-')} needs --generate")
-    if args.parts and args.dataset != "JetClass":
-        parser.error(f"--parts applies to JetClass only ({args.dataset} is a single archive)")
+    if args.parts and args.dataset not in ("JetClass", MODELS):
+        parser.error(f"--parts applies to JetClass and {MODELS} only ({args.dataset} is a single archive)")
+    choices = checkpoints.part_choices() if args.dataset == MODELS else download.part_choices(args.dataset)
+    for part in args.parts or []:
+        if part not in choices:
+            parser.error(f"--parts: {args.dataset} has no part {part!r} (choose from {', '.join(choices)})")
     if args.mirror and not args.mirror.startswith(("http://", "https://")):
         parser.error(f"--mirror/{download.MIRROR_ENV} must be an http(s) URL, got {args.mirror!r}")
+    if args.basedir is None:
+        args.basedir = REPO / "models" if args.dataset == MODELS else Path("datasets")
+    if args.envfile is None:
+        args.envfile = REPO / "env.sh"
     return args
 
 
@@ -94,9 +119,19 @@ def generate(args: argparse.Namespace) -> Path:
     )
 
 
+def get_models(args: argparse.Namespace) -> str:
+    """Download and verify the official checkpoints `args.parts` names; returns the closing line."""
+    selected = checkpoints.select_checkpoints(args.parts, args.mirror)
+    checkpoints.download_checkpoints(selected, args.basedir, REPO, force=args.force)
+    return f"{len(selected)} checkpoint{'s' if len(selected) > 1 else ''} in {args.basedir.resolve()}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.dataset == MODELS:
+            print(get_models(args))
+            return 0
         if args.generate:
             try:
                 folder = generate(args)
@@ -128,4 +163,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with exit_if_missing():  # checkpoints are verified with torch and weaver, imported on use
+        sys.exit(main())

@@ -18,7 +18,8 @@
 #                      several nodes: run the same command on each node with NNODES nodes in all, this
 #                      node's NODE_RANK (0 .. NNODES-1), and MASTER_ADDR:MASTER_PORT (default port 29500) of
 #                      node 0 (torchrun's static rendezvous); DDP_NGPUS is the number of GPUs per node.
-#   DRY_RUN=1          print the weaver command (one line, shell-quoted) and exit without checking data.
+#   DRY_RUN=1          print the weaver command (one line, shell-quoted) and exit without checking data,
+#                      GPUs or checkpoints: commands for GPU nodes can be prepared on a login node.
 #   PYTHON             the python used for the CUDA check and the preflight (default: python)
 #   JETATTN_ASSUME_CUDA=1|0  skip the CUDA check and assume a GPU is (1) or is not (0) there.
 set -euo pipefail

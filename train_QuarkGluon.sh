@@ -7,7 +7,8 @@
 #     weaver options go last on weaver's command line, so they override the defaults here.
 #   Validation jets are the last 11% of each training file (--train-val-split 0.8889).
 #   The FineTune models start from models/ParT_<kin|kinpid>.pt or models/ParticleNet_<kin|kinpid>.pt
-#   (pretrained on JetClass; kinpidplus uses the kinpid one); PRETRAINED=path/to/checkpoint.pt picks another.
+#   (pretrained on JetClass; kinpidplus uses the kinpid one; ./get_datasets.py models downloads them);
+#   PRETRAINED=path/to/checkpoint.pt picks another.
 #
 # Environment:
 #   DATADIR_QuarkGluon  folder with train_file_*.parquet and test_file_*.parquet (or .root, as generated);

@@ -6,7 +6,7 @@
 #     FEATURES  kin (the only set: the dataset has no particle ID), data/TopLandscape/top_kin.yaml
 #     weaver options go last on weaver's command line, so they override the defaults here.
 #   The FineTune models start from models/ParT_kin.pt or models/ParticleNet_kin.pt (pretrained on JetClass);
-#   PRETRAINED=path/to/checkpoint.pt picks another.
+#   ./get_datasets.py models downloads them; PRETRAINED=path/to/checkpoint.pt picks another.
 #
 # Environment:
 #   DATADIR_TopLandscape  folder with train_file, val_file and test_file (.parquet as downloaded, or .root

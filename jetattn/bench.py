@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from jetattn.deps import exit_if_missing
 from jetattn.io import write_json
 
 
@@ -148,4 +149,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with exit_if_missing():  # the packages this imports on use
+        sys.exit(main())

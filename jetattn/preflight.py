@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from jetattn.deps import exit_if_missing
+
 READABLE = (".root", ".parquet", ".h5", ".awkd")
 
 
@@ -171,4 +173,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with exit_if_missing():  # the packages this imports on use
+        sys.exit(main())

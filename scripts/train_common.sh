@@ -76,7 +76,7 @@ add_pretrained() {
     [[ -n $PRETRAINED_STEM ]] || return 0
     local checkpoint=${PRETRAINED:-${ROOT}models/${PRETRAINED_STEM}_$1.pt}
     if ! dry_run && [[ ! -f $checkpoint ]]; then
-        die "$MODEL needs the pretrained checkpoint $checkpoint, which does not exist; download it from the ParT release into models/ or set PRETRAINED=path/to/checkpoint.pt"
+        die "$MODEL needs the pretrained checkpoint $checkpoint, which does not exist; run ./get_datasets.py models --parts $PRETRAINED_STEM $1 (the official one), or set PRETRAINED=path/to/checkpoint.pt"
     fi
     MODEL_OPTS+=(--load-model-weights "$checkpoint")
 }
@@ -167,7 +167,11 @@ set_launcher() {
     if ((world > 1)); then
         # weaver-core 0.5.3 runs DDP on GPUs only (its CPU + gloo path fails) and needs a non-empty --gpus;
         # each process then takes the GPU of its LOCAL_RANK
-        has_cuda || die "DDP_NGPUS=$ngpus needs CUDA GPUs and none was found; unset DDP_NGPUS to train on one device"
+        if ! has_cuda; then
+            # a dry run prepares the command, often on a login node without GPUs: the note is enough there
+            dry_run || die "DDP_NGPUS=$ngpus needs CUDA GPUs and none was found; unset DDP_NGPUS to train on one device"
+            echo "note: no CUDA device here; DDP_NGPUS=$ngpus needs CUDA GPUs where the command runs" >&2
+        fi
         [[ -n $gpus_given && -z $gpus ]] && die "DDP_NGPUS=$ngpus cannot run with an empty --gpus (the CPU)" 2
         [[ -z $gpus_given ]] && GPU_OPTS=(--gpus 0)
         if ((nnodes > 1)); then

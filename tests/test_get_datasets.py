@@ -1,7 +1,8 @@
-"""get_datasets.py and jetattn.datasets.download against a local HTTP server on 127.0.0.1.
+"""get_datasets.py, jetattn.datasets.download and .checkpoints against a local HTTP server on 127.0.0.1.
 
-The server serves a small tar, honours (or ignores) Range requests and can cut a response off after K bytes,
-so the real download code is run through md5 checks, resumes, unpacking and the env.sh update.
+The server serves a small tar (and checkpoints), honours (or ignores) Range requests and can cut a response off
+after K bytes, so the real download code is run through md5 checks, checkpoint verification, resumes, unpacking
+and the env.sh update.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from jetattn.datasets import download
+from jetattn.datasets import checkpoints, download
 from jetattn.datasets.download import Archive, DownloadError, extract, fetch
 from jetattn.datasets.envfile import export_line, set_datadir
 
@@ -53,22 +54,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         srv = self.server
         range_header = self.headers.get("Range")
         srv.ranges.append(range_header)
-        if self.path != f"/{srv.filename}":
+        payload = srv.files.get(self.path.removeprefix("/"))
+        if payload is None:
             self.send_error(404)
             return
         start = 0
         if range_header and srv.honour_range:
             start = int(range_header.removeprefix("bytes=").rstrip("-"))
-            if start >= len(srv.payload):
+            if start >= len(payload):
                 self.send_response(416)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(srv.payload) - 1}/{len(srv.payload)}")
+            self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
         else:
             self.send_response(200)
-        body = srv.payload[start:]
+        body = payload[start:]
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if srv.cuts_left > 0:
@@ -87,7 +89,7 @@ class _TarServer(http.server.ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.filename = "TopLandscape.tar"
-        self.payload = TAR
+        self.files = {self.filename: TAR}  # name -> bytes served at /name
         self.honour_range = True
         self.cuts_left = 0
         self.ranges: list[str | None] = []
@@ -240,13 +242,15 @@ def test_complete_part_file_is_verified_not_fetched_again(server, tmp_path):
     assert (tmp_path / "TopLandscape.tar").read_bytes() == TAR
 
 
-def test_unreachable_host_fails_fast_with_one_line(tmp_path, envfile):
-    basedir = tmp_path / "datasets"
+@pytest.mark.parametrize("what", [["TopLandscape"], ["models", "--parts", "ParticleNet", "kin"]], ids=lambda w: w[0])
+def test_unreachable_host_fails_fast_with_one_line(what, tmp_path, envfile):
+    basedir = tmp_path / "out"
     env_before = envfile.read_text()
     mirror = f"http://127.0.0.1:{_closed_port()}"
+    env_args = ["-e", str(envfile)] if what[0] != "models" else []
     start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "TopLandscape", "-d", str(basedir), "-e", str(envfile)],
+        [sys.executable, str(SCRIPT), *what, "-d", str(basedir), *env_args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -258,9 +262,151 @@ def test_unreachable_host_fails_fast_with_one_line(tmp_path, envfile):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: cannot reach 127.0.0.1 (") and "no network?" in lines[0]
-    assert not (basedir / "TopLandscape").exists()
-    assert not (basedir / "archives" / "TopLandscape.tar").exists()
+    assert [p for p in basedir.rglob("*") if p.is_file()] == []  # no archive, checkpoint or .part
     assert envfile.read_text() == env_before
+
+
+# ---- the official checkpoints (./get_datasets.py models) ----
+
+
+def _official_part(path: Path, input_dim: int) -> bytes:
+    """A ParT checkpoint laid out as the official ones (weaver's ParT with the public recipe's settings and
+    JetClass's 10 classes, `in_proj_weight` keys under `mod.`) for `input_dim` particle features."""
+    from weaver_run import official_checkpoint
+
+    from jetattn.weaver import PART_RECIPE
+
+    return official_checkpoint(path, **PART_RECIPE, input_dim=input_dim, num_classes=10).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def part_kin(tmp_path_factory) -> bytes:
+    """ParT_kin.pt (7 kin features), which ../shared lacks."""
+    return _official_part(tmp_path_factory.mktemp("ckpt") / "ParT_kin.pt", 7)
+
+
+def _official_file(request: pytest.FixtureRequest, family: str) -> bytes:
+    """The kin checkpoint of `family` as served: ParT made here, ParticleNet the real file from ../shared."""
+    if family == "ParT":
+        return request.getfixturevalue("part_kin")
+    return (request.getfixturevalue("shared_models") / "ParticleNet_kin.pt").read_bytes()
+
+
+def _get_models(cli, server: _TarServer, out: Path, *parts: str, force: bool = False) -> int:
+    return cli.main(["models", "--parts", *parts, "-d", str(out), "--mirror", server.base, *(["-f"] if force else [])])
+
+
+@pytest.mark.parametrize("family", ["ParT", "ParticleNet"])
+def test_checkpoint_download_is_verified_and_second_run_skips(family, server, cli, tmp_path, request, capsys):
+    name = f"{family}_kin.pt"
+    server.files[name] = _official_file(request, family)
+    out = tmp_path / "models"
+
+    assert _get_models(cli, server, out, family, "kin") == 0
+    assert (out / name).read_bytes() == server.files[name]
+    assert [p.name for p in out.iterdir()] == [name]  # no .part left
+    network = checkpoints.NETWORKS[family]
+    assert f"{name}: verified with {network} and data/JetClass/JetClass_kin.yaml" in capsys.readouterr().out
+
+    requests_made = len(server.ranges)
+    assert _get_models(cli, server, out, family, "kin") == 0
+    assert len(server.ranges) == requests_made, "second run downloaded again"
+    assert "skipped" in capsys.readouterr().out
+    assert _get_models(cli, server, out, family, "kin", force=True) == 0
+    assert len(server.ranges) == requests_made + 1
+
+
+def _without_prefix(good: bytes, tmp_path: Path) -> bytes:
+    """The same weights without the `mod.` wrapper prefix: every key misses."""
+    import torch
+
+    state = torch.load(io.BytesIO(good), map_location="cpu", weights_only=True)
+    buffer = io.BytesIO()
+    torch.save({key.removeprefix("mod."): value for key, value in state.items()}, buffer)
+    return buffer.getvalue()
+
+
+def _kinpid_part(good: bytes, tmp_path: Path) -> bytes:
+    """A ParT for the 13 kinpid features, served as ParT_kin.pt: same keys, other shapes."""
+    return _official_part(tmp_path / "ParT_kinpid.pt", 13)
+
+
+BAD_CHECKPOINTS = {  # case -> (family, what is served instead of the good file, the reason the error line gives)
+    "cut-end": ("ParT", lambda good, _: good[:-2000], "not a readable PyTorch file"),
+    "too-small": ("ParT", lambda good, _: good[:100_000], "it has 100000 bytes, fewer than the"),
+    "no-prefix": ("ParT", _without_prefix, "Missing key(s) in state_dict"),
+    "other-features": ("ParT", _kinpid_part, "size mismatch for mod.embed"),
+    "official-size": ("ParticleNet", lambda good, _: good + bytes(10), "1514556 bytes, the official file 1514546"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CHECKPOINTS))
+def test_bad_checkpoint_is_rejected_in_one_line(case, server, cli, tmp_path, request, capsys):
+    family, spoil, reason = BAD_CHECKPOINTS[case]
+    name = f"{family}_kin.pt"
+    server.files[name] = spoil(_official_file(request, family), tmp_path)
+    out = tmp_path / "models"
+
+    assert _get_models(cli, server, out, family, "kin") == 1
+    errors = _error_lines(capsys.readouterr().err)
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"error: {name} from {server.base}/{name} failed verification: ")
+    assert reason in errors[0] and "the file was deleted" in errors[0]
+    if case in ("no-prefix", "other-features"):
+        assert f"load into {checkpoints.NETWORKS[family]} with data/JetClass/JetClass_kin.yaml" in errors[0]
+    assert list(out.iterdir()) == []  # neither the file nor its .part
+
+
+def test_cut_off_checkpoint_download_resumes_on_rerun(server, cli, part_kin, tmp_path, small_chunks):
+    server.files["ParT_kin.pt"] = part_kin
+    server.cuts_left = 1
+    out = tmp_path / "models"
+    selected = checkpoints.select_checkpoints(["ParT", "kin"], mirror=server.base)
+    with pytest.raises(DownloadError, match="broke off .* rerun the same command to resume"):
+        checkpoints.download_checkpoints(selected, out, REPO, max_resumes=0)
+    part = out / "ParT_kin.pt.part"
+    kept = part.stat().st_size
+    assert 0 < kept <= CUT_AFTER and part.read_bytes() == part_kin[:kept]
+    assert not (out / "ParT_kin.pt").exists()
+
+    assert _get_models(cli, server, out, "ParT", "kin") == 0
+    assert server.ranges == [None, f"bytes={kept}-"]
+    assert (out / "ParT_kin.pt").read_bytes() == part_kin and not part.exists()
+
+
+def test_checkpoint_selection_and_urls():
+    def names(parts):
+        return [c.filename for c in checkpoints.select_checkpoints(parts)]
+
+    every = [f"{family}_{features}.pt" for family in ("ParT", "ParticleNet") for features in ("kin", "kinpid", "full")]
+    assert names(None) == names(["all"]) == every
+    assert names(["ParT"]) == every[:3]
+    assert names(["kin", "full"]) == ["ParT_kin.pt", "ParT_full.pt", "ParticleNet_kin.pt", "ParticleNet_full.pt"]
+    assert names(["ParticleNet", "kinpid"]) == ["ParticleNet_kinpid.pt"]
+    (official,) = checkpoints.select_checkpoints(["ParT", "kin"])
+    assert official.url == "https://raw.githubusercontent.com/jet-universe/particle_transformer/main/models/ParT_kin.pt"
+    (mirrored,) = checkpoints.select_checkpoints(["ParT", "full"], mirror="http://mirror.local/pt/")
+    assert mirrored.url == "http://mirror.local/pt/ParT_full.pt"
+    with pytest.raises(ValueError, match="no checkpoint part 'train'"):
+        checkpoints.select_checkpoints(["train"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["models", "--parts", "train"], "models has no part 'train'"),
+        (["JetClass", "--parts", "ParT"], "JetClass has no part 'ParT'"),
+        (["TopLandscape", "--parts", "kin"], "--parts applies to JetClass and models only"),
+        (["models", "--generate", "--num-jets", "5"], "--generate does not apply to models"),
+        (["models", "-e", "env.sh"], "--envfile does not apply to models"),
+        (["models", "--seed", "1"], "--seed needs --generate"),
+    ],
+)
+def test_models_option_errors(cli, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_silent_server_times_out(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ from weaver_run import (
     REPO,
     TOP_YAML,
     load_network,
+    official_layout,
     read_predictions,
     real_batch,
     weaver,
@@ -56,12 +57,6 @@ def perturbed(model: torch.nn.Module, seed: int, num_classes: int) -> torch.nn.M
                 m.running_mean.normal_(0, 0.5, generator=g)
                 m.running_var.uniform_(0.5, 2.0, generator=g)
     return model.eval()
-
-
-def official_layout(state: dict) -> dict:
-    """weaver-core >= 0.5 packs attention as ``in_proj.weight``; the official ParT files (nn.MultiheadAttention)
-    as ``in_proj_weight``."""
-    return {k.replace("attn.in_proj.", "attn.in_proj_"): v for k, v in state.items()}
 
 
 def predict(network: Path, checkpoint: Path, yaml: Path, sample: Path, out: Path, classes: list[str]) -> np.ndarray:

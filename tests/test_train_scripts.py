@@ -249,10 +249,15 @@ def test_gpu_choice_from_environment_and_detection(tmp_path):
         assert ("training on the CPU" in result.stderr) == (expected == "")
 
 
-def test_ddp_errors_and_several_nodes():
-    result = run("JetClass", "ParT", "full", DRY_RUN="1", DDP_NGPUS="2", JETATTN_ASSUME_CUDA="0")
+def test_ddp_errors_and_several_nodes(tmp_path):
+    # a real run (data there, weaver on PATH) stops before weaver when DDP finds no GPU
+    jetclass = tmp_path / "jc"
+    touch(*(jetclass / split / "HToBB_0.root" for split in ("train", "val", "test")))
+    result = run("JetClass", "ParT", "full", DDP_NGPUS="2", JETATTN_ASSUME_CUDA="0", DATADIR_JetClass=str(jetclass),
+                 PATH=f"{fake_tools(tmp_path)}:{os.environ['PATH']}")
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "DDP_NGPUS=2" in result.stderr and "CUDA" in result.stderr
+    assert not (tmp_path / "weaver.log").exists()
 
     result = run("JetClass", "ParT", DRY_RUN="1", DDP_NGPUS="two")
     assert result.returncode == 2 and "DDP_NGPUS" in result.stderr
@@ -268,6 +273,35 @@ def test_ddp_errors_and_several_nodes():
     assert last(options, "--samples-per-epoch") == [str(10000 * 1024 // 8)]
 
 
+# Dry runs prepared on a login node (no CUDA: JETATTN_ASSUME_CUDA=0) for GPUs elsewhere: case -> (dataset, args,
+# env, launcher, --gpus). Fine-tuning checkpoints are not needed either: they live where the command runs.
+LOGIN_NODE = {
+    "ddp": ("JetClass", ["PN", "kin"], {"DDP_NGPUS": "2"},
+            ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=2"], "0"),
+    "ddp-nodes": ("JetClass", ["ParT"], {"DDP_NGPUS": "4", "NNODES": "2", "MASTER_ADDR": "node0"},
+                  ["torchrun", "--nnodes=2", "--node_rank=0", "--nproc_per_node=4", "--master_addr=node0",
+                   "--master_port=29500"], "0"),
+    "dataparallel": ("JetClass", ["ParT", "full", "--gpus", "0,1"], {}, [], "0,1"),
+    "gpus-env": ("QuarkGluon", ["ParT"], {"GPUS": "0,1"}, [], "0,1"),
+    "finetune-ddp": ("TopLandscape", ["ParT-FineTune"], {"DDP_NGPUS": "2", "PRETRAINED": "/absent/ParT_kin.pt"},
+                     ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=2"], "0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOGIN_NODE))
+def test_dry_run_without_cuda_prints_the_gpu_command(case):
+    dataset, args, env, expected_launcher, expected_gpus = LOGIN_NODE[case]
+    argv, stderr = dry(dataset, *args, JETATTN_ASSUME_CUDA="0", **env)
+    launcher, options = split_launcher(argv)
+    assert launcher == expected_launcher
+    assert last(options, "--gpus") == [expected_gpus]
+    assert ("--use-amp" in options) == args[0].startswith("ParT")  # on GPUs: mixed precision stays
+    if "PRETRAINED" in env:
+        assert last(options, "--load-model-weights") == [env["PRETRAINED"]]
+    assert ("needs CUDA GPUs where the command runs" in stderr) == ("DDP_NGPUS" in env)
+    assert "training on the CPU" not in stderr
+
+
 def test_pretrained_override_and_missing_checkpoint(tmp_path):
     _, options = split_launcher(dry("QuarkGluon", "PN-FineTune", "kinpidplus", PRETRAINED="/ckpt/my pn.pt")[0])
     assert last(options, "--load-model-weights") == ["/ckpt/my pn.pt"]
@@ -275,6 +309,12 @@ def test_pretrained_override_and_missing_checkpoint(tmp_path):
     result = run("TopLandscape", "ParT-FineTune", PRETRAINED=str(tmp_path / "absent.pt"))
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "absent.pt" in result.stderr and "PRETRAINED" in result.stderr
+
+    # no models/ yet: the error names the command that downloads the official checkpoint
+    result = run("QuarkGluon", "PN-FineTune", "kinpidplus", script_dir=copy_scripts(tmp_path / "repo"))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "models/ParticleNet_kinpid.pt" in result.stderr
+    assert "./get_datasets.py models --parts ParticleNet kinpid" in result.stderr
 
 
 @pytest.mark.parametrize("args, message", [

@@ -88,6 +88,27 @@ def load_network(path: Path) -> ModuleType:
     return module
 
 
+def official_checkpoint(path: Path, **cfg) -> Path:
+    """A trained-looking weaver ParT saved as the official ``ParT_*.pt`` files are: nn.MultiheadAttention keys
+    (``in_proj_weight``) under ``mod.``; BatchNorm statistics randomised so that they matter."""
+    from weaver.nn.model.ParticleTransformer import ParticleTransformer as WeaverParT
+
+    torch.manual_seed(11)
+    model = WeaverParT(**cfg)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.normal_(0, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    torch.save(official_layout({"mod." + k: v for k, v in model.state_dict().items()}), path)
+    return path
+
+
+def official_layout(state: dict) -> dict:
+    """weaver-core >= 0.5 packs attention as ``in_proj.weight``; the official ParT files (nn.MultiheadAttention)
+    as ``in_proj_weight``."""
+    return {k.replace("attn.in_proj.", "attn.in_proj_"): v for k, v in state.items()}
+
+
 def read_predictions(path: Path, classes: list[str]) -> np.ndarray:
     """Scores ``(jets, classes)`` from weaver's prediction ROOT file."""
     with uproot.open(path) as f:

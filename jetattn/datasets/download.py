@@ -6,6 +6,7 @@ Layout under the base folder DIR:
     DIR/archives/NAME.tar.extracted  written after the archive was unpacked; a rerun skips that archive
     DIR/<Archive.dest>/...           the unpacked files, moved in from a staging folder inside DIR
 
+`fetch` (streaming, resume, atomic rename) also downloads the official checkpoints (checkpoints.py).
 Only the standard library, requests and tqdm are needed here.
 """
 
@@ -17,7 +18,7 @@ import re
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -110,8 +111,13 @@ def select_archives(dataset: str, parts: Sequence[str] | None = None, mirror: st
                 names.append(name)
     archives = [table[name] for name in names]
     if mirror:
-        archives = [replace(a, url=f"{mirror.rstrip('/')}/{a.filename}") for a in archives]
+        archives = [replace(a, url=mirror_url(mirror, a.filename)) for a in archives]
     return archives
+
+
+def mirror_url(base: str, filename: str) -> str:
+    """The URL of `filename` on a server holding the files side by side under the URL `base` (a mirror)."""
+    return f"{base.rstrip('/')}/{filename}"
 
 
 def part_choices(dataset: str) -> list[str]:
@@ -153,7 +159,7 @@ def install(
         tar_path = store / archive.filename
         marker = store / f"{archive.filename}.extracted"
         if force:
-            for stale in (tar_path, marker, _part_path(tar_path)):
+            for stale in (tar_path, marker, part_path(tar_path)):
                 stale.unlink(missing_ok=True)
         elif marker.is_file() and marker.read_text().strip() == archive.md5:
             print(f"{archive.filename}: already downloaded and unpacked, skipped (-f to redo)")
@@ -170,14 +176,23 @@ def install(
             tar_path.unlink()
 
 
-def fetch(url: str, md5: str, path: Path, *, max_resumes: int = 3) -> None:
-    """Download `url` to `path`, resuming `path`.part if present; `path` appears only once its md5 matches.
+def fetch(
+    url: str,
+    md5: str | None,
+    path: Path,
+    *,
+    verify: Callable[[Path], None] | None = None,
+    max_resumes: int = 3,
+) -> None:
+    """Download `url` to `path`, resuming `path`.part if present; `path` appears only once the file is verified:
+    its md5 matches (unless `md5` is None) and `verify(part_file)` raised no DownloadError (if given).
 
     A connection lost mid-file is resumed up to `max_resumes` times; a host that cannot be reached fails at once.
+    A file failing verification is deleted, so that a rerun downloads it again.
     """
-    part = _part_path(path)
+    part = part_path(path)
     host = urlsplit(url).hostname or url
-    digest = _md5_of(part) if part.is_file() else hashlib.md5()
+    digest = _md5_of(part) if md5 and part.is_file() else hashlib.md5()
     with requests.Session() as session:
         for attempt in range(max_resumes + 1):
             offset = part.stat().st_size if part.is_file() else 0
@@ -211,12 +226,20 @@ def fetch(url: str, md5: str, path: Path, *, max_resumes: int = 3) -> None:
                             f"{part} is kept: rerun the same command to resume"
                         ) from exc
                     print(f"connection to {host} lost ({_reason(exc)}): resuming {path.name}")
-    if digest.hexdigest() != md5:
+    if md5 is not None and digest.hexdigest() != md5:
         part.unlink()
         raise DownloadError(
             f"md5 mismatch for {path.name} from {url}: got {digest.hexdigest()}, expected {md5}; "
             "the corrupt file was deleted, rerun to download it again"
         )
+    if verify is not None:
+        try:
+            verify(part)
+        except DownloadError as exc:
+            part.unlink()
+            raise DownloadError(
+                f"{path.name} from {url} failed verification: {exc}; the file was deleted, rerun to download it again"
+            ) from None
     os.replace(part, path)
 
 
@@ -293,7 +316,7 @@ def _resumes_at(response: requests.Response, offset: int) -> bool:
     return response.status_code == 206 and content_range.startswith(f"bytes {offset}-")
 
 
-def _part_path(path: Path) -> Path:
+def part_path(path: Path) -> Path:
     return path.with_name(path.name + ".part")
 
 
