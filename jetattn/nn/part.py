@@ -39,12 +39,20 @@ class Embed(nn.Module):
 class SequenceTrimmer(nn.Module):
     """Drops trailing padding: in evaluation down to the longest jet of the batch; in training to a random
     quantile (90–100%) of the jet lengths, after shuffling each jet's particles so that the ones dropped from
-    the longest jets are random (ParT's augmentation). Outputs are unchanged in evaluation."""
+    the longest jets are random (ParT's augmentation). Outputs are unchanged in evaluation.
 
-    def __init__(self, quantile_range: tuple[float, float] = (0.9, 1.02)) -> None:
+    Args:
+        quantile_range: range of the random length quantile in training.
+        multiple: round the kept length up to a multiple of this, so that a compiled model sees a few shapes
+            (128 slots, multiple 32: four) instead of one per batch.
+    """
+
+    def __init__(self, quantile_range: tuple[float, float] = (0.9, 1.02), multiple: int = 1) -> None:
         super().__init__()
         self.quantile_range = quantile_range
+        self.multiple = multiple
 
+    @torch.compiler.disable  # data-dependent lengths (.item()): run eagerly, compile what follows as one graph
     def forward(
         self, x: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -58,10 +66,26 @@ class SequenceTrimmer(nn.Module):
             v = v.gather(-1, order.expand_as(v))
         else:
             max_len = int(lengths.max().item())
-        max_len = max(max_len, 1)
+        max_len = -(-max(max_len, 1) // self.multiple) * self.multiple
         if max_len < mask.size(-1):
             x, v, mask = x[..., :max_len], v[..., :max_len], mask[..., :max_len]
         return x, v, mask
+
+
+def length_buckets(mask: torch.Tensor, buckets: int, multiple: int = 1) -> list[tuple[torch.Tensor, int]]:
+    """Split a batch into ``buckets`` groups of jets of similar length, each with the length it needs.
+
+    ``mask: (B, 1, L)`` bool  ->  ``[(jet indices, length)]``: the jets sorted by their number of particles,
+    cut into groups of equal count; a group's length is its longest jet's, rounded up to ``multiple``.
+    """
+    lengths = mask.sum(dim=(1, 2))  # B
+    order = lengths.argsort()
+    groups = []
+    for jets in order.tensor_split(buckets):
+        if jets.numel():
+            longest = max(int(lengths[jets[-1]].item()), 1)
+            groups.append((jets, min(-(-longest // multiple) * multiple, mask.size(-1))))
+    return groups
 
 
 class ParticleTransformer(nn.Module):
@@ -83,7 +107,15 @@ class ParticleTransformer(nn.Module):
         kernel: attention kernel for every block (None: the global default, ``sdpa``).
         pair_min_delta: floor on the pair separation Δ; 1e-5 makes ONNX exports agree with PyTorch on jets
             with particles at identical (y, φ); None (default) is weaver's definition, for its checkpoints.
-        use_amp, compile_model: accepted from weaver's trainer, which applies them itself.
+        buckets: padding-free attention: after the embeddings (whose BatchNorms see the whole batch), jets are
+            sorted by length into this many groups, each run through the attention blocks at its own longest
+            jet's length, so short jets do not pay for the longest one. Outputs equal the padded model's, in
+            training too (the blocks hold LayerNorms only).
+        compile_model: set by weaver's ``--compile``: trimmed lengths are rounded up to multiples of 32 so that
+            the compiled model sees few shapes. ``compile``: compile the attention blocks and the head here
+            (``--network-option compile 1``, or a torch.compile backend name), for weaver runs without
+            ``--compile``.
+        use_amp: accepted from weaver's trainer, which applies it itself.
     """
 
     def __init__(
@@ -105,8 +137,10 @@ class ParticleTransformer(nn.Module):
         for_inference: bool = False,
         kernel: str | None = None,
         pair_min_delta: float | None = None,
+        buckets: int = 1,
         use_amp: bool = False,
         compile_model: bool = False,
+        compile: bool | str = False,
     ) -> None:
         super().__init__()
         if pair_input_dim not in (0, 4):
@@ -133,7 +167,11 @@ class ParticleTransformer(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.fc = classifier_head(dim, num_classes, fc_params) if fc_params is not None else None
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.trimmer = SequenceTrimmer() if trim and not for_inference else None
+        self.multiple = 32 if (compile_model or compile) else 1
+        self.trimmer = SequenceTrimmer(multiple=self.multiple) if trim and not for_inference else None
+        self.buckets = 1 if for_inference else buckets  # an exported graph has fixed control flow
+        if compile:
+            self.attend = torch.compile(self.attend, backend="inductor" if compile in (True, 1) else compile)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -173,11 +211,29 @@ class ParticleTransformer(nn.Module):
         padding = ~mask.squeeze(1)  # B, L; True = padded
         # a jet with no particles would have nothing to attend to (softmax of all -inf = NaN): let it see its padding
         padding = padding & ~padding.all(dim=1, keepdim=True)
+        # the embeddings (and their BatchNorm statistics, in training) see the whole batch ...
         x = self.embed(x).masked_fill(~mask.transpose(1, 2), 0)  # B, L, C
         if self.pair_embed is not None:
             bias = self.pair_embed(v, mask).masked_fill(padding[:, None, None, :], float("-inf"))  # B, H, L, L
         else:
             bias = padding_bias(padding, x.dtype)
+        if self.buckets == 1 or x.size(0) == 1:
+            return self.attend(x, bias, padding)
+        # ... the attention blocks (LayerNorms only: per particle) run on groups of jets of similar length
+        output = None
+        for jets, length in length_buckets(mask, self.buckets, self.multiple):
+            bucket_bias = bias[jets, :, :length, :length] if bias.size(2) > 1 else bias[jets, :, :, :length]
+            part = self.attend(x[jets, :length], bucket_bias, padding[jets, :length])
+            output = part.new_empty((x.size(0),) + part.shape[1:]) if output is None else output
+            output[jets] = part
+        return output
+
+    def attend(self, x: torch.Tensor, bias: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """Particle blocks, class-attention blocks and the classifier: what ``compile`` compiles.
+
+        ``x: (B, L, C)`` embedded particles, ``bias``: attention bias broadcastable to ``(B, H, L, L)`` with
+        ``-inf`` on padded keys, ``padding: (B, L)`` True where padded.
+        """
         for block in self.blocks:
             x = block(x, bias=bias)
 
