@@ -115,7 +115,7 @@ def flex_kernel(q, k, v, bias=None, dropout_p=0.0, need_weights=False, topk=None
     block_mask = None
     score_mod = None
     if bias is not None:
-        ignored = torch.isneginf(bias)
+        ignored = bias == float("-inf")
         key_padding = ignored.all(dim=-2).expand(batch, heads, len_k)  # B, H, Lk
         pair_bias = bias.masked_fill(ignored, 0).expand(batch, heads, len_q, len_k)
 
@@ -175,7 +175,7 @@ class LinformerProjection(nn.Module):
         proj_k = self.key[:, :length]
         proj_v = proj_k if self.value is None else self.value[:, :length]
         if bias is not None:
-            ignored = torch.isneginf(bias)
+            ignored = bias == float("-inf")
             key_padding = ignored.all(dim=-2).unsqueeze(-1)  # B | 1, H | 1, L, 1
             k, v = k.masked_fill(key_padding, 0), v.masked_fill(key_padding, 0)
             bias = bias.masked_fill(ignored, 0) @ proj_k.T
