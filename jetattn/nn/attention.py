@@ -87,7 +87,8 @@ def sdpa_kernel(q, k, v, bias=None, dropout_p=0.0, need_weights=False, topk=None
 def topk_kernel(q, k, v, bias=None, dropout_p=0.0, need_weights=False, topk=None):
     logits = attention_logits(q, k, bias)  # B, H, Lq, Lk
     if topk is not None and topk < logits.size(-1):
-        # exactly topk keys per query (ties broken by position); padded keys (-inf) lose to every real one
+        # exactly topk keys per query (a tie at the k-th place goes either way); padded keys (-inf) lose to
+        # every real one
         kept, index = logits.topk(topk, dim=-1)
         logits = torch.full_like(logits, float("-inf")).scatter(-1, index, kept)
     weights = logits.softmax(dim=-1)
@@ -115,9 +116,10 @@ def flex_kernel(q, k, v, bias=None, dropout_p=0.0, need_weights=False, topk=None
     block_mask = None
     score_mod = None
     if bias is not None:
-        ignored = bias == float("-inf")
-        key_padding = ignored.all(dim=-2).expand(batch, heads, len_k)  # B, H, Lk
-        pair_bias = bias.masked_fill(ignored, 0).expand(batch, heads, len_q, len_k)
+        padded = (bias == float("-inf")).all(dim=-2, keepdim=True)  # B | 1, H | 1, 1, Lk
+        key_padding = padded.squeeze(-2).expand(batch, heads, len_k)
+        # padded keys go to the block mask; any other -inf stays in the bias
+        pair_bias = bias.masked_fill(padded, 0).expand(batch, heads, len_q, len_k)
 
         def score_mod(score, b, h, q_idx, kv_idx):
             return score + pair_bias[b, h, q_idx, kv_idx]
