@@ -2,7 +2,7 @@
 # Train and test a tagger on JetClass (10 classes) with weaver.
 #
 #   ./train_JetClass.sh MODEL [FEATURES] [weaver options...]
-#     MODEL     ParT, PN, PFN or PCNN
+#     MODEL     ParT, ParT-topk, LinParT, PN, PFN or PCNN
 #     FEATURES  kin, kinpid or full (default): the feature YAML data/JetClass/JetClass_<FEATURES>.yaml
 #     weaver options go last on weaver's command line, so they override the defaults here
 #     (e.g. --num-epochs 5, --batch-size 256, --gpus 0,1 for DataParallel on two GPUs).
@@ -27,7 +27,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DATASET=JetClass
 source "$HERE/scripts/train_common.sh"
 
-parse_args "ParT PN PFN PCNN" "kin kinpid full" full "$@"
+parse_args "ParT ParT-topk LinParT PN PFN PCNN" "kin kinpid full" full "$@"
 select_model
 set_datadir
 

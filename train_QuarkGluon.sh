@@ -2,7 +2,7 @@
 # Train and test a quark/gluon tagger on the Pythia quark-gluon dataset with weaver.
 #
 #   ./train_QuarkGluon.sh MODEL [FEATURES] [weaver options...]
-#     MODEL     ParT, ParT-FineTune, PN, PN-FineTune, PFN or PCNN
+#     MODEL     ParT, ParT-FineTune, ParT-topk, LinParT, PN, PN-FineTune, PFN or PCNN
 #     FEATURES  kin, kinpid (default) or kinpidplus: data/QuarkGluon/qg_<FEATURES>.yaml
 #     weaver options go last on weaver's command line, so they override the defaults here.
 #   Validation jets are the last 11% of each training file (--train-val-split 0.8889).
@@ -21,9 +21,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DATASET=QuarkGluon
 source "$HERE/scripts/train_common.sh"
 
-parse_args "ParT ParT-FineTune PN PN-FineTune PFN PCNN" "kin kinpid kinpidplus" kinpid "$@"
+parse_args "ParT ParT-FineTune ParT-topk LinParT PN PN-FineTune PFN PCNN" "kin kinpid kinpidplus" kinpid "$@"
 select_model
-[[ $MODEL == ParT* ]] && MODEL_OPTS+=(--optimizer-option weight_decay 0.01)
+[[ $MODEL == ParT* || $MODEL == LinParT ]] && MODEL_OPTS+=(--optimizer-option weight_decay 0.01)
 if [[ $FEATURES == kin ]]; then add_pretrained kin; else add_pretrained kinpid; fi
 set_datadir
 

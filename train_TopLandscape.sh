@@ -2,7 +2,7 @@
 # Train and test a top-quark tagger on the Top Quark Tagging Reference Dataset (TopLandscape) with weaver.
 #
 #   ./train_TopLandscape.sh MODEL [kin] [weaver options...]
-#     MODEL     ParT, ParT-FineTune, PN, PN-FineTune, PFN or PCNN
+#     MODEL     ParT, ParT-FineTune, ParT-topk, LinParT, PN, PN-FineTune, PFN or PCNN
 #     FEATURES  kin (the only set: the dataset has no particle ID), data/TopLandscape/top_kin.yaml
 #     weaver options go last on weaver's command line, so they override the defaults here.
 #   The FineTune models start from models/ParT_kin.pt or models/ParticleNet_kin.pt (pretrained on JetClass);
@@ -19,9 +19,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DATASET=TopLandscape
 source "$HERE/scripts/train_common.sh"
 
-parse_args "ParT ParT-FineTune PN PN-FineTune PFN PCNN" "kin" kin "$@"
+parse_args "ParT ParT-FineTune ParT-topk LinParT PN PN-FineTune PFN PCNN" "kin" kin "$@"
 select_model
-[[ $MODEL == ParT* ]] && MODEL_OPTS+=(--optimizer-option weight_decay 0.01)
+[[ $MODEL == ParT* || $MODEL == LinParT ]] && MODEL_OPTS+=(--optimizer-option weight_decay 0.01)
 add_pretrained kin
 set_datadir
 

@@ -62,6 +62,10 @@ select_model() {
                        MODEL_OPTS=(--use-amp) ;;
         ParT-FineTune) NETWORK=example_ParticleTransformer_finetune.py BATCH=512  LR=1e-4 PRETRAINED_STEM=ParT
                        MODEL_OPTS=(--use-amp --optimizer-option lr_mult '("fc.*",50)' --lr-scheduler none) ;;
+        ParT-topk)     NETWORK=example_ParT_topk.py                    BATCH=512  LR=1e-3
+                       MODEL_OPTS=(--use-amp) ;;
+        LinParT)       NETWORK=example_LinParT.py                      BATCH=512  LR=1e-3
+                       MODEL_OPTS=(--use-amp) ;;
         PN)            NETWORK=example_ParticleNet.py                  BATCH=512  LR=1e-2 ;;
         PN-FineTune)   NETWORK=example_ParticleNet_finetune.py         BATCH=512  LR=1e-3 PRETRAINED_STEM=ParticleNet
                        MODEL_OPTS=(--optimizer-option lr_mult '("fc_out.*",50)' --lr-scheduler none) ;;

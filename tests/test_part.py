@@ -119,8 +119,8 @@ def test_trimming_and_padding_do_not_change_eval_outputs():
 
 def test_sdpa_and_math_kernels_agree_and_recording_sees_real_particles_only():
     torch.manual_seed(5)
-    fused = ParticleTransformer(input_dim=7, num_classes=3, kernel="sdpa", **SMALL).eval()
-    math = ParticleTransformer(input_dim=7, num_classes=3, kernel="math", **SMALL).eval()
+    fused = ParticleTransformer(input_dim=7, num_classes=3, attention="sdpa", **SMALL).eval()
+    math = ParticleTransformer(input_dim=7, num_classes=3, attention="math", **SMALL).eval()
     math.load_state_dict(fused.state_dict())
     x, v, mask = padded_jets(length=24)
     with torch.no_grad(), record_attention(fused) as maps:
@@ -173,3 +173,40 @@ def test_for_inference_exports_to_onnx_and_matches_onnxruntime():
         expected = model(x[:, :2], x, v, mask).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-4)
     np.testing.assert_allclose(got.sum(1), 1, atol=1e-5)
+
+
+def test_topk_and_flex_load_a_dense_checkpoint_strictly():
+    """No new parameters: a dense model's state_dict evaluates under top-k and flex; top-k over every particle
+    is the dense model, top-1 is not (bit-level agreement is tested per kernel in test_attention.py)."""
+    torch.manual_seed(8)
+    dense = ParticleTransformer(input_dim=7, num_classes=3, **SMALL).eval()
+    x, v, mask = padded_jets(length=24)
+    models, outputs = {}, {}
+    for name, options in (("all", dict(attention="topk", topk=24)), ("one", dict(attention="topk", topk=1)),
+                          ("flex", dict(attention="flex"))):
+        models[name] = ParticleTransformer(input_dim=7, num_classes=3, **options, **SMALL).eval()
+        models[name].load_state_dict(dense.state_dict(), strict=True)
+        with torch.no_grad():
+            outputs[name] = models[name](x, v, mask)
+    with torch.no_grad():
+        expected = dense(x, v, mask)
+    torch.testing.assert_close(outputs["all"], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(outputs["flex"], expected, atol=1e-5, rtol=0)
+    assert (outputs["one"] - expected).abs().max() > 1e-3
+    assert [block.attn.kernel for block in models["one"].cls_blocks] == ["sdpa"]  # class attention stays dense
+
+
+def test_linformer_part_adds_projections_per_block_and_ignores_padding():
+    torch.manual_seed(9)
+    cfg = dict(input_dim=7, num_classes=3, trim=False, attention="linformer", proj_dim=8, max_len=64, **SMALL)
+    model = ParticleTransformer(**cfg).eval()
+    dense_params = sum(p.numel() for p in ParticleTransformer(**{**cfg, "attention": None}).parameters())
+    assert sum(p.numel() for p in model.parameters()) == dense_params + SMALL["num_layers"] * 2 * 8 * 64
+    assert all(block.attn.linformer is None for block in model.cls_blocks)  # class attention stays dense
+    x, v, mask = padded_jets(length=30)
+    extra = torch.zeros(x.size(0), 7, 20)
+    padded = [torch.cat((t, extra[:, : t.size(1)]), dim=2) for t in (x, v, mask)]
+    with torch.no_grad():
+        torch.testing.assert_close(model(*padded), model(x, v, mask), atol=1e-5, rtol=0)
+        with pytest.raises(ValueError, match="max_len=64"):
+            model(*(torch.cat((t, t), dim=2) for t in padded))

@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 MODELS = {
     "ParT": ("example_ParticleTransformer.py", 512, 1e-3),
     "ParT-FineTune": ("example_ParticleTransformer_finetune.py", 512, 1e-4),
+    "ParT-topk": ("example_ParT_topk.py", 512, 1e-3),
+    "LinParT": ("example_LinParT.py", 512, 1e-3),
     "PN": ("example_ParticleNet.py", 512, 1e-2),
     "PN-FineTune": ("example_ParticleNet_finetune.py", 512, 1e-3),
     "PFN": ("example_PFN.py", 4096, 2e-2),
@@ -26,7 +28,7 @@ MODELS = {
 }
 DATASETS = {
     "JetClass": {
-        "models": ["ParT", "PN", "PFN", "PCNN"],
+        "models": ["ParT", "ParT-topk", "LinParT", "PN", "PFN", "PCNN"],
         "features": {f: f"data/JetClass/JetClass_{f}.yaml" for f in ("kin", "kinpid", "full")},
         "epochs": 50, "samples": 10000 * 1024, "samples_val": 10000 * 128,
     },
@@ -42,6 +44,9 @@ DATASETS = {
     },
 }
 CASES = [(d, m, f) for d, spec in DATASETS.items() for m in spec["models"] for f in spec["features"]]
+# our efficient-attention ParTs, which the public recipe does not have; they train as ParT does
+ADDITIONS = {"ParT-topk", "LinParT"}
+PART_FAMILY = {"ParT", "ParT-FineTune", *ADDITIONS}  # mixed precision; weight decay outside JetClass
 SETTINGS = ("GPUS", "DDP_NGPUS", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "PRETRAINED", "DRY_RUN",
             "PYTHON", "JETATTN_ASSUME_CUDA", "DATADIR_JetClass", "DATADIR_TopLandscape", "DATADIR_QuarkGluon")
 SENTINEL = ["--num-epochs", "3", "--tensorboard", "it's mine"]  # extra args: must come last, quoting intact
@@ -129,10 +134,10 @@ def test_dry_run_command(dataset, model, features, mode):
         assert len(occurrences(options, "--gpus")) == 1  # the caller's --gpus is not doubled
     assert ("no CUDA device found" in stderr) == (mode == "cpu")
 
-    # mixed precision for the ParT family, on GPUs only; weight decay for ParT outside JetClass
-    assert ("--use-amp" in options) == (model.startswith("ParT") and mode != "cpu")
+    # mixed precision for the ParT family, on GPUs only; weight decay for the ParT family outside JetClass
+    assert ("--use-amp" in options) == (model in PART_FAMILY and mode != "cpu")
     decay = ["weight_decay", "0.01"] in occurrences(options, "--optimizer-option")
-    assert decay == (model.startswith("ParT") and dataset != "JetClass")
+    assert decay == (model in PART_FAMILY and dataset != "JetClass")
 
     if model.endswith("FineTune"):
         stem = "ParT" if model.startswith("ParT") else "ParticleNet"
@@ -192,7 +197,15 @@ PATH_OPTIONS = {"--data-train", "--data-val", "--data-test", "--data-config", "-
                 "--log-file", "--load-model-weights"}
 
 
-@pytest.mark.parametrize("dataset, model, features", CASES)
+def test_models_beyond_the_recipe_are_our_additions_only():
+    offered = {(dataset, model) for dataset, model, _ in CASES}
+    assert {model for _, model in offered - set(RECIPE_MODELS)} == ADDITIONS
+    assert set(RECIPE_MODELS) <= offered
+    for dataset, model in offered - set(RECIPE_MODELS):  # each trains as the recipe's ParT on that dataset
+        assert RECIPE_MODELS[dataset, "ParT"][:2] == MODELS[model][1:]
+
+
+@pytest.mark.parametrize("dataset, model, features", [c for c in CASES if c[1] not in ADDITIONS])
 def test_options_match_the_public_recipe(dataset, model, features):
     _, options = split_launcher(dry(dataset, model, features, GPUS="0")[0])
     batch, lr, amp, optimizer_options, scheduler = RECIPE_MODELS[dataset, model]
@@ -318,8 +331,8 @@ def test_pretrained_override_and_missing_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["Transformer"], "ParT, PN, PFN, PCNN"),
-    (["ParT-FineTune"], "ParT, PN, PFN, PCNN"),  # no fine-tuning on JetClass itself
+    (["Transformer"], "ParT, ParT-topk, LinParT, PN, PFN, PCNN"),
+    (["ParT-FineTune"], "ParT, ParT-topk, LinParT, PN, PFN, PCNN"),  # no fine-tuning on JetClass itself
     (["ParT", "everything"], "kin, kinpid, full"),
     ([], "usage"),
 ])

@@ -137,3 +137,36 @@ def test_official_particlenet_kin_on_real_hbb(hbb_sample: Path, shared_models: P
     wrong_fraction = float((wrong_scores.argmax(axis=1) == classes.index("label_Hbb")).mean())
     print(f"with the features reversed: {wrong_fraction:.1%} classified H->bb")
     assert wrong_fraction < hbb_fraction / 2
+
+
+@pytest.mark.slow
+def test_topk_file_evaluates_a_dense_checkpoint(real_data: Path, tmp_path: Path):
+    """``weaver --predict`` with the top-k file on a densely trained ParT checkpoint (loaded strictly: top-k has
+    no parameters of its own): top-k over all 128 slots gives the dense file's scores, top-1 other scores."""
+    from weaver_run import SMALL_PART
+
+    top = real_data / "TopLandscape_sample_1000.root"
+    data_config = DataConfig.load(str(TOP_YAML), load_observers=False)
+    dense_file = REPO / "networks" / "example_ParticleTransformer.py"
+    torch.manual_seed(12)
+    model, _ = load_network(dense_file).get_model(data_config, **SMALL_PART)
+    with torch.no_grad():  # spread the logits as a trained model's are, so that the scores differ from jet to jet
+        model.mod.fc[-1].weight.mul_(20)
+    checkpoint = tmp_path / "dense.pt"
+    torch.save(model.state_dict(), checkpoint)
+
+    def predict(network: Path, name: str, **options) -> np.ndarray:
+        weaver(
+            "--predict", "--data-config", TOP_YAML, "--network-config", network,
+            *option_args({**SMALL_PART, **options}), "--model-prefix", checkpoint, "--data-test", top,
+            "--data-fraction", "0.2", "--batch-size", "100", "--predict-output", tmp_path / f"{name}.root",
+        )  # fmt: skip
+        return read_predictions(tmp_path / f"{name}.root", _classes(TOP_YAML))
+
+    topk_file = REPO / "networks" / "example_ParT_topk.py"
+    dense = predict(dense_file, "dense")
+    every = predict(topk_file, "every", topk=128)
+    argmax = predict(topk_file, "argmax", topk=1)
+    assert dense.shape == (200, 2) and dense.std(axis=0).max() > 1e-2
+    assert np.abs(every - dense).max() <= 1e-5
+    assert np.abs(argmax - dense).max() > 1e-3

@@ -22,21 +22,24 @@ NETWORKS = sorted((REPO / "networks").glob("example_*.py"))
 TOP_YAML = REPO / "data" / "TopLandscape" / "top_kin.yaml"
 JETCLASS_YAML = REPO / "data" / "JetClass" / "JetClass_kin.yaml"
 
+# ParT trained here floors the pair separation so its ONNX export agrees with PyTorch on Delphes jets
+SMALL_PART = {
+    "pair_min_delta": 1e-5,
+    "embed_dims": (16, 16),
+    "pair_embed_dims": (8, 8),
+    "num_heads": 2,
+    "num_layers": 1,
+    "num_cls_layers": 1,
+    "fc_params": (),
+}
 # Small versions of each network (fast on two CPU cores), by network file name without ``example_``/``_finetune``.
 SMALL_OPTIONS = {
     "ParticleNet": {"conv_params": [(4, (16, 16)), (4, (16, 16))], "fc_params": [(16, 0.1)], "knn_exclude_self": True},
     "PFN": {"phi_sizes": (16, 16), "f_sizes": (16,)},
     "PCNN": {"conv_params": [(8,), (16,), (16,)], "fc_params": [(16, 0.1)]},
-    # ParT trained here floors the pair separation so its ONNX export agrees with PyTorch on Delphes jets
-    "ParticleTransformer": {
-        "pair_min_delta": 1e-5,
-        "embed_dims": (16, 16),
-        "pair_embed_dims": (8, 8),
-        "num_heads": 2,
-        "num_layers": 1,
-        "num_cls_layers": 1,
-        "fc_params": (),
-    },
+    "ParticleTransformer": SMALL_PART,
+    "ParT_topk": {**SMALL_PART, "topk": 8},
+    "LinParT": {**SMALL_PART, "proj_dim": 8},
 }
 
 # A training run as short as weaver allows: two steps and one validation step, on the CPU (weaver's `--gpus ""`).

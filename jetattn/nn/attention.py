@@ -5,14 +5,23 @@ Every model here (ParT, its sparse and Linformer variants, the multi-scale trans
 and the kernel that turns ``(q, k, v, bias)`` into an output is chosen by name:
 
 - ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention`` (fused; the default);
-- ``math``: softmax(q kᵀ / √d + bias) v written out, the reference every other kernel is tested against.
+- ``math``: softmax(q kᵀ / √d + bias) v written out, the reference every other kernel is tested against;
+- ``topk``: per query and head, the softmax over only the ``topk`` largest logits (bias included), zero weight
+  elsewhere; ``topk`` at least the number of keys is dense attention, and 1 a hard argmax;
+- ``flex``: ``torch.nn.attention.flex_attention``, the bias as a score modification and padded keys as a
+  block mask (on the CPU, this torch computes it without gradients);
+- ``linformer``: the keys, values and bias projected along the key axis to ``proj_dim`` learned mixtures of
+  the particles (Wang et al., arXiv:2006.04768), then dense attention; the projections are parameters of
+  :class:`Attention`, and padded particles are zeroed before projection so that they contribute nothing.
 
-A kernel is a function ``kernel(q, k, v, bias, dropout_p, need_weights) -> (out, weights | None)`` with
-``q: (B, H, Lq, D)``, ``k, v: (B, H, Lk, D)`` and ``bias`` an additive float tensor broadcastable to
-``(B, H, Lq, Lk)`` holding ``-inf`` where a key must be ignored. Adding one is :func:`register_kernel`.
+A kernel is a function ``kernel(q, k, v, bias, dropout_p, need_weights, topk) -> (out, weights | None)`` with
+``q: (B, H, Lq, D)``, ``k, v: (B, H, Lk, D)``, ``bias`` an additive float tensor broadcastable to
+``(B, H, Lq, Lk)`` holding ``-inf`` where a key must be ignored, and ``topk`` the one kernel setting (others
+ignore it). Adding one is :func:`register_kernel`. The output never depends on ``need_weights``.
 
-Attention maps are read with :func:`record_attention`; while recording, every module returns the weights it
-actually applied (the math path), so what is recorded is what the model used.
+Attention maps are read with :func:`record_attention`: every module then also returns the weights it applied
+(for ``topk`` the sparse softmax, zeros elsewhere; for ``linformer`` ``(B, H, Lq, proj_dim)`` over the projected
+keys), and its outputs stay bit for bit what they are without recording.
 """
 
 from __future__ import annotations
@@ -46,30 +55,133 @@ def set_default_kernel(name: str) -> None:
     global _default_kernel
     if name not in KERNELS:
         raise ValueError(f"unknown attention kernel {name!r}; choose from {sorted(KERNELS)}")
+    if name == "linformer":
+        raise ValueError("attention 'linformer' has parameters of its own: pass kernel='linformer' to the module")
     _default_kernel = name
 
 
+def attention_logits(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """q kᵀ / √d + bias: ``(B, H, Lq, Lk)``."""
+    logits = (q * (1.0 / math.sqrt(q.size(-1)))) @ k.transpose(-2, -1)
+    return logits if bias is None else logits + bias
+
+
+def _apply(weights: torch.Tensor, v: torch.Tensor, dropout_p: float) -> torch.Tensor:
+    return F.dropout(weights, p=dropout_p) @ v if dropout_p > 0 else weights @ v
+
+
 @register_kernel("math")
-def math_kernel(q, k, v, bias=None, dropout_p=0.0, need_weights=False):
-    logits = (q * (1.0 / math.sqrt(q.size(-1)))) @ k.transpose(-2, -1)  # B, H, Lq, Lk
-    if bias is not None:
-        logits = logits + bias
-    weights = logits.softmax(dim=-1)
-    out = F.dropout(weights, p=dropout_p) @ v if dropout_p > 0 else weights @ v
-    return out, weights
+def math_kernel(q, k, v, bias=None, dropout_p=0.0, need_weights=False, topk=None):
+    weights = attention_logits(q, k, bias).softmax(dim=-1)
+    return _apply(weights, v, dropout_p), weights
 
 
 @register_kernel("sdpa")
-def sdpa_kernel(q, k, v, bias=None, dropout_p=0.0, need_weights=False):
-    if need_weights:  # the fused kernel cannot hand its weights back
-        return math_kernel(q, k, v, bias, dropout_p, need_weights)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p), None
+def sdpa_kernel(q, k, v, bias=None, dropout_p=0.0, need_weights=False, topk=None):
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
+    # the fused kernel cannot hand its weights back: recompute them beside it, leaving the output as it is
+    return out, attention_logits(q, k, bias).softmax(dim=-1) if need_weights else None
+
+
+@register_kernel("topk")
+def topk_kernel(q, k, v, bias=None, dropout_p=0.0, need_weights=False, topk=None):
+    logits = attention_logits(q, k, bias)  # B, H, Lq, Lk
+    if topk is not None and topk < logits.size(-1):
+        # exactly topk keys per query (a tie at the k-th place goes either way); padded keys (-inf) lose to
+        # every real one
+        kept, index = logits.topk(topk, dim=-1)
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, index, kept)
+    weights = logits.softmax(dim=-1)
+    return _apply(weights, v, dropout_p), weights
+
+
+@register_kernel("flex")
+def flex_kernel(q, k, v, bias=None, dropout_p=0.0, need_weights=False, topk=None):
+    try:
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    except ImportError as err:
+        raise RuntimeError(
+            f"attention 'flex' needs torch.nn.attention.flex_attention, which torch {torch.__version__} lacks; "
+            "choose another attention (sdpa, math, topk, linformer)"
+        ) from err
+    if dropout_p > 0:
+        raise ValueError("attention 'flex' has no attention dropout: set attn_dropout=0 in block_params")
+    if q.device.type == "cpu" and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        raise RuntimeError(
+            f"attention 'flex': torch {torch.__version__} has no flex_attention gradients on the CPU; "
+            "train with attention sdpa (or on a GPU) and evaluate with flex"
+        )
+    batch, heads, len_q, _ = q.shape
+    len_k = k.size(-2)
+    block_mask = None
+    score_mod = None
+    if bias is not None:
+        padded = (bias == float("-inf")).all(dim=-2, keepdim=True)  # B | 1, H | 1, 1, Lk
+        key_padding = padded.squeeze(-2).expand(batch, heads, len_k)
+        # padded keys go to the block mask; any other -inf stays in the bias
+        pair_bias = bias.masked_fill(padded, 0).expand(batch, heads, len_q, len_k)
+
+        def score_mod(score, b, h, q_idx, kv_idx):
+            return score + pair_bias[b, h, q_idx, kv_idx]
+
+        def keep(b, h, q_idx, kv_idx):
+            return ~key_padding[b, h, kv_idx]
+
+        block_mask = create_block_mask(keep, batch, heads, len_q, len_k, device=q.device)
+    out = flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask)
+    return out, attention_logits(q, k, bias).softmax(dim=-1) if need_weights else None
+
+
+# linformer's projections are parameters of the module (LinformerProjection); its kernel is dense attention
+# over the projected keys
+KERNELS["linformer"] = sdpa_kernel
 
 
 def padding_bias(padding_mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``(B, L)`` bool, True = padded  ->  ``(B, 1, 1, L)`` additive bias, ``-inf`` on padded keys."""
     bias = torch.zeros(padding_mask.shape, dtype=dtype, device=padding_mask.device)
     return bias.masked_fill(padding_mask, float("-inf"))[:, None, None, :]
+
+
+class LinformerProjection(nn.Module):
+    """Linformer's learned projections ``E: (proj_dim, max_len)`` along the particle axis.
+
+    Keys and values become ``proj_dim`` mixtures of the particles, ``E k`` and ``E v``, and the bias ``bias Eᵀ``
+    (the key projection, since (q kᵀ + bias) Eᵀ = q (E k)ᵀ + bias Eᵀ). A key is padded where the bias is
+    ``-inf`` for every query; padded keys, values and bias entries are zeroed first, so that neither what the
+    padding holds nor how much of it there is changes the result (any other ``-inf`` in the bias is read as 0).
+
+    Args:
+        proj_dim: number of projected keys.
+        max_len: the most particles a sequence may have (``E`` is sliced to the sequence).
+        share_kv_proj: one ``E`` for keys and values.
+    """
+
+    def __init__(self, proj_dim: int = 32, max_len: int = 128, share_kv_proj: bool = False) -> None:
+        super().__init__()
+        self.max_len = max_len
+        self.key = nn.Parameter(torch.randn(proj_dim, max_len) / math.sqrt(proj_dim))
+        self.value = None if share_kv_proj else nn.Parameter(torch.randn(proj_dim, max_len) / math.sqrt(proj_dim))
+
+    def forward(
+        self, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``k, v: (B, H, L, D)``, ``bias`` broadcastable to ``(B, H, Lq, L)``  ->  ``(B, H, proj_dim, D)`` twice,
+        and the bias ``(B | 1, H | 1, Lq | 1, proj_dim)``."""
+        length = k.size(-2)
+        if length > self.max_len:
+            raise ValueError(
+                f"attention 'linformer' got {length} particles, more than its max_len={self.max_len}: "
+                "raise the network option max_len (or pad/trim the inputs to at most that length)"
+            )
+        proj_k = self.key[:, :length]
+        proj_v = proj_k if self.value is None else self.value[:, :length]
+        if bias is not None:
+            ignored = bias == float("-inf")
+            key_padding = ignored.all(dim=-2).unsqueeze(-1)  # B | 1, H | 1, L, 1
+            k, v = k.masked_fill(key_padding, 0), v.masked_fill(key_padding, 0)
+            bias = bias.masked_fill(ignored, 0) @ proj_k.T
+        return proj_k @ k, proj_v @ v, bias
 
 
 class Attention(nn.Module):
@@ -81,22 +193,38 @@ class Attention(nn.Module):
         dropout: dropout on the attention weights, in training only.
         bias: whether the projections carry a bias.
         kernel: kernel name from :data:`KERNELS`; None follows :func:`set_default_kernel`.
+        topk: keys kept per query by the ``topk`` kernel.
+        proj_dim, max_len, share_kv_proj: the ``linformer`` kernel's :class:`LinformerProjection` (made only
+            for that kernel; no other kernel adds parameters).
     """
 
     def __init__(
-        self, dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True, kernel: str | None = None
+        self,
+        dim: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        kernel: str | None = None,
+        topk: int = 30,
+        proj_dim: int = 32,
+        max_len: int = 128,
+        share_kv_proj: bool = False,
     ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"embedding width {dim} is not divisible by {num_heads} heads")
         if kernel is not None and kernel not in KERNELS:
             raise ValueError(f"unknown attention kernel {kernel!r}; choose from {sorted(KERNELS)}")
+        if topk < 1:
+            raise ValueError(f"topk={topk}: attention 'topk' keeps at least one key per query")
         self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
         self.dropout = dropout
         self.kernel = kernel
+        self.topk = topk
         self.q_proj = nn.Linear(dim, dim, bias=bias)
         self.kv_proj = nn.Linear(dim, 2 * dim, bias=bias)  # keys and values in one matmul
         self.out_proj = nn.Linear(dim, dim, bias=bias)
+        self.linformer = LinformerProjection(proj_dim, max_len, share_kv_proj) if kernel == "linformer" else None
         self.recorder: Callable[[Attention, torch.Tensor], None] | None = None
 
     def forward(
@@ -112,9 +240,11 @@ class Attention(nn.Module):
         k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each B, H, Lk, D
         if bias is not None:
             bias = bias.to(q.dtype)
+        if self.linformer is not None:
+            k, v, bias = self.linformer(k, v, bias)  # B, H, proj_dim, D
         kernel = KERNELS[self.kernel or _default_kernel]
         dropout_p = self.dropout if self.training else 0.0
-        out, weights = kernel(q, k, v, bias, dropout_p, self.recorder is not None)
+        out, weights = kernel(q, k, v, bias, dropout_p, self.recorder is not None, self.topk)
         if self.recorder is not None:
             self.recorder(self, weights)
         out = out.transpose(1, 2).reshape(batch, len_q, self.dim)
@@ -136,7 +266,8 @@ class Attention(nn.Module):
 def record_attention(model: nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]:
     """Record the attention weights of every :class:`Attention` in ``model`` while the block runs.
 
-    Yields a dict ``{module name: [weights (B, H, Lq, Lk) per call]}``, detached; padded keys get weight 0.
+    Yields a dict ``{module name: [weights (B, H, Lq, Lk) per call]}``, detached; padded keys get weight 0
+    (``linformer``: ``(B, H, Lq, proj_dim)``, over the projected keys). Outputs are the same as without recording.
     """
     maps: dict[str, list[torch.Tensor]] = {}
     modules = [(name, m) for name, m in model.named_modules() if isinstance(m, Attention)]

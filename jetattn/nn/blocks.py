@@ -26,6 +26,8 @@ class Block(nn.Module):
         scale_attn: LayerNorm after attention; scale_fc: LayerNorm inside the FFN;
         scale_heads: a learnt scale per head; scale_resids: a learnt scale on the FFN residual.
         kernel: attention kernel name (see :mod:`jetattn.nn.attention`).
+        kernel_options: the kernel's settings for :class:`Attention` (``topk``; ``proj_dim``, ``max_len``,
+            ``share_kv_proj``).
     """
 
     def __init__(
@@ -42,12 +44,13 @@ class Block(nn.Module):
         scale_heads: bool = True,
         scale_resids: bool = True,
         kernel: str | None = None,
+        kernel_options: dict | None = None,
     ) -> None:
         super().__init__()
         self.num_heads, self.head_dim = num_heads, dim // num_heads
         ffn_dim = dim * ffn_ratio
         self.pre_attn_norm = nn.LayerNorm(dim)
-        self.attn = Attention(dim, num_heads, dropout=attn_dropout, kernel=kernel)
+        self.attn = Attention(dim, num_heads, dropout=attn_dropout, kernel=kernel, **(kernel_options or {}))
         self.post_attn_norm = nn.LayerNorm(dim) if scale_attn else nn.Identity()
         self.dropout = nn.Dropout(dropout)
         self.pre_fc_norm = nn.LayerNorm(dim)

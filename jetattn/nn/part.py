@@ -104,7 +104,13 @@ class ParticleTransformer(nn.Module):
         activation: ``gelu`` or ``relu``.
         trim: drop trailing padding (see :class:`SequenceTrimmer`); off for inference.
         for_inference: softmax output, no trimming, fixed-shape pair embedding (ONNX export).
-        kernel: attention kernel for every block (None: the global default, ``sdpa``).
+        attention: attention kernel of the particle blocks (see :mod:`jetattn.nn.attention`; None: the global
+            default, ``sdpa``). The class-attention blocks stay dense (``sdpa``, or ``math`` when that is chosen):
+            one query over 1 + L keys costs little, and sparsity or projections would only blur the jet summary.
+        topk: keys kept per query with ``attention="topk"``; no parameters are added, so a checkpoint trained
+            densely evaluates under top-k.
+        proj_dim, max_len, share_kv_proj: with ``attention="linformer"``, the projected length, the longest
+            sequence (padding included) and one projection for keys and values; adds ``E`` per block.
         pair_min_delta: floor on the pair separation Δ; 1e-5 makes ONNX exports agree with PyTorch on jets
             with particles at identical (y, φ); None (default) is weaver's definition, for its checkpoints.
         buckets: padding-free attention: after the embeddings (whose BatchNorms see the whole batch), jets are
@@ -135,7 +141,11 @@ class ParticleTransformer(nn.Module):
         activation: str = "gelu",
         trim: bool = True,
         for_inference: bool = False,
-        kernel: str | None = None,
+        attention: str | None = None,
+        topk: int = 30,
+        proj_dim: int = 32,
+        max_len: int = 128,
+        share_kv_proj: bool = False,
         pair_min_delta: float | None = None,
         buckets: int = 1,
         use_amp: bool = False,
@@ -147,7 +157,8 @@ class ParticleTransformer(nn.Module):
             raise ValueError(f"pair_input_dim={pair_input_dim}: ParT's pair features are 4 (ln kT, ln z, ln Δ, ln m²)")
         self.for_inference = for_inference
         dim = embed_dims[-1] if embed_dims else input_dim
-        block_cfg = dict(dim=dim, num_heads=num_heads, activation=activation, kernel=kernel)
+        kernel_options = dict(topk=topk, proj_dim=proj_dim, max_len=max_len, share_kv_proj=share_kv_proj)
+        block_cfg = dict(dim=dim, num_heads=num_heads, activation=activation)
         self.embed = Embed(input_dim, tuple(embed_dims), activation) if embed_dims else nn.Identity()
         self.pair_embed = (
             PairEmbed(
@@ -160,8 +171,10 @@ class ParticleTransformer(nn.Module):
             if pair_embed_dims is not None and pair_input_dim > 0
             else None
         )
-        self.blocks = nn.ModuleList([Block(**{**block_cfg, **(block_params or {})}) for _ in range(num_layers)])
+        particle_cfg = {**block_cfg, "kernel": attention, "kernel_options": kernel_options, **(block_params or {})}
+        self.blocks = nn.ModuleList([Block(**particle_cfg) for _ in range(num_layers)])
         cls_cfg = {**block_cfg, "dropout": 0.0, "attn_dropout": 0.0, "activation_dropout": 0.0}
+        cls_cfg["kernel"] = attention if attention in (None, "sdpa", "math") else "sdpa"
         cls_cfg.update(cls_block_params or {})
         self.cls_blocks = nn.ModuleList([Block(**cls_cfg) for _ in range(num_cls_layers)])
         self.norm = nn.LayerNorm(dim)
