@@ -4,6 +4,10 @@
         inference and training jets/s of our ParT and weaver-core's ParticleTransformer, same configuration
         and weights, JetClass ``full`` shapes (17 features, 128 particles, multiplicities like JetClass),
         both trimming each batch at its longest jet.
+    python -m jetattn.bench attention [--json rows.json] [--no-compile]
+        weaver-core's ParT against ours in every precision, compilation and attention variant (dense, padding-
+        free, flex, top-k, LinParT) at JetClass shapes, then a sweep over the number of particles for dense,
+        top-k and LinParT attention: inference and training jets/s and peak memory, one JSON row each.
     python -m jetattn.bench generate [--num-jets 200]
         jets per second per core of the Pythia 8 + FastJet generator, per class.
 """
@@ -11,10 +15,14 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
+import os
 import platform
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,11 +37,17 @@ def device_name(device: torch.device) -> str:
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
-def jetclass_like_batch(batch_size: int, length: int = 128, input_dim: int = 17, seed: int = 0):
+def jetclass_like_batch(
+    batch_size: int, length: int = 128, input_dim: int = 17, seed: int = 0, multiplicity: int | None = None
+):
     """Padded jets whose multiplicities follow JetClass roughly (mean ≈ 45, tail to 128), massless particles
-    in a cone of R ≈ 0.8 around a 500–1000 GeV jet; features are standard normal on real particles."""
+    in a cone of R ≈ 0.8 around a 500–1000 GeV jet; features are standard normal on real particles.
+    ``multiplicity``: every jet has exactly that many particles instead."""
     g = torch.Generator().manual_seed(seed)
-    n = (torch.distributions.Gamma(4.0, 4.0 / 45.0).sample((batch_size,))).round().clamp(5, length).long()
+    if multiplicity is None:
+        n = (torch.distributions.Gamma(4.0, 4.0 / 45.0).sample((batch_size,))).round().clamp(5, length).long()
+    else:
+        n = torch.full((batch_size,), multiplicity)
     mask = (torch.arange(length)[None] < n[:, None]).unsqueeze(1).float()
     pt = 700 * torch.distributions.Exponential(1.0).sample((batch_size, 1, length)) / n[:, None, None]
     eta = 0.3 * torch.randn(batch_size, 1, length, generator=g)
@@ -116,6 +130,214 @@ def bench_part(args: argparse.Namespace) -> dict:
     return result
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One benchmarked configuration; the fields are those of the JSON rows."""
+
+    model: str  # weaver-ParT, ParT, ParT-topk, LinParT
+    precision: str = "fp32"  # fp32, bf16, fp16 (autocast) or int8 (dynamic quantization, inference only)
+    compiled: bool = False
+    variant: str = "padded"  # padded, bucketed (padding-free), flex
+    k: int | None = None  # top-k keys or Linformer projection
+
+    def options(self, n_particles: int) -> dict:
+        """Constructor options of our ParT for this variant."""
+        options: dict = {}
+        if self.variant == "bucketed":
+            options["buckets"] = 4
+        if self.variant == "flex":  # flex_attention has no attention dropout
+            options.update(attention="flex", block_params={"attn_dropout": 0.0})
+        if self.model == "ParT-topk":
+            options.update(attention="topk", topk=self.k)
+        if self.model == "LinParT":
+            options.update(attention="linformer", proj_dim=self.k, max_len=n_particles)
+        return options
+
+
+def jetclass_variants(compile_models: bool, cuda: bool) -> list[Variant]:
+    """The JetClass-shape table: weaver's ParT as users run it, and ours in each variant."""
+    half = ["bf16", "fp16"] if cuda else ["bf16"]
+    rows = [Variant("weaver-ParT"), *(Variant("weaver-ParT", p) for p in half)]
+    rows += [Variant("ParT"), *(Variant("ParT", p) for p in half), Variant("ParT", "int8")]
+    rows += [Variant("ParT", variant="bucketed"), Variant("ParT", "bf16", variant="bucketed"),
+             Variant("ParT", "int8", variant="bucketed"), Variant("ParT", variant="flex")]  # fmt: skip
+    rows += [Variant("ParT-topk", k=k) for k in (4, 30)] + [Variant("LinParT", k=32)]
+    if compile_models:
+        rows += [Variant(m, p, compiled=True) for m in ("weaver-ParT", "ParT") for p in ("fp32", "bf16")]
+        rows += [Variant("ParT", "bf16", compiled=True, variant="bucketed")]
+    return rows
+
+
+def build_model(variant: Variant, weaver_state: dict, n_particles: int, device: torch.device) -> torch.nn.Module:
+    """The paper's ParT (JetClass `full`: 17 features, 10 classes) with ``weaver_state``'s weights."""
+    from weaver.nn.model.ParticleTransformer import ParticleTransformer as WeaverParT
+
+    from jetattn.nn.part import ParticleTransformer
+
+    cfg = dict(input_dim=17, num_classes=10, fc_params=[], compile_model=variant.compiled)
+    if variant.model == "weaver-ParT":
+        model = WeaverParT(**cfg)
+        model.trimmer.target = (1.0, 1.0)  # trim at the longest jet, as ours below: the draw would decide
+    else:
+        model = ParticleTransformer(**cfg, **variant.options(n_particles))
+        model.trimmer.quantile_range = (1.0, 1.0)
+    missing, unexpected = model.load_state_dict(weaver_state, strict=False)
+    # LinParT's projections are new (left at their initialisation); everything else must come from weaver
+    assert not unexpected and all(".linformer." in key for key in missing), (missing, unexpected)
+    model = model.to(device)
+    if variant.precision == "int8":
+        model = torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
+    return torch.compile(model) if variant.compiled else model
+
+
+def release_freed_memory() -> None:
+    """Hand memory that glibc keeps after ``free`` back to the system (no-op where there is no glibc)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class PeakMemory:
+    """Peak memory (MB) of the block above what was in use when it started: CUDA's allocator statistics on a
+    GPU; on a CPU the resident set size, sampled every millisecond from /proc (Linux)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.peak_mb = device, None
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start = torch.cuda.memory_allocated(self.device)
+            return self
+        release_freed_memory()  # else the block reuses what earlier blocks freed and the RSS does not show it
+        self.start = self._rss()
+        self.samples, self.running = [self.start], True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak_mb = (torch.cuda.max_memory_allocated(self.device) - self.start) / 2**20
+            return
+        self.running = False
+        self.thread.join()
+        self.peak_mb = (max(self.samples) - self.start) / 2**20
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self) -> None:
+        while self.running:
+            self.samples.append(self._rss())
+            time.sleep(0.001)
+
+
+def measure(variant: Variant, weaver_state: dict, batch, device: torch.device, steps: int, warmup: int) -> dict:
+    """Inference and training jets/s (training: not for int8) and peak memory of one variant."""
+    n_particles, batch_size = batch[0].size(-1), batch[0].size(0)
+    row = {"model": variant.model, "k": variant.k, "precision": variant.precision, "compiled": variant.compiled,
+           "variant": variant.variant, "n_particles": n_particles, "batch": batch_size, "infer_jets_per_s": None,
+           "train_jets_per_s": None, "peak_mem_mb": None, "device": device_name(device)}  # fmt: skip
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(variant.precision)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+    try:
+        model = build_model(variant, weaver_state, n_particles, device)
+        for mode in ("infer", "train") if variant.precision != "int8" else ("infer",):
+            step = make_step(model, batch, device, train=mode == "train")
+            with autocast:
+                with PeakMemory(device) as memory:
+                    rate = interleaved_rates({"": step}, batch_size, steps, warmup, device)[""]
+            row[f"{mode}_jets_per_s"] = rate
+            row["peak_mem_mb"] = max(row["peak_mem_mb"] or 0.0, memory.peak_mb)
+    except Exception as error:  # a variant this torch or device cannot run is a row that says so
+        row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    return row
+
+
+def print_row(row: dict) -> None:
+    def figure(value, width: int) -> str:
+        return f"{value:{width}.1f}" if value is not None else " " * (width - 1) + "-"
+
+    name = row["model"] if row["k"] is None else f"{row['model']}(k={row['k']})"
+    mode = "compiled" if row["compiled"] else "eager"
+    print(f"{name:14s} {row['precision']:5s} {mode:8s} {row['variant']:8s} N={row['n_particles']:<5d} "
+          f"B={row['batch']:<4d} {figure(row['infer_jets_per_s'], 9)} {figure(row['train_jets_per_s'], 9)} "
+          f"{figure(row['peak_mem_mb'], 8)} MB  {row.get('error', '')}", flush=True)  # fmt: skip
+
+
+def attention_targets(rows: list[dict], sweep_rows: list[dict]) -> list[str]:
+    """The targets as ratios, each with its figure and whether it is met."""
+
+    def rate(key: str, **match) -> float | None:
+        values = [r[key] for r in rows if r[key] is not None and all(r.get(k) == v for k, v in match.items())]
+        return max(values) if values else None
+
+    shape = dict(n_particles=128)
+    weaver_fp32 = rate("infer_jets_per_s", model="weaver-ParT", precision="fp32", compiled=False, **shape)
+    weaver_best = rate("infer_jets_per_s", model="weaver-ParT", **shape)
+    ours_best = max(filter(None, [rate("infer_jets_per_s", model="ParT", **shape)]), default=None)
+    checks = [
+        ("ours fp32 eager inference / weaver fp32 eager", 1.5,
+         rate("infer_jets_per_s", model="ParT", precision="fp32", compiled=False, **shape), weaver_fp32),
+        ("ours int8 inference / weaver fp32 eager", 3.0,
+         rate("infer_jets_per_s", model="ParT", precision="int8", **shape), weaver_fp32),
+        ("our fastest inference / weaver's fastest", 1.3, ours_best, weaver_best),
+        ("ours training / weaver training (best of each)", 1.3,
+         rate("train_jets_per_s", model="ParT", **shape), rate("train_jets_per_s", model="weaver-ParT", **shape)),
+    ]  # fmt: skip
+    lines = []
+    for text, target, ours, theirs in checks:
+        if ours and theirs:
+            ratio = ours / theirs
+            lines.append(f"{text}: {ratio:.2f}x (target {target}x: {'met' if ratio >= target else 'NOT met'})")
+    sweep = {(r["model"], r["n_particles"]): r for r in sweep_rows}
+    for n, speed, memory in ((512, 4.0, 4.0), (128, 1 / 1.1, None)):
+        lin, dense = sweep.get(("LinParT", n)), sweep.get(("ParT", n))
+        if lin and dense and lin["infer_jets_per_s"] and dense["infer_jets_per_s"]:
+            ratio = lin["infer_jets_per_s"] / dense["infer_jets_per_s"]
+            lines.append(f"LinParT / dense inference speed at N={n}: {ratio:.2f}x (target >= {speed:.2f}x: "
+                         f"{'met' if ratio >= speed else 'NOT met'})")  # fmt: skip
+            if memory and lin["peak_mem_mb"] and dense["peak_mem_mb"]:
+                mem_ratio = dense["peak_mem_mb"] / lin["peak_mem_mb"]
+                lines.append(f"dense / LinParT peak memory at N={n}: {mem_ratio:.2f}x (target {memory}x: "
+                             f"{'met' if mem_ratio >= memory else 'NOT met'})")  # fmt: skip
+    return lines
+
+
+def bench_attention(args: argparse.Namespace) -> list[dict]:
+    from weaver.nn.model.ParticleTransformer import ParticleTransformer as WeaverParT
+
+    logging.getLogger("weaver").setLevel(logging.WARNING)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    batch_size = args.batch_size or (512 if device.type == "cuda" else 256)
+    torch.manual_seed(0)
+    weaver_state = WeaverParT(input_dim=17, num_classes=10, fc_params=[]).state_dict()
+    batch = jetclass_like_batch(batch_size)
+    print(f"device: {device_name(device)}; torch {torch.__version__}; JetClass shapes: batch {batch_size}, 128 "
+          f"slots, {batch[2].sum(-1).mean().item():.1f} particles per jet")  # fmt: skip
+    print("model          prec  mode     variant  shape              infer/s   train/s  peak mem")
+    rows = []
+    for variant in jetclass_variants(not args.no_compile, device.type == "cuda"):
+        rows.append(measure(variant, weaver_state, batch, device, args.steps, args.warmup))
+        print_row(rows[-1])
+    sweep_batch = args.sweep_batch or (64 if device.type == "cuda" else 8)
+    sweep_rows = []
+    for n in args.sweep:
+        full = jetclass_like_batch(sweep_batch, length=n, multiplicity=n)
+        for variant in (Variant("ParT"), Variant("ParT-topk", k=30), Variant("LinParT", k=32)):
+            sweep_rows.append(measure(variant, weaver_state, full, device, args.steps, args.warmup))
+            print_row(sweep_rows[-1])
+    for line in attention_targets(rows, sweep_rows):
+        print(line)
+    return rows + sweep_rows
+
+
 def bench_generate(args: argparse.Namespace) -> dict:
     from jetattn.datasets.generate import benchmark
 
@@ -134,12 +356,26 @@ def main(argv: list[str] | None = None) -> int:
     part.add_argument("--steps", type=int, default=6, help="timed steps per model and mode")
     part.add_argument("--warmup", type=int, default=6, help="untimed steps first")
     part.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    attention = sub.add_parser("attention", help="every attention variant, precision and compilation")
+    attention.add_argument("--batch-size", type=int, default=None, help="JetClass-shape batch (256 CPU, 512 GPU)")
+    attention.add_argument("--sweep", type=int, nargs="*", default=[64, 128, 256, 512, 1024],
+                           help="particle counts of the sweep (every jet full)")  # fmt: skip
+    attention.add_argument("--sweep-batch", type=int, default=None, help="batch of the sweep (8 CPU, 64 GPU)")
+    attention.add_argument("--steps", type=int, default=3, help="timed steps per row and mode")
+    attention.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation included)")
+    attention.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    attention.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows")
     gen = sub.add_parser("generate", help="Pythia 8 + FastJet generation speed per class")
     gen.add_argument("--num-jets", type=int, default=200, help="jets per class")
     gen.add_argument("--seed", type=int, default=1)
-    for p in (part, gen):
+    for p in (part, attention, gen):
         p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
+    if args.what == "attention":
+        rows = bench_attention(args)
+        if args.json:
+            write_json(args.json, rows)
+        return 0
     result = bench_part(args) if args.what == "part" else bench_generate(args)
     result["torch"] = torch.__version__
     result["command"] = " ".join([Path(sys.executable).name, "-m", "jetattn.bench", *(argv or sys.argv[1:])])

@@ -23,5 +23,5 @@ def write_text_atomic(path: Path, text: str, mode: int | None = None) -> None:
         raise
 
 
-def write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict | list) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
