@@ -65,23 +65,24 @@ def weaver_inputs(info: dict, batch_size: int, seed: int = 0) -> tuple[torch.Ten
     return tuple(inputs)
 
 
-def make_step(model: torch.nn.Module, batch, device: torch.device, train: bool):
-    """One inference call (eval, no grad) or one training step (forward, backward, AdamW) on ``batch``."""
-    x, v, mask = (t.to(device) for t in batch)
+def make_step(model: torch.nn.Module, batch, device: torch.device, train: bool, num_classes: int = 10):
+    """One inference call (eval, no grad) or one training step (forward, backward, AdamW) on ``batch``, the
+    model's inputs in order."""
+    inputs = tuple(t.to(device) for t in batch)
     if not train:
         model.eval()
 
         def step():
             with torch.no_grad():
-                model(x, v, mask)
+                model(*inputs)
 
         return step
     model.train()
-    labels = torch.randint(0, 10, (x.size(0),), device=device)
+    labels = torch.randint(0, num_classes, (inputs[0].size(0),), device=device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step():
-        loss = torch.nn.functional.cross_entropy(model(x, v, mask), labels)
+        loss = torch.nn.functional.cross_entropy(model(*inputs), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -56,8 +56,8 @@ def parse_options(pairs: list[list[str]] | None) -> dict:
     return options
 
 
-def build_model(network: Path, data_config: Path, options: dict) -> tuple[nn.Module, dict]:
-    """``get_model(data_config, for_inference=True, **options)`` of a weaver network file, in eval mode."""
+def build_model(network: Path, data_config: Path, options: dict, for_inference: bool = True) -> tuple[nn.Module, dict]:
+    """``get_model(data_config, for_inference=..., **options)`` of a weaver network file, in eval mode."""
     from weaver.utils.data.config import DataConfig
     from weaver.utils.import_tools import import_module
 
@@ -68,7 +68,7 @@ def build_model(network: Path, data_config: Path, options: dict) -> tuple[nn.Mod
     if not callable(getattr(module, "get_model", None)):
         raise QuantizeError(f"{network}: not a weaver network file (no get_model(data_config, **options))")
     config = DataConfig.load(str(data_config), load_observers=False, load_reweight_info=False)
-    model, info = module.get_model(config, **{**options, "for_inference": True})
+    model, info = module.get_model(config, **{**options, "for_inference": for_inference})
     return model.eval(), info
 
 
