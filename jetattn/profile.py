@@ -247,12 +247,11 @@ def profile(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from jetattn.quantize import QuantizeError, add_network_arguments
+
     parser = argparse.ArgumentParser(prog="python -m jetattn.profile", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--network", type=Path, required=True, help="weaver network file (networks/X.py)")
-    parser.add_argument("--data-config", type=Path, required=True, help="weaver data config (YAML): input shapes")
-    parser.add_argument("--network-option", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                        help="as weaver's: passed to get_model (values read as Python literals)")
+    add_network_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     parser.add_argument("--steps", type=int, default=3, help="profiled steps")
@@ -264,7 +263,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-bandwidth", type=float, help="peak memory bytes/s of the device")
     parser.add_argument("--json", type=Path, help="also write the table to this JSON file")
     args = parser.parse_args(argv)
-    from jetattn.quantize import QuantizeError
 
     try:
         result = profile(args)

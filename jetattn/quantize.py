@@ -230,14 +230,19 @@ def compare(results: dict[str, dict], reference: str = "float32") -> dict[str, d
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jetattn.quantize", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path, help="float checkpoint (state_dict) of the network")
+def add_network_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--network``, ``--data-config`` and ``--network-option``, as weaver takes them (see :func:`build_model`)."""
     parser.add_argument("--network", type=Path, required=True, help="weaver network file (networks/X.py)")
     parser.add_argument("--data-config", type=Path, required=True, help="weaver data config (YAML)")
     parser.add_argument("--network-option", nargs=2, action="append", metavar=("NAME", "VALUE"),
                         help="as weaver's: passed to get_model (values read as Python literals)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jetattn.quantize", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", type=Path, help="float checkpoint (state_dict) of the network")
+    add_network_arguments(parser)
     parser.add_argument("-o", "--output", type=Path, required=True, help="int8 model (.pt; see load_int8)")
     parser.add_argument("--onnx", type=Path, help="also write the int8 ONNX model here")
     parser.add_argument("--eval", nargs="+", type=Path, metavar="FILES", help="held-out ROOT files to evaluate on")
