@@ -57,23 +57,46 @@ def jetclass_like_batch(
     return x, v, mask
 
 
-def make_step(model: torch.nn.Module, batch, device: torch.device, train: bool):
-    """One inference call (eval, no grad) or one training step (forward, backward, AdamW) on ``batch``."""
-    x, v, mask = (t.to(device) for t in batch)
+def weaver_inputs(info: dict, batch_size: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """A :func:`jetclass_like_batch` laid out for a network file's ``model_info``: one tensor per input name,
+    by its suffix: ``*_points`` (Δη, Δφ of each particle), ``*_features``, ``*_vectors`` (px, py, pz, E), ``*_mask``.
+    Widths and the sequence length come from ``info["input_shapes"]``."""
+    shapes = info["input_shapes"]
+    features = next((name for name in info["input_names"] if name.endswith("features")), None)
+    if features is None:
+        raise ValueError(f"no *_features input among {info['input_names']}")
+    x, v, mask = jetclass_like_batch(batch_size, shapes[features][2], shapes[features][1], seed)
+    pt = v[:, :2].norm(dim=1, keepdim=True).clamp(min=1e-6)
+    points = torch.cat([torch.asinh(v[:, 2:3] / pt), torch.atan2(v[:, 1:2], v[:, 0:1])], dim=1) * mask
+    by_suffix = {"points": points, "features": x, "vectors": v, "mask": mask}
+    inputs = []
+    for name in info["input_names"]:
+        suffix = name.rpartition("_")[2]
+        if suffix not in by_suffix:
+            known = ", ".join("*_" + k for k in by_suffix)
+            raise ValueError(f"input {name!r}: cannot make a JetClass-like batch for it (known: {known})")
+        inputs.append(by_suffix[suffix][:, : shapes[name][1], : shapes[name][2]])
+    return tuple(inputs)
+
+
+def make_step(model: torch.nn.Module, batch, device: torch.device, train: bool, num_classes: int = 10):
+    """One inference call (eval, no grad) or one training step (forward, backward, AdamW) on ``batch``, the
+    model's inputs in order."""
+    inputs = tuple(t.to(device) for t in batch)
     if not train:
         model.eval()
 
         def step():
             with torch.no_grad():
-                model(x, v, mask)
+                model(*inputs)
 
         return step
     model.train()
-    labels = torch.randint(0, 10, (x.size(0),), device=device)
+    labels = torch.randint(0, num_classes, (inputs[0].size(0),), device=device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step():
-        loss = torch.nn.functional.cross_entropy(model(x, v, mask), labels)
+        loss = torch.nn.functional.cross_entropy(model(*inputs), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

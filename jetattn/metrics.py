@@ -94,6 +94,29 @@ def binary_metrics(
     return result
 
 
+def classifier_metrics(scores: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Accuracy and AUC of class scores ``(jets, classes)`` against class indices ``labels``.
+
+    Two classes: the AUC of the first against the second, as :func:`binary_metrics` computes it. More: the
+    macro average of the one-vs-rest AUCs (scores renormalised to sum to one per jet)."""
+    from sklearn.metrics import roc_auc_score
+
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels)
+    if len(classes) == 2:
+        columns = {name: labels == i for i, name in enumerate(classes)}
+        columns.update({"score_" + name: scores[:, i] for i, name in enumerate(classes)})
+        result = binary_metrics(columns, classes[0], signal_effs=())
+        return {"accuracy": result["accuracy"], "auc": result["auc"], "auc_kind": f"{classes[0]} vs {classes[1]}"}
+    probabilities = scores / np.clip(scores.sum(axis=1, keepdims=True), 1e-12, None)
+    return {
+        "accuracy": float((scores.argmax(1) == labels).mean()),
+        "auc": float(roc_auc_score(labels, probabilities, multi_class="ovr", average="macro",
+                                   labels=np.arange(len(classes)))),
+        "auc_kind": "one-vs-rest macro",
+    }
+
+
 def plot_rejection(roc: dict, result: dict, signal: str, path: Path) -> None:
     """Background rejection 1/ε_B against signal efficiency ε_S, log scale, as in the ParT paper's figures."""
     import matplotlib

@@ -6,6 +6,7 @@ weaver imports a network file by its path and calls ``get_model(data_config, **o
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -94,3 +95,23 @@ PART_RECIPE = dict(
     trim=True,
     for_inference=False,
 )
+
+
+def load_jets(data_config: str | Path, files: list, num_jets: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The first ``num_jets`` jets of ``files`` as weaver's test loader prepares them (no shuffling, the YAML's
+    standardisation and padding): ``{input name: (jets, C, P)}`` and the class index of each jet (``_label_``).
+    Fewer jets come back when the files hold fewer."""
+    from torch.utils.data import DataLoader
+    from weaver.utils.dataset import SimpleIterDataset
+
+    dataset = SimpleIterDataset(
+        {"_": [str(f) for f in files]},
+        str(data_config),
+        for_training=False,
+        load_range_and_fraction=((0, 1), 1, 1),
+        fetch_by_files=True,
+        fetch_step=1,
+        async_load=False,
+    )
+    inputs, labels, _ = next(iter(DataLoader(dataset, batch_size=num_jets)))
+    return inputs, labels["_label_"]

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import uproot
 
+from jetattn.weaver import load_jets
+
 REPO = Path(__file__).resolve().parents[1]
 WEAVER = Path(sys.executable).with_name("weaver")  # the CLI of the environment running the tests
 NETWORKS = sorted((REPO / "networks").glob("example_*.py"))
@@ -121,20 +123,7 @@ def read_predictions(path: Path, classes: list[str]) -> np.ndarray:
 
 def real_batch(data_config: Path, files: list[Path], n_jets: int) -> dict[str, torch.Tensor]:
     """The first ``n_jets`` jets as weaver's test loader prepares them: ``{input name: (n_jets, C, P)}``."""
-    from torch.utils.data import DataLoader
-    from weaver.utils.dataset import SimpleIterDataset
-
-    dataset = SimpleIterDataset(
-        {"_": [str(f) for f in files]},
-        str(data_config),
-        for_training=False,
-        load_range_and_fraction=((0, 1), 1, 1),
-        fetch_by_files=True,
-        fetch_step=1,
-        async_load=False,
-    )
-    inputs, _, _ = next(iter(DataLoader(dataset, batch_size=n_jets)))
-    return inputs
+    return load_jets(data_config, files, n_jets)[0]
 
 
 def read_jets(path: Path) -> dict:
