@@ -117,6 +117,28 @@ def classifier_metrics(scores: np.ndarray, labels: np.ndarray, classes: list[str
     }
 
 
+# The ParT paper's JetClass table: each signal class against QCD (discriminant s_X / (s_X + s_QCD)), its
+# background rejection read at this signal efficiency.
+JETCLASS_SIGNAL_EFFS = {
+    "label_Hbb": 0.5, "label_Hcc": 0.5, "label_Hgg": 0.5, "label_H4q": 0.5, "label_Hqql": 0.99,
+    "label_Zqq": 0.5, "label_Wqq": 0.5, "label_Tbqq": 0.5, "label_Tbl": 0.995,
+}  # fmt: skip
+JETCLASS_BACKGROUND = "label_QCD"
+
+
+def jetclass_metrics(scores: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """The ParT paper's JetClass row: accuracy, one-vs-rest macro AUC, and per signal class the rejection of
+    QCD jets at that class's signal efficiency (``rej_<class>``, e.g. ``rej_Hbb`` at 50%, ``rej_Tbl`` at 99.5%)."""
+    result = classifier_metrics(scores, labels, classes)
+    columns = {name: labels == i for i, name in enumerate(classes)}
+    columns.update({"score_" + name: scores[:, i] for i, name in enumerate(classes)})
+    for signal, eff in JETCLASS_SIGNAL_EFFS.items():
+        if signal in classes and JETCLASS_BACKGROUND in classes:
+            rejection = binary_metrics(columns, signal, [JETCLASS_BACKGROUND], signal_effs=(eff,))
+            result["rej_" + signal.removeprefix("label_")] = rejection[f"rejection_at_{round(100 * eff)}"]
+    return result
+
+
 def plot_rejection(roc: dict, result: dict, signal: str, path: Path) -> None:
     """Background rejection 1/ε_B against signal efficiency ε_S, log scale, as in the ParT paper's figures."""
     import matplotlib
