@@ -1,5 +1,5 @@
-"""Transformer blocks: the NormFormer-style particle block and its class-attention form (ParT), and the
-classifier head every model here ends with."""
+"""Transformer blocks: the NormFormer-style particle block and its class-attention form (ParT), its
+cross-attention form (the multi-scale transformer), and the classifier head every model here ends with."""
 
 from __future__ import annotations
 
@@ -76,6 +76,10 @@ class Block(nn.Module):
             residual = cls_token
             context = self.pre_attn_norm(torch.cat((cls_token, x), dim=1))  # B, 1+L, C
             x = self.attn(cls_token, context, bias=bias)  # the query is the un-normalised token, as in ParT
+        return self.residual_and_ffn(x, residual)
+
+    def residual_and_ffn(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """What follows the attention: head scaling, post-attention norm, residual, then the feed-forward network."""
         if self.c_attn is not None:
             batch, length, dim = x.shape
             x = (x.view(batch, length, self.num_heads, self.head_dim) * self.c_attn.view(-1, 1)).reshape(
@@ -89,6 +93,24 @@ class Block(nn.Module):
         if self.w_resid is not None:
             residual = self.w_resid * residual
         return x + residual
+
+
+class CrossBlock(Block):
+    """:class:`Block` whose queries attend to another sequence: ``block(x, context, bias=...)``.
+
+    The queries and the context each get their own pre-attention LayerNorm (they come from different streams);
+    the rest (NormFormer scalings, feed-forward network, arguments) is :class:`Block`'s.
+    """
+
+    def __init__(self, dim: int = 128, **block_options) -> None:
+        super().__init__(dim, **block_options)
+        self.pre_context_norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``x: (B, Lq, C)`` queries; ``context: (B, Lk, C)`` keys and values; ``bias`` broadcastable to
+        ``(B, H, Lq, Lk)``, ``-inf`` on padded keys. Returns ``(B, Lq, C)``."""
+        attended = self.attn(self.pre_attn_norm(x), self.pre_context_norm(context), bias=bias)
+        return self.residual_and_ffn(attended, x)
 
 
 def classifier_head(dim: int, num_classes: int, hidden: Sequence[tuple[int, float]] = ()) -> nn.Sequential:
