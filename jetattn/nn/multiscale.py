@@ -52,9 +52,14 @@ def stream_names(config: str) -> tuple[str, ...]:
 
 
 def key_padding_bias(padding: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``(B, L)`` True where padded  ->  ``(B, 1, 1, L)`` bias, ``-inf`` on padded keys; a sequence with no real
-    entry keeps its padding as keys (a softmax over nothing but -inf is NaN)."""
-    return padding_bias(padding & ~padding.all(dim=1, keepdim=True), dtype)
+    """``(B, L)`` True where padded  ->  ``(B, 1, 1, L)`` bias, ``-inf`` on padded keys.
+
+    A sequence with no real entry keeps its first slot as a key (a softmax over nothing but -inf is NaN): that
+    slot holds the same thing whatever the padding held and however long it is, where attending to all of
+    the padding would mix slots of different streams in proportions set by their lengths.
+    """
+    first = torch.arange(padding.size(1), device=padding.device) == 0
+    return padding_bias(padding & ~(padding.all(dim=1, keepdim=True) & first), dtype)
 
 
 def masked_mean(x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
