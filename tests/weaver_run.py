@@ -34,6 +34,12 @@ SMALL_PART = {
     "num_cls_layers": 1,
     "fc_params": (),
 }
+SMALL_MULTISCALE = {
+    "config": "model_1",
+    "dim": 16,
+    "stream_params": {"pf": {"num_heads": 2, "num_layers": 1}},
+    "fc_params": [(16, 0.1)],
+}
 # Small versions of each network (fast on two CPU cores), by network file name without ``example_``/``_finetune``.
 SMALL_OPTIONS = {
     "ParticleNet": {"conv_params": [(4, (16, 16)), (4, (16, 16))], "fc_params": [(16, 0.1)], "knn_exclude_self": True},
@@ -42,6 +48,9 @@ SMALL_OPTIONS = {
     "ParticleTransformer": SMALL_PART,
     "ParT_topk": {**SMALL_PART, "topk": 8},
     "LinParT": {**SMALL_PART, "proj_dim": 8},
+    # on the single-stream YAMLs (TopLandscape, ...), the constituent stream alone
+    "MultiScaleTransformer": {**SMALL_MULTISCALE, "cross_heads": 2},
+    "ConcatTransformer": SMALL_MULTISCALE,
 }
 
 # A training run as short as weaver allows: two steps and one validation step, on the CPU (weaver's `--gpus ""`).

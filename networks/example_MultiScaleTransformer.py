@@ -1,0 +1,18 @@
+"""Multi-scale cross-attention transformer for weaver: ``-o config model_1|model_2|model_3`` (default model_3).
+
+Input groups by configuration (each ``<stream>_features`` (N, C, P) with its ``<stream>_mask`` (N, 1, P)):
+model_1 ``pf``; model_2 ``jet1``, ``jet2`` (each jet's constituents) and ``obj`` (reconstructed objects);
+model_3 ``pf`` and ``obj``. ``-o pair_bias True`` also reads ``pf_vectors`` (or ``jet1_vectors``, ...).
+"""
+
+from jetattn.nn.multiscale import MultiScaleTransformer, from_data_config
+from jetattn.weaver import cross_entropy_loss, model_info
+
+
+def get_model(data_config, **kwargs):
+    model = from_data_config(MultiScaleTransformer, data_config, **kwargs)
+    return model, model_info(data_config)
+
+
+def get_loss(data_config, **kwargs):
+    return cross_entropy_loss(data_config, **kwargs)
