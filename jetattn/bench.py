@@ -177,8 +177,10 @@ class Variant:
         return options
 
 
-def jetclass_variants(compile_models: bool, cuda: bool) -> list[Variant]:
+def jetclass_variants(compile_models: bool, cuda: bool, compiled_only: bool = False) -> list[Variant]:
     """The JetClass-shape table: weaver's ParT as users run it, and ours in each variant."""
+    if compiled_only:
+        return [v for v in jetclass_variants(True, cuda) if v.compiled]
     half = ["bf16", "fp16"] if cuda else ["bf16"]
     rows = [Variant("weaver-ParT"), *(Variant("weaver-ParT", p) for p in half)]
     rows += [Variant("ParT"), *(Variant("ParT", p) for p in half), Variant("ParT", "int8")]
@@ -346,7 +348,7 @@ def bench_attention(args: argparse.Namespace) -> list[dict]:
           f"slots, {batch[2].sum(-1).mean().item():.1f} particles per jet")  # fmt: skip
     print("model          prec  mode     variant  shape              infer/s   train/s  peak mem")
     rows = []
-    for variant in jetclass_variants(not args.no_compile, device.type == "cuda"):
+    for variant in jetclass_variants(not args.no_compile, device.type == "cuda", args.compile_only):
         rows.append(measure(variant, weaver_state, batch, device, args.steps, args.warmup))
         print_row(rows[-1])
     sweep_batch = args.sweep_batch or (64 if device.type == "cuda" else 8)
@@ -388,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     attention.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation included)")
     attention.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     attention.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows")
+    attention.add_argument("--compile-only", action="store_true", help="only the torch.compile rows")
     gen = sub.add_parser("generate", help="Pythia 8 + FastJet generation speed per class")
     gen.add_argument("--num-jets", type=int, default=200, help="jets per class")
     gen.add_argument("--seed", type=int, default=1)
