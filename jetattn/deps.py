@@ -24,6 +24,10 @@ EXTRAS = {  # packages of the optional extras in pyproject.toml
 }
 
 
+class ToolError(Exception):
+    """A problem with the user's files or options, told in one line (``error: ...``) by the ``python -m`` tools."""
+
+
 def missing_dependency(exc: ModuleNotFoundError) -> str | None:
     """The error line for a third-party module that cannot be imported; None when the module is ours (a bug)."""
     package = (exc.name or "").partition(".")[0]

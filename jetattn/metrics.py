@@ -94,6 +94,13 @@ def binary_metrics(
     return result
 
 
+def prediction_columns(scores: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, np.ndarray]:
+    """Scores ``(jets, classes)`` and class indices laid out as a weaver prediction file's columns."""
+    columns = {name: labels == i for i, name in enumerate(classes)}
+    columns.update({"score_" + name: scores[:, i] for i, name in enumerate(classes)})
+    return columns
+
+
 def classifier_metrics(scores: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, float]:
     """Accuracy and AUC of class scores ``(jets, classes)`` against class indices ``labels``.
 
@@ -104,9 +111,7 @@ def classifier_metrics(scores: np.ndarray, labels: np.ndarray, classes: list[str
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels)
     if len(classes) == 2:
-        columns = {name: labels == i for i, name in enumerate(classes)}
-        columns.update({"score_" + name: scores[:, i] for i, name in enumerate(classes)})
-        result = binary_metrics(columns, classes[0], signal_effs=())
+        result = binary_metrics(prediction_columns(scores, labels, classes), classes[0], signal_effs=())
         return {"accuracy": result["accuracy"], "auc": result["auc"], "auc_kind": f"{classes[0]} vs {classes[1]}"}
     probabilities = scores / np.clip(scores.sum(axis=1, keepdims=True), 1e-12, None)
     return {
@@ -130,8 +135,7 @@ def jetclass_metrics(scores: np.ndarray, labels: np.ndarray, classes: list[str])
     """The ParT paper's JetClass row: accuracy, one-vs-rest macro AUC, and per signal class the rejection of
     QCD jets at that class's signal efficiency (``rej_<class>``, e.g. ``rej_Hbb`` at 50%, ``rej_Tbl`` at 99.5%)."""
     result = classifier_metrics(scores, labels, classes)
-    columns = {name: labels == i for i, name in enumerate(classes)}
-    columns.update({"score_" + name: scores[:, i] for i, name in enumerate(classes)})
+    columns = prediction_columns(scores, labels, classes)
     for signal, eff in JETCLASS_SIGNAL_EFFS.items():
         if signal in classes and JETCLASS_BACKGROUND in classes:
             rejection = binary_metrics(columns, signal, [JETCLASS_BACKGROUND], signal_effs=(eff,))

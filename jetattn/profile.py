@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from jetattn.deps import exit_if_missing
+from jetattn.deps import ToolError, exit_if_missing
 from jetattn.io import atomic_path, write_json
 
 # Dense peaks from the vendor's datasheets: (bf16 FLOP/s, fp32 non-tensor FLOP/s, memory bytes/s), by a name part.
@@ -184,10 +184,11 @@ def layer_times(prof, names: list[str], device: torch.device, steps: int) -> tup
 
 def profile(args: argparse.Namespace) -> dict:
     from jetattn.bench import device_name, make_step, weaver_inputs
-    from jetattn.quantize import autocast_inference, build_model, parse_options
+    from jetattn.quantize import autocast_inference
+    from jetattn.weaver import build_network, parse_options
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, info = build_model(args.network, args.data_config, parse_options(args.network_option),
+    model, info = build_network(args.network, args.data_config, parse_options(args.network_option),
                               for_inference=False)
     model.to(device)
     inputs = tuple(t.to(device) for t in weaver_inputs(info, args.batch_size))
@@ -247,7 +248,7 @@ def profile(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jetattn.quantize import QuantizeError, add_network_arguments
+    from jetattn.weaver import add_network_arguments
 
     parser = argparse.ArgumentParser(prog="python -m jetattn.profile", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -266,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = profile(args)
-    except QuantizeError as err:
+    except ToolError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if args.json:

@@ -21,7 +21,6 @@ for export; a checkpoint trained without it loads unchanged.
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import io
 import sys
@@ -34,69 +33,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from jetattn.deps import exit_if_missing
+from jetattn.deps import ToolError, exit_if_missing
 from jetattn.io import atomic_path, write_json
+from jetattn.weaver import add_network_arguments, build_network, load_checkpoint, parse_options
 
 INT8_FORMAT = "jetattn-int8-dynamic-v1"  # the key that marks a file written by save_int8
 TARGETS = {"accuracy": 0.002, "auc": 0.001}  # largest |int8 - float32| accepted (issue 7)
-
-
-class QuantizeError(Exception):
-    """A problem with the user's files or options, told in one line."""
-
-
-def parse_options(pairs: list[list[str]] | None) -> dict:
-    """``--network-option NAME VALUE`` pairs; values read as Python literals as weaver reads them, else strings."""
-    options = {}
-    for name, value in pairs or []:
-        try:
-            options[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            options[name] = value
-    return options
-
-
-def build_model(network: Path, data_config: Path, options: dict, for_inference: bool = True) -> tuple[nn.Module, dict]:
-    """``get_model(data_config, for_inference=..., **options)`` of a weaver network file, in eval mode."""
-    from weaver.utils.data.config import DataConfig
-    from weaver.utils.import_tools import import_module
-
-    for path, what in ((network, "network file"), (data_config, "data config")):
-        if not Path(path).is_file():
-            raise QuantizeError(f"{path}: no such {what}")
-    module = import_module(str(network), "_network")
-    if not callable(getattr(module, "get_model", None)):
-        raise QuantizeError(f"{network}: not a weaver network file (no get_model(data_config, **options))")
-    config = DataConfig.load(str(data_config), load_observers=False, load_reweight_info=False)
-    model, info = module.get_model(config, **{**options, "for_inference": for_inference})
-    return model.eval(), info
-
-
-def load_checkpoint(model: nn.Module, path: Path) -> None:
-    """Load a weaver checkpoint (a state_dict) into ``model`` with every key matching, or say which do not."""
-    path = Path(path)
-    if not path.is_file():
-        raise QuantizeError(f"{path}: no such checkpoint")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises pickle, zip and runtime errors alike for damaged files
-        raise QuantizeError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
-    if isinstance(state, dict) and state.get("format") == INT8_FORMAT:
-        raise QuantizeError(f"{path}: already an int8 model written by jetattn.quantize; give the float checkpoint")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise QuantizeError(f"{path}: holds a {type(state).__name__} that is not a state_dict")
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise QuantizeError(
-            f"{path}: does not load strictly into the network ({len(missing)} missing keys, first {missing[:3]}; "
-            f"{len(unexpected)} unexpected, first {unexpected[:3]})"
-        )
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:  # same keys, other shapes: torch lists every one, keep the first
-        first = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err))
-        raise QuantizeError(f"{path}: does not load strictly into the network ({first})") from None
 
 
 def count_linears(model: nn.Module) -> int:
@@ -141,8 +83,8 @@ def load_int8(path: Path, network: Path | None = None, data_config: Path | None 
     recorded paths moved) and loaded strictly. Nothing in the file is executed."""
     saved = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(saved, dict) or saved.get("format") != INT8_FORMAT:
-        raise QuantizeError(f"{path}: not an int8 model written by jetattn.quantize")
-    model, _ = build_model(Path(network or saved["network"]), Path(data_config or saved["data_config"]),
+        raise ToolError(f"{path}: not an int8 model written by jetattn.quantize")
+    model, _ = build_network(Path(network or saved["network"]), Path(data_config or saved["data_config"]),
                            saved["network_options"])
     int8 = quantize_int8(model)
     int8.load_state_dict(saved["state_dict"], strict=True)
@@ -230,14 +172,6 @@ def compare(results: dict[str, dict], reference: str = "float32") -> dict[str, d
     return out
 
 
-def add_network_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--network``, ``--data-config`` and ``--network-option``, as weaver takes them (see :func:`build_model`)."""
-    parser.add_argument("--network", type=Path, required=True, help="weaver network file (networks/X.py)")
-    parser.add_argument("--data-config", type=Path, required=True, help="weaver data config (YAML)")
-    parser.add_argument("--network-option", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                        help="as weaver's: passed to get_model (values read as Python literals)")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jetattn.quantize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -253,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run(args)
-    except QuantizeError as err:
+    except ToolError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 
@@ -263,8 +197,8 @@ def run(args: argparse.Namespace) -> int:
     if args.eval:
         missing = [f for f in args.eval if not f.is_file()]
         if missing:
-            raise QuantizeError(f"{missing[0]}: no such file to evaluate on")
-    model, info = build_model(args.network, args.data_config, options)
+            raise ToolError(f"{missing[0]}: no such file to evaluate on")
+    model, info = build_network(args.network, args.data_config, options)
     load_checkpoint(model, args.checkpoint)
     int8 = quantize_int8(model)
     linears, converted = count_linears(model), count_int8_linears(int8)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from jetattn.deps import exit_if_missing
+from jetattn.deps import ToolError, exit_if_missing
 from jetattn.io import write_json, write_text_atomic
 
 DEFAULT_KS = ["1", "2", "3", "4", "6", "10", "20", "30", "all"]
@@ -36,8 +36,8 @@ def evaluate(args: argparse.Namespace) -> list[dict]:
     from weaver.utils.data.config import DataConfig
 
     from jetattn.metrics import jetclass_metrics
-    from jetattn.quantize import build_model, load_checkpoint, parse_options, predict_torch
-    from jetattn.weaver import load_jets
+    from jetattn.quantize import predict_torch
+    from jetattn.weaver import build_network, load_checkpoint, load_jets, parse_options
 
     classes = list(DataConfig.load(str(args.data_config), load_observers=False).label_value)
     inputs, labels = load_jets(args.data_config, [str(f) for f in args.files], args.num_jets)
@@ -46,7 +46,7 @@ def evaluate(args: argparse.Namespace) -> list[dict]:
     rows = []
     for k in tqdm(args.k, desc="top-k", unit="k"):
         topk = {**options, "attention": "topk", "topk": parse_k(k)}
-        model, info = build_model(args.network, args.data_config, topk, for_inference=False)
+        model, info = build_network(args.network, args.data_config, topk, for_inference=False)
         load_checkpoint(model, args.checkpoint)
         start = time.perf_counter()
         logits = predict_torch(model, [inputs[name] for name in info["input_names"]], torch.device("cpu"))
@@ -82,17 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", nargs="+", default=DEFAULT_KS, help="k values; 'all' is dense (default: %(default)s)")
     parser.add_argument("--out", type=Path, required=True, help="folder for topk.md and topk.json")
     args = parser.parse_args(argv)
-    from jetattn.quantize import QuantizeError
-
     try:
         for k in args.k:
             if k != "all" and (not k.isdigit() or int(k) < 1):
-                raise QuantizeError(f"--k {k}: give positive integers or 'all'")
+                raise ToolError(f"--k {k}: give positive integers or 'all'")
         missing = [str(f) for f in args.files if not f.is_file()]
         if missing:
-            raise QuantizeError(f"{missing[0]}: no such file ({len(missing)} of --files missing)")
+            raise ToolError(f"{missing[0]}: no such file ({len(missing)} of --files missing)")
         rows = evaluate(args)
-    except QuantizeError as err:
+    except ToolError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     command = " ".join(["python -m jetattn.topk_scan", *(argv if argv is not None else sys.argv[1:])])

@@ -6,11 +6,15 @@ weaver imports a network file by its path and calls ``get_model(data_config, **o
 
 from __future__ import annotations
 
+import argparse
+import ast
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from jetattn.deps import ToolError
 from jetattn.nn.blocks import classifier_head
 from jetattn.nn.inputs import particle_mask
 from jetattn.nn.part import ParticleTransformer
@@ -32,6 +36,73 @@ def model_info(data_config: Any, output_names: tuple[str, ...] = ("softmax",)) -
         "output_names": list(output_names),
         "dynamic_axes": dynamic_axes,
     }
+
+
+# Tools that build a model from a weaver network file and its data config, as weaver does.
+
+
+def parse_options(pairs: list[list[str]] | None) -> dict:
+    """``--network-option NAME VALUE`` pairs; values read as Python literals as weaver reads them, else strings."""
+    options = {}
+    for name, value in pairs or []:
+        try:
+            options[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            options[name] = value
+    return options
+
+
+def build_network(
+    network: Path, data_config: Path, options: dict, for_inference: bool = True
+) -> tuple[nn.Module, dict]:
+    """``get_model(data_config, for_inference=..., **options)`` of a weaver network file, in eval mode."""
+    from weaver.utils.data.config import DataConfig
+    from weaver.utils.import_tools import import_module
+
+    for path, what in ((network, "network file"), (data_config, "data config")):
+        if not Path(path).is_file():
+            raise ToolError(f"{path}: no such {what}")
+    module = import_module(str(network), "_network")
+    if not callable(getattr(module, "get_model", None)):
+        raise ToolError(f"{network}: not a weaver network file (no get_model(data_config, **options))")
+    config = DataConfig.load(str(data_config), load_observers=False, load_reweight_info=False)
+    model, info = module.get_model(config, **{**options, "for_inference": for_inference})
+    return model.eval(), info
+
+
+def load_checkpoint(model: nn.Module, path: Path) -> None:
+    """Load a weaver checkpoint (a state_dict) into ``model`` with every key matching, or say which do not."""
+    path = Path(path)
+    if not path.is_file():
+        raise ToolError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises pickle, zip and runtime errors alike for damaged files
+        raise ToolError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
+    if isinstance(state, dict) and isinstance(state.get("format"), str):  # e.g. jetattn.quantize's int8 files
+        raise ToolError(f"{path}: a {state['format']} file, not a float checkpoint; give the float checkpoint")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ToolError(f"{path}: holds a {type(state).__name__} that is not a state_dict")
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ToolError(
+            f"{path}: does not load strictly into the network ({len(missing)} missing keys, first {missing[:3]}; "
+            f"{len(unexpected)} unexpected, first {unexpected[:3]})"
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:  # same keys, other shapes: torch lists every one, keep the first
+        first = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err))
+        raise ToolError(f"{path}: does not load strictly into the network ({first})") from None
+
+
+def add_network_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--network``, ``--data-config`` and ``--network-option``, as weaver takes them (see :func:`build_network`)."""
+    parser.add_argument("--network", type=Path, required=True, help="weaver network file (networks/X.py)")
+    parser.add_argument("--data-config", type=Path, required=True, help="weaver data config (YAML)")
+    parser.add_argument("--network-option", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                        help="as weaver's: passed to get_model (values read as Python literals)")
 
 
 def cross_entropy_loss(data_config: Any = None, **kwargs) -> torch.nn.Module:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from weaver.nn.model.ParticleTransformer import ParticleTransformer as WeaverParT
+from weaver_run import official_layout
 
 from jetattn.nn.attention import record_attention
 from jetattn.nn.part import ParticleTransformer
@@ -30,13 +31,6 @@ def padded_jets(batch=8, length=40, input_dim=7, seed=0, empty=()):
     v = torch.cat([pt * phi.cos(), pt * phi.sin(), pt * eta.sinh(), pt * eta.cosh()], dim=1) * mask
     x = torch.randn(batch, input_dim, length, generator=g) * mask
     return x, v, mask
-
-
-def official_layout(state: dict) -> dict:
-    """weaver-core 0.5 keys -> the nn.MultiheadAttention layout of the official ParT_*.pt files, under `mod.`."""
-    renamed = {k.replace("in_proj.weight", "in_proj_weight").replace("in_proj.bias", "in_proj_bias"): v
-               for k, v in state.items()}
-    return {"mod." + k: v for k, v in renamed.items()}
 
 
 CONFIGS = [
@@ -69,7 +63,7 @@ def test_official_checkpoint_layout_loads_into_weaver_wrapper():
     torch.manual_seed(2)
     cfg = dict(input_dim=7, num_classes=10, fc_params=[], **SMALL)
     weaver_model = WeaverParT(**cfg).eval()
-    checkpoint = official_layout(weaver_model.state_dict())
+    checkpoint = official_layout({"mod." + k: v for k, v in weaver_model.state_dict().items()})
     wrapper = ParTForWeaver(**cfg).eval()
     wrapper.load_state_dict(checkpoint, strict=True)
     x, v, mask = padded_jets()
@@ -79,7 +73,7 @@ def test_official_checkpoint_layout_loads_into_weaver_wrapper():
 
 def test_finetune_wrapper_misses_only_the_new_head():
     cfg = dict(input_dim=7, num_classes=10, fc_params=[], **SMALL)
-    checkpoint = official_layout(WeaverParT(**cfg).state_dict())
+    checkpoint = official_layout({"mod." + k: v for k, v in WeaverParT(**cfg).state_dict().items()})
     finetune = ParTForWeaver(head_classes=2, **{**cfg, "num_classes": 2})
     missing, unexpected = finetune.load_state_dict(checkpoint, strict=False)
     assert sorted(missing) == ["fc.0.bias", "fc.0.weight"]

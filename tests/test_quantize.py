@@ -11,6 +11,7 @@ from weaver_run import REPO, SMALL_OPTIONS, TOP_YAML
 
 from jetattn import quantize
 from jetattn.bench import weaver_inputs
+from jetattn.weaver import build_network
 
 NETWORK = REPO / "networks/example_ParticleTransformer.py"
 OPTIONS = SMALL_OPTIONS["ParticleTransformer"]
@@ -23,7 +24,7 @@ warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated")  
 def tiny():
     """A tiny ParT through our network file with the TopLandscape YAML, BatchNorm statistics trained-looking."""
     torch.manual_seed(0)
-    model, info = quantize.build_model(NETWORK, TOP_YAML, OPTIONS)
+    model, info = build_network(NETWORK, TOP_YAML, OPTIONS)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm1d):
             module.running_mean.normal_(0, 0.5)

@@ -134,12 +134,9 @@ def verify(path: Path, checkpoint: Checkpoint, repo: Path) -> None:
 
 def build_model(checkpoint: Checkpoint, repo: Path):
     """The model of `checkpoint.network` for the JetClass YAML of its features, as weaver builds it."""
-    from weaver.utils.data.config import DataConfig
-    from weaver.utils.import_tools import import_module
+    from jetattn.weaver import build_network
 
-    data_config = DataConfig.load(str(repo / checkpoint.data_config), load_observers=False)
-    network = import_module(str(repo / checkpoint.network), "_network")
-    model, _ = network.get_model(data_config)
+    model, _ = build_network(repo / checkpoint.network, repo / checkpoint.data_config, {}, for_inference=False)
     return model
 
 
