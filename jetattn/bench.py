@@ -173,7 +173,7 @@ class Variant:
         if self.model == "ParT-topk":
             options.update(attention="topk", topk=self.k)
         if self.model == "LinParT":
-            options.update(attention="linformer", proj_dim=self.k, max_len=n_particles)
+            options.update(attention="linformer", proj_dim=self.k, max_len=n_particles, linear_pairs=True)
         return options
 
 
@@ -208,7 +208,8 @@ def build_model(variant: Variant, weaver_state: dict, n_particles: int, device: 
         model.trimmer.quantile_range = (1.0, 1.0)
     missing, unexpected = model.load_state_dict(weaver_state, strict=False)
     # LinParT's projections are new (left at their initialisation); everything else must come from weaver
-    assert not unexpected and all(".linformer." in key for key in missing), (missing, unexpected)
+    new_keys = all(".linformer." in key or key.startswith("pair_projection.") for key in missing)
+    assert not unexpected and new_keys, (missing, unexpected)
     model = model.to(device)
     if variant.precision == "int8":
         model = torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)

@@ -190,6 +190,50 @@ def test_topk_and_flex_load_a_dense_checkpoint_strictly():
     assert [block.attn.kernel for block in models["one"].cls_blocks] == ["sdpa"]  # class attention stays dense
 
 
+def test_linear_pairs_linparT_shares_one_projection_and_ignores_padding():
+    torch.manual_seed(10)
+    cfg = dict(input_dim=7, num_classes=3, trim=False, attention="linformer", proj_dim=8, max_len=64, **SMALL)
+    model = ParticleTransformer(**cfg, linear_pairs=True).eval()
+    dense_params = sum(p.numel() for p in ParticleTransformer(**{**cfg, "attention": None}).parameters())
+    assert sum(p.numel() for p in model.parameters()) == dense_params + 2 * 8 * 64  # one E pair for all blocks
+    assert all(block.attn.linformer is model.pair_projection for block in model.blocks)
+    x, v, mask = padded_jets(length=30)
+    garbage = torch.randn(x.size(0), 7, 20).abs()  # what the padding holds must not matter either
+    padded = [torch.cat((t, garbage[:, : t.size(1)] * (i < 2)), dim=2) for i, t in enumerate((x, v, mask))]
+    with torch.no_grad():
+        expected = model(x, v, mask)
+        torch.testing.assert_close(model(*padded), expected, atol=1e-5, rtol=0)
+        model.buckets = 3
+        torch.testing.assert_close(model(x, v, mask), expected, atol=1e-5, rtol=0)
+    model.train()
+    model(x, v, mask).square().sum().backward()
+    assert model.pair_projection.key.grad.abs().sum() > 0
+    assert all(p.grad.abs().sum() > 0 for p in model.pair_embed.parameters())
+    with pytest.raises(ValueError, match="linear_pairs needs attention='linformer'"):
+        ParticleTransformer(input_dim=7, num_classes=3, linear_pairs=True)
+
+
+def test_linear_pairs_with_identity_projection_is_dense_part():
+    # E = identity: the projected pair features are the pair features, so on jets without padding LinParT
+    # computes exactly dense ParT's bias, logits and outputs
+    torch.manual_seed(11)
+    length = 24
+    cfg = dict(input_dim=7, num_classes=3, trim=False, **SMALL)
+    dense = ParticleTransformer(**cfg).eval()
+    linear = ParticleTransformer(**cfg, attention="linformer", proj_dim=length, max_len=length, linear_pairs=True)
+    linear.eval().load_state_dict(dense.state_dict(), strict=False)
+    with torch.no_grad():
+        linear.pair_projection.key.copy_(torch.eye(length))
+        linear.pair_projection.value.copy_(torch.eye(length))
+    x, v, mask = (torch.cat(t) for t in zip(*(padded_jets(2, length, seed=s) for s in range(6)), strict=True))
+    x, v, mask = x[::2], v[::2], mask[::2]  # the first jet of each is full
+    assert mask.all()
+    with torch.no_grad():
+        torch.testing.assert_close(linear(x, v, mask), dense(x, v, mask), atol=1e-5, rtol=0)
+        linear.pair_projection.key.copy_(torch.eye(length).roll(1, dims=1))  # and E is really used
+        assert (linear(x, v, mask) - dense(x, v, mask)).abs().max() > 1e-3
+
+
 def test_linformer_part_adds_projections_per_block_and_ignores_padding():
     torch.manual_seed(9)
     cfg = dict(input_dim=7, num_classes=3, trim=False, attention="linformer", proj_dim=8, max_len=64, **SMALL)

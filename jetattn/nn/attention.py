@@ -151,6 +151,9 @@ class LinformerProjection(nn.Module):
     ``-inf`` for every query; padded keys, values and bias entries are zeroed first, so that neither what the
     padding holds nor how much of it there is changes the result (any other ``-inf`` in the bias is read as 0).
 
+    Given ``key_padding``, the bias is taken as already projected (``(…, Lq, proj_dim)``, see :meth:`project`):
+    a model that projects its pair features once, before embedding them, never forms an ``Lq × L`` bias.
+
     Args:
         proj_dim: number of projected keys.
         max_len: the most particles a sequence may have (``E`` is sliced to the sequence).
@@ -163,23 +166,35 @@ class LinformerProjection(nn.Module):
         self.key = nn.Parameter(torch.randn(proj_dim, max_len) / math.sqrt(proj_dim))
         self.value = None if share_kv_proj else nn.Parameter(torch.randn(proj_dim, max_len) / math.sqrt(proj_dim))
 
-    def forward(
-        self, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """``k, v: (B, H, L, D)``, ``bias`` broadcastable to ``(B, H, Lq, L)``  ->  ``(B, H, proj_dim, D)`` twice,
-        and the bias ``(B | 1, H | 1, Lq | 1, proj_dim)``."""
-        length = k.size(-2)
+    def _key_projection(self, length: int) -> torch.Tensor:
         if length > self.max_len:
             raise ValueError(
                 f"attention 'linformer' got {length} particles, more than its max_len={self.max_len}: "
                 "raise the network option max_len (or pad/trim the inputs to at most that length)"
             )
-        proj_k = self.key[:, :length]
-        proj_v = proj_k if self.value is None else self.value[:, :length]
-        if bias is not None:
+        return self.key[:, :length]
+
+    def project(self, pairs: torch.Tensor, key_padding: torch.Tensor) -> torch.Tensor:
+        """Project anything indexed by key along its last axis as the keys are: ``(B, …, L)`` with
+        ``key_padding: (B, L)`` True where padded  ->  ``(B, …, proj_dim)``, padded keys counted as 0."""
+        padding = key_padding.view(key_padding.size(0), *([1] * (pairs.dim() - 2)), key_padding.size(1))
+        return pairs.masked_fill(padding, 0) @ self._key_projection(pairs.size(-1)).T
+
+    def forward(
+        self, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None, key_padding: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``k, v: (B, H, L, D)``, ``bias`` broadcastable to ``(B, H, Lq, L)`` (or already projected, with
+        ``key_padding: (B, L)``)  ->  ``(B, H, proj_dim, D)`` twice, and the bias
+        ``(B | 1, H | 1, Lq | 1, proj_dim)``."""
+        proj_k = self._key_projection(k.size(-2))
+        proj_v = proj_k if self.value is None else self.value[:, : k.size(-2)]
+        if key_padding is not None:
+            padded = key_padding[:, None, :, None]  # B, 1, L, 1
+            k, v = k.masked_fill(padded, 0), v.masked_fill(padded, 0)
+        elif bias is not None:
             ignored = bias == float("-inf")
-            key_padding = ignored.all(dim=-2).unsqueeze(-1)  # B | 1, H | 1, L, 1
-            k, v = k.masked_fill(key_padding, 0), v.masked_fill(key_padding, 0)
+            padded = ignored.all(dim=-2).unsqueeze(-1)  # B | 1, H | 1, L, 1
+            k, v = k.masked_fill(padded, 0), v.masked_fill(padded, 0)
             bias = bias.masked_fill(ignored, 0) @ proj_k.T
         return proj_k @ k, proj_v @ v, bias
 
@@ -228,10 +243,16 @@ class Attention(nn.Module):
         self.recorder: Callable[[Attention, torch.Tensor], None] | None = None
 
     def forward(
-        self, x: torch.Tensor, context: torch.Tensor | None = None, bias: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
+        key_padding: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``x: (B, Lq, C)`` queries; ``context: (B, Lk, C)`` keys and values (default ``x``);
-        ``bias``: additive logits broadcastable to ``(B, H, Lq, Lk)``, ``-inf`` on ignored keys."""
+        ``bias``: additive logits broadcastable to ``(B, H, Lq, Lk)``, ``-inf`` on ignored keys.
+        ``key_padding: (B, Lk)``, linformer only: the padded keys, with ``bias`` already projected
+        (``(…, Lq, proj_dim)``, by :meth:`LinformerProjection.project`)."""
         context = x if context is None else context
         batch, len_q, _ = x.shape
         len_k = context.size(1)
@@ -241,7 +262,9 @@ class Attention(nn.Module):
         if bias is not None:
             bias = bias.to(q.dtype)
         if self.linformer is not None:
-            k, v, bias = self.linformer(k, v, bias)  # B, H, proj_dim, D
+            k, v, bias = self.linformer(k, v, bias, key_padding)  # B, H, proj_dim, D
+        elif key_padding is not None:
+            raise ValueError("key_padding is for attention 'linformer' with a projected bias")
         kernel = KERNELS[self.kernel or _default_kernel]
         dropout_p = self.dropout if self.training else 0.0
         out, weights = kernel(q, k, v, bias, dropout_p, self.recorder is not None, self.topk)

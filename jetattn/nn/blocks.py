@@ -63,15 +63,20 @@ class Block(nn.Module):
         self.w_resid = nn.Parameter(torch.ones(dim)) if scale_resids else None
 
     def forward(
-        self, x: torch.Tensor, cls_token: torch.Tensor | None = None, bias: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        cls_token: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
+        key_padding: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``x: (B, L, C)``; ``cls_token: (B, 1, C)``; ``bias``: additive attention logits, ``-inf`` on padding.
+        """``x: (B, L, C)``; ``cls_token: (B, 1, C)``; ``bias``: additive attention logits, ``-inf`` on padding
+        (or, with ``key_padding (B, L)``, a linformer bias already projected: see :class:`Attention`).
 
         Returns ``(B, L, C)``, or ``(B, 1, C)`` for class attention (then ``bias`` covers ``1 + L`` keys).
         """
         if cls_token is None:
             residual = x
-            x = self.attn(self.pre_attn_norm(x), bias=bias)
+            x = self.attn(self.pre_attn_norm(x), bias=bias, key_padding=key_padding)
         else:
             residual = cls_token
             context = self.pre_attn_norm(torch.cat((cls_token, x), dim=1))  # B, 1+L, C

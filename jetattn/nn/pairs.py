@@ -59,6 +59,21 @@ def pair_features(
     return torch.stack((ln_kt, ln_z, ln_delta, ln_m2), dim=0)
 
 
+def pair_feature_matrix(p4: torch.Tensor, mask: torch.Tensor, min_delta: float | None = None) -> torch.Tensor:
+    """``p4: (B, 4, L)``, ``mask: (B, 1, L)`` bool  ->  ``(B, 4, L, L)`` pair features, 0 off real pairs.
+
+    Every pair at once (elementwise, cheap next to embedding them), for models that project the pairs along
+    one particle axis before embedding them (LinParT with ``linear_pairs``).
+    """
+    kin = particle_kinematics(p4).transpose(0, 1)  # 3, B, L
+    p4_t = p4.transpose(0, 1)  # 4, B, L
+    features = pair_features(kin[..., :, None], kin[..., None, :], p4_t[..., :, None], p4_t[..., None, :],
+                             min_delta=min_delta)  # fmt: skip
+    features = torch.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0).transpose(0, 1)  # B, 4, L, L
+    real_pairs = mask.unsqueeze(-1) & mask.unsqueeze(-2)  # B, 1, L, L
+    return features.masked_fill(~real_pairs, 0)
+
+
 class PairEmbed(nn.Module):
     """Pair features -> one attention bias per head: BatchNorm, then 1×1 convolutions (BN, GELU between).
 
@@ -120,3 +135,8 @@ class PairEmbed(nn.Module):
             # padded particles are all-zero four-vectors: their φ = atan2(0, 0) is NaN in ONNX, so zero them here
             bias = torch.where(real_pairs, bias, torch.zeros_like(bias))
         return bias
+
+    def embed_projected(self, features: torch.Tensor) -> torch.Tensor:
+        """Pair features projected along the key axis, ``(B, 4, L, proj_dim)``  ->  ``(B, heads, L, proj_dim)``."""
+        batch, channels, length, proj_dim = features.shape
+        return self.embed(features.reshape(batch, channels, length * proj_dim)).view(batch, -1, length, proj_dim)

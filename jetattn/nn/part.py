@@ -12,10 +12,10 @@ import math
 import torch
 from torch import nn
 
-from jetattn.nn.attention import Attention, padding_bias
+from jetattn.nn.attention import Attention, LinformerProjection, padding_bias
 from jetattn.nn.blocks import Block, classifier_head
 from jetattn.nn.inputs import finite
-from jetattn.nn.pairs import PairEmbed
+from jetattn.nn.pairs import PairEmbed, pair_feature_matrix
 
 
 class Embed(nn.Module):
@@ -111,6 +111,10 @@ class ParticleTransformer(nn.Module):
             densely evaluates under top-k.
         proj_dim, max_len, share_kv_proj: with ``attention="linformer"``, the projected length, the longest
             sequence (padding included) and one projection for keys and values; adds ``E`` per block.
+        linear_pairs: with ``attention="linformer"``, make the pair bias linear in N too: one projection ``E``
+            for every block (Linformer's layer-wise sharing) projects the pair *features* (4 per pair) along the
+            key axis, and only the ``N × proj_dim`` projected pairs are embedded; without it each block projects
+            the embedded ``N × N`` bias, which costs what dense ParT's does.
         pair_min_delta: floor on the pair separation Δ; 1e-5 makes ONNX exports agree with PyTorch on jets
             with particles at identical (y, φ); None (default) is weaver's definition, for its checkpoints.
         buckets: padding-free attention: after the embeddings (whose BatchNorms see the whole batch), jets are
@@ -146,6 +150,7 @@ class ParticleTransformer(nn.Module):
         proj_dim: int = 32,
         max_len: int = 128,
         share_kv_proj: bool = False,
+        linear_pairs: bool = False,
         pair_min_delta: float | None = None,
         buckets: int = 1,
         use_amp: bool = False,
@@ -173,6 +178,13 @@ class ParticleTransformer(nn.Module):
         )
         particle_cfg = {**block_cfg, "kernel": attention, "kernel_options": kernel_options, **(block_params or {})}
         self.blocks = nn.ModuleList([Block(**particle_cfg) for _ in range(num_layers)])
+        self.pair_projection = None
+        if linear_pairs:
+            if attention != "linformer":
+                raise ValueError(f"linear_pairs needs attention='linformer', not {attention!r}")
+            self.pair_projection = LinformerProjection(proj_dim, max_len, share_kv_proj)
+            for block in self.blocks:
+                block.attn.linformer = self.pair_projection
         cls_cfg = {**block_cfg, "dropout": 0.0, "attn_dropout": 0.0, "activation_dropout": 0.0}
         cls_cfg["kernel"] = attention if attention in (None, "sdpa", "math") else "sdpa"
         cls_cfg.update(cls_block_params or {})
@@ -226,7 +238,12 @@ class ParticleTransformer(nn.Module):
         padding = padding & ~padding.all(dim=1, keepdim=True)
         # the embeddings (and their BatchNorm statistics, in training) see the whole batch ...
         x = self.embed(x).masked_fill(~mask.transpose(1, 2), 0)  # B, L, C
-        if self.pair_embed is not None:
+        if self.pair_projection is not None:  # linear in L: the bias is (B, H, L, proj_dim), or none
+            bias = None
+            if self.pair_embed is not None:
+                features = pair_feature_matrix(v, mask, self.pair_embed.min_delta)  # B, 4, L, L
+                bias = self.pair_embed.embed_projected(self.pair_projection.project(features, padding))
+        elif self.pair_embed is not None:
             bias = self.pair_embed(v, mask).masked_fill(padding[:, None, None, :], float("-inf"))  # B, H, L, L
         else:
             bias = padding_bias(padding, x.dtype)
@@ -235,20 +252,27 @@ class ParticleTransformer(nn.Module):
         # ... the attention blocks (LayerNorms only: per particle) run on groups of jets of similar length
         output = None
         for jets, length in length_buckets(mask, self.buckets, self.multiple):
-            bucket_bias = bias[jets, :, :length, :length] if bias.size(2) > 1 else bias[jets, :, :, :length]
+            if bias is None:
+                bucket_bias = None
+            elif self.pair_projection is not None:  # queries are particles, keys the projections
+                bucket_bias = bias[jets, :, :length]
+            else:
+                bucket_bias = bias[jets, :, :length, :length] if bias.size(2) > 1 else bias[jets, :, :, :length]
             part = self.attend(x[jets, :length], bucket_bias, padding[jets, :length])
             output = part.new_empty((x.size(0),) + part.shape[1:]) if output is None else output
             output[jets] = part
         return output
 
-    def attend(self, x: torch.Tensor, bias: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+    def attend(self, x: torch.Tensor, bias: torch.Tensor | None, padding: torch.Tensor) -> torch.Tensor:
         """Particle blocks, class-attention blocks and the classifier: what ``compile`` compiles.
 
         ``x: (B, L, C)`` embedded particles, ``bias``: attention bias broadcastable to ``(B, H, L, L)`` with
-        ``-inf`` on padded keys, ``padding: (B, L)`` True where padded.
+        ``-inf`` on padded keys (``linear_pairs``: projected, ``(B, H, L, proj_dim)`` or None),
+        ``padding: (B, L)`` True where padded.
         """
+        key_padding = padding if self.pair_projection is not None else None
         for block in self.blocks:
-            x = block(x, bias=bias)
+            x = block(x, bias=bias, key_padding=key_padding)
 
         cls_bias = padding_bias(torch.cat((padding.new_zeros(padding.size(0), 1), padding), dim=1), x.dtype)
         cls_token = self.cls_token.expand(x.size(0), -1, -1)
