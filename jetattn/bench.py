@@ -4,7 +4,7 @@
         inference and training jets/s of our ParT and weaver-core's ParticleTransformer, same configuration
         and weights, JetClass ``full`` shapes (17 features, 128 particles, multiplicities like JetClass),
         both trimming each batch at its longest jet.
-    python -m jetattn.bench attention [--json rows.json] [--no-compile]
+    python -m jetattn.bench attention [--json rows.json] [--no-compile | --compile-only | --sweep-only]
         weaver-core's ParT against ours in every precision, compilation and attention variant (dense, padding-
         free, flex, top-k, LinParT) at JetClass shapes, then a sweep over the number of particles for dense,
         top-k and LinParT attention: inference and training jets/s and peak memory, one JSON row each.
@@ -349,7 +349,9 @@ def bench_attention(args: argparse.Namespace) -> list[dict]:
           f"slots, {batch[2].sum(-1).mean().item():.1f} particles per jet")  # fmt: skip
     print("model          prec  mode     variant  shape              infer/s   train/s  peak mem")
     rows = []
-    for variant in jetclass_variants(not args.no_compile, device.type == "cuda", args.compile_only):
+    cuda = device.type == "cuda"
+    variants = [] if args.sweep_only else jetclass_variants(not args.no_compile, cuda, args.compile_only)
+    for variant in variants:
         rows.append(measure(variant, weaver_state, batch, device, args.steps, args.warmup))
         print_row(rows[-1])
     sweep_batch = args.sweep_batch or (64 if device.type == "cuda" else 8)
@@ -392,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     attention.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     attention.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows")
     attention.add_argument("--compile-only", action="store_true", help="only the torch.compile rows")
+    attention.add_argument("--sweep-only", action="store_true", help="only the sweep over particle counts")
     gen = sub.add_parser("generate", help="Pythia 8 + FastJet generation speed per class")
     gen.add_argument("--num-jets", type=int, default=200, help="jets per class")
     gen.add_argument("--seed", type=int, default=1)
