@@ -5,6 +5,7 @@ download the official pre-trained ParT and ParticleNet checkpoints into models/ 
     ./get_datasets.py TopLandscape                     # -> ./datasets/TopLandscape
     ./get_datasets.py JetClass --parts val test        # 2 of the 12 JetClass archives (all: ~190 GB)
     ./get_datasets.py QuarkGluon --generate --num-jets 20000 --workers 2
+    ./get_datasets.py DiHiggs --generate --num-events 20000   # gg -> H -> hh -> 4b vs QCD + ttbar (generated only)
     ./get_datasets.py models                           # -> models/ParT_kin.pt ... ParticleNet_full.pt (~30 MB)
     ./get_datasets.py models --parts ParT kin          # models/ParT_kin.pt only
 
@@ -29,7 +30,8 @@ with exit_if_missing():
 REPO = Path(__file__).resolve().parent
 MODELS = "models"  # the dataset argument that downloads the official checkpoints instead
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
-_GENERATE_ONLY = ("num_jets", "seed", "workers", "split", "sqrts")
+DIHIGGS = "DiHiggs"  # events rather than jets, and generated only
+_GENERATE_ONLY = ("num_jets", "num_events", "mass", "seed", "workers", "split", "sqrts")
 
 
 def _fractions(text: str) -> tuple[float, ...]:
@@ -43,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "dataset",
-        choices=[*download.ARCHIVES, MODELS],
+        choices=[*download.ARCHIVES, DIHIGGS, MODELS],
         help=f"dataset to download or generate, or {MODELS}: the official pre-trained checkpoints",
     )
     parser.add_argument(
@@ -69,6 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     gen = parser.add_argument_group("generation (pip install -e .[generate])")
     gen.add_argument("--generate", action="store_true", help="generate jets with Pythia instead of downloading")
     gen.add_argument("--num-jets", type=int, help="jets to generate per class (required with --generate)")
+    gen.add_argument("--num-events", type=int,
+                     help=f"{DIHIGGS}: events per class, signal and background (required with --generate)")
+    gen.add_argument("--mass", type=float, help=f"{DIHIGGS}: the heavy scalar's mass in GeV (default 1000)")
     gen.add_argument("--seed", type=int, help="random seed (default 42)")
     gen.add_argument("--workers", type=int, help="parallel generator processes (default: all cores)")
     gen.add_argument("--split", type=_fractions, help="train,val,test fractions (default 0.8,0.1,0.1)")
@@ -79,9 +84,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         for option in ("generate", "delete_archives", "envfile"):
             if getattr(args, option):
                 parser.error(f"--{option.replace('_', '-')} does not apply to {MODELS}")
-    if args.generate:
+    if args.dataset == DIHIGGS:
+        if not args.generate:
+            parser.error(f"{DIHIGGS} is generated only: add --generate --num-events N")
+        if args.num_jets is not None:
+            parser.error(f"--num-jets does not apply to {DIHIGGS}, which counts events: use --num-events")
+        if args.num_events is None:
+            parser.error("--generate needs --num-events")
+    elif args.generate:
+        for option in ("num_events", "mass"):
+            if getattr(args, option) is not None:
+                parser.error(f"--{option.replace('_', '-')} applies to {DIHIGGS} only ({args.dataset} counts jets: "
+                             "--num-jets)")
         if args.num_jets is None:
             parser.error("--generate needs --num-jets")
+    if args.generate:
         for option in ("parts", "delete_archives", "force"):
             if getattr(args, option):
                 parser.error(f"--{option.replace('_', '-')} applies to downloads, not to --generate")
@@ -91,8 +108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{given[0].replace('_', '-')} needs --generate")
     if args.parts and args.dataset not in ("JetClass", MODELS):
         parser.error(f"--parts applies to JetClass and {MODELS} only ({args.dataset} is a single archive)")
-    choices = checkpoints.part_choices() if args.dataset == MODELS else download.part_choices(args.dataset)
     for part in args.parts or []:
+        choices = checkpoints.part_choices() if args.dataset == MODELS else download.part_choices(args.dataset)
         if part not in choices:
             parser.error(f"--parts: {args.dataset} has no part {part!r} (choose from {', '.join(choices)})")
     if args.mirror and not args.mirror.startswith(("http://", "https://")):
@@ -106,16 +123,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def generate(args: argparse.Namespace) -> Path:
     """Run the Pythia generator; returns the dataset folder it wrote."""
+    seed = 42 if args.seed is None else args.seed
+    split = DEFAULT_SPLIT if args.split is None else args.split
+    sqrt_s = 14000.0 if args.sqrts is None else args.sqrts
+    if args.dataset == DIHIGGS:
+        from jetattn.datasets.dihiggs import generate_dihiggs
+
+        return generate_dihiggs(args.basedir, args.num_events, mass=1000.0 if args.mass is None else args.mass,
+                                seed=seed, workers=args.workers, split=split, sqrt_s=sqrt_s)
     from jetattn.datasets.generate import generate_dataset  # needs pythia8 and fastjet: imported only here
 
     return generate_dataset(
         args.dataset,
         outdir=args.basedir,
         num_jets=args.num_jets,
-        seed=42 if args.seed is None else args.seed,
+        seed=seed,
         workers=args.workers,
-        split=DEFAULT_SPLIT if args.split is None else args.split,
-        sqrt_s=14000.0 if args.sqrts is None else args.sqrts,
+        split=split,
+        sqrt_s=sqrt_s,
     )
 
 

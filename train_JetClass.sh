@@ -2,8 +2,11 @@
 # Train and test a tagger on JetClass (10 classes) with weaver.
 #
 #   ./train_JetClass.sh MODEL [FEATURES] [weaver options...]
-#     MODEL     ParT, ParT-topk, LinParT, PN, PFN or PCNN
-#     FEATURES  kin, kinpid or full (default): the feature YAML data/JetClass/JetClass_<FEATURES>.yaml
+#     MODEL     ParT, ParT-topk, LinParT, PN, PFN, PCNN, MST or Concat
+#     FEATURES  kin, kinpid or full (default): the feature YAML data/JetClass/JetClass_<FEATURES>.yaml;
+#               MST and Concat (multi-scale transformer and its concatenation baseline, configuration model_3;
+#               -o config model_1 picks another) read data/JetClass/JetClass_<FEATURES>_multiscale.yaml,
+#               which exists for kin and full
 #     weaver options go last on weaver's command line, so they override the defaults here
 #     (e.g. --num-epochs 5, --batch-size 256, --gpus 0,1 for DataParallel on two GPUs).
 #
@@ -27,8 +30,12 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DATASET=JetClass
 source "$HERE/scripts/train_common.sh"
 
-parse_args "ParT ParT-topk LinParT PN PFN PCNN" "kin kinpid full" full "$@"
+parse_args "ParT ParT-topk LinParT PN PFN PCNN MST Concat" "kin kinpid full" full "$@"
 select_model
+data_config=${ROOT}data/JetClass/JetClass_$FEATURES.yaml
+if [[ $MODEL == MST || $MODEL == Concat ]]; then
+    data_config=$(multiscale_config "kin full" "${ROOT}data/JetClass/JetClass_${FEATURES}_multiscale.yaml")
+fi
 set_datadir
 
 first_dir() {  # the first of the folder names under DATADIR that exists (the official name first)
@@ -54,7 +61,6 @@ for class in HToBB HToCC HToGG HToWW2Q1L HToWW4Q TTBar TTBarLep WToQQ ZToQQ ZJet
 done
 
 set_launcher $((10000 * 1024))
-data_config=${ROOT}data/JetClass/JetClass_$FEATURES.yaml
 run_weaver "$data_config" \
     --data-train "${DATA_TRAIN[@]}" \
     --data-val "${DATA_VAL[@]}" \

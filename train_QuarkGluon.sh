@@ -3,6 +3,7 @@
 #
 #   ./train_QuarkGluon.sh MODEL [FEATURES] [weaver options...]
 #     MODEL     ParT, ParT-FineTune, ParT-topk, LinParT, PN, PN-FineTune, PFN or PCNN
+#               (MST and Concat are not offered here: there is no multi-scale YAML for QuarkGluon)
 #     FEATURES  kin, kinpid (default) or kinpidplus: data/QuarkGluon/qg_<FEATURES>.yaml
 #     weaver options go last on weaver's command line, so they override the defaults here.
 #   Validation jets are the last 11% of each training file (--train-val-split 0.8889).

@@ -2,8 +2,10 @@
 # Train and test a top-quark tagger on the Top Quark Tagging Reference Dataset (TopLandscape) with weaver.
 #
 #   ./train_TopLandscape.sh MODEL [kin] [weaver options...]
-#     MODEL     ParT, ParT-FineTune, ParT-topk, LinParT, PN, PN-FineTune, PFN or PCNN
-#     FEATURES  kin (the only set: the dataset has no particle ID), data/TopLandscape/top_kin.yaml
+#     MODEL     ParT, ParT-FineTune, ParT-topk, LinParT, PN, PN-FineTune, PFN, PCNN, MST or Concat
+#     FEATURES  kin (the only set: the dataset has no particle ID), data/TopLandscape/top_kin.yaml;
+#               MST and Concat (multi-scale transformer and its concatenation baseline, configuration model_3;
+#               -o config model_1 picks another) read data/TopLandscape/top_kin_multiscale.yaml
 #     weaver options go last on weaver's command line, so they override the defaults here.
 #   The FineTune models start from models/ParT_kin.pt or models/ParticleNet_kin.pt (pretrained on JetClass);
 #   ./get_datasets.py models downloads them; PRETRAINED=path/to/checkpoint.pt picks another.
@@ -19,10 +21,14 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DATASET=TopLandscape
 source "$HERE/scripts/train_common.sh"
 
-parse_args "ParT ParT-FineTune ParT-topk LinParT PN PN-FineTune PFN PCNN" "kin" kin "$@"
+parse_args "ParT ParT-FineTune ParT-topk LinParT PN PN-FineTune PFN PCNN MST Concat" "kin" kin "$@"
 select_model
 [[ $MODEL == ParT* || $MODEL == LinParT ]] && MODEL_OPTS+=(--optimizer-option weight_decay 0.01)
 add_pretrained kin
+data_config=${ROOT}data/TopLandscape/top_kin.yaml
+if [[ $MODEL == MST || $MODEL == Concat ]]; then
+    data_config=$(multiscale_config kin "${ROOT}data/TopLandscape/top_kin_multiscale.yaml")
+fi
 set_datadir
 
 # the official files are parquet, the Pythia generator writes ROOT
@@ -36,7 +42,6 @@ done
 DATA_TRAIN=("$DATADIR/train_file.$ext") DATA_VAL=("$DATADIR/val_file.$ext") DATA_TEST=("$DATADIR/test_file.$ext")
 
 set_launcher $((2400 * 512))
-data_config=${ROOT}data/TopLandscape/top_kin.yaml
 run_weaver "$data_config" \
     --data-train "${DATA_TRAIN[@]}" \
     --data-val "${DATA_VAL[@]}" \

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by train_JetClass.sh, train_TopLandscape.sh and train_QuarkGluon.sh (sourced, not run): argument
+# Shared by train_JetClass.sh, train_TopLandscape.sh, train_QuarkGluon.sh and train_DiHiggs.sh (sourced, not run): argument
 # checks, the model table, the dataset folder, the CPU / DataParallel / DDP launcher and the final command.
 # The calling script sets HERE (its own folder) and DATASET before sourcing this file.
 
@@ -28,10 +28,12 @@ shell_quote() {
 }
 
 # parse_args "MODELS" "FEATURE SETS" DEFAULT_FEATURES "$@"  ->  MODEL, FEATURES, EXTRA_ARGS (for weaver)
+# Empty FEATURE SETS: the script takes no FEATURES argument (FEATURES stays empty).
 parse_args() {
     local models=$1 feature_sets=$2 default=$3
     shift 3
     local usage="usage: ./${0##*/} MODEL [FEATURES] [weaver options...]; MODEL: ${models// /, }; FEATURES: ${feature_sets// /, } (default $default)"
+    [[ -z $feature_sets ]] && usage="usage: ./${0##*/} MODEL [weaver options...]; MODEL: ${models// /, }"
     if [[ ${1:-} == -h || ${1:-} == --help ]]; then
         # the script's header comment is its manual
         sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"
@@ -41,14 +43,41 @@ parse_args() {
     MODEL=$1
     shift
     FEATURES=$default
-    if [[ $# -ge 1 && $1 != -* ]]; then
+    if [[ -n $feature_sets && $# -ge 1 && $1 != -* ]]; then
         FEATURES=$1
         shift
     fi
     [[ " $models " == *" $MODEL "* ]] || die "unknown MODEL '$MODEL' for $DATASET; choose one of: ${models// /, }" 2
-    [[ " $feature_sets " == *" $FEATURES "* ]] ||
-        die "unknown FEATURES '$FEATURES' for $DATASET; choose one of: ${feature_sets// /, }" 2
+    if [[ -n $feature_sets ]]; then
+        [[ " $feature_sets " == *" $FEATURES "* ]] ||
+            die "unknown FEATURES '$FEATURES' for $DATASET; choose one of: ${feature_sets// /, }" 2
+    elif [[ $# -ge 1 && $1 != -* ]]; then
+        die "$DATASET takes no FEATURES argument, got '$1'; $usage" 2
+    fi
     EXTRA_ARGS=("$@")
+    quote_config_option
+}
+
+# weaver reads each -o/--network-option value as a Python literal, so `-o config model_2` would fail there: a bare
+# multi-scale configuration name among EXTRA_ARGS is quoted ('model_2') for it.
+quote_config_option() {
+    local i
+    for ((i = 0; i + 2 < ${#EXTRA_ARGS[@]}; i++)); do
+        if [[ ${EXTRA_ARGS[i]} == -o || ${EXTRA_ARGS[i]} == --network-option ]] &&
+            [[ ${EXTRA_ARGS[i + 1]} == config && ${EXTRA_ARGS[i + 2]} =~ ^model_[0-9]+$ ]]; then
+            EXTRA_ARGS[i + 2]="'${EXTRA_ARGS[i + 2]}'"
+        fi
+    done
+}
+
+# multiscale_config FEATURES_WITH_A_YAML YAML: the data config of MST and Concat, which read several input
+# streams (YAML, a ..._multiscale.yaml); stops when FEATURES has none, or when it is missing outside DRY_RUN.
+multiscale_config() {
+    local offered=$1 yaml=$2
+    [[ " $offered " == *" $FEATURES "* ]] ||
+        die "$MODEL on $DATASET needs a multi-scale YAML, which FEATURES '$FEATURES' has not; choose one of: ${offered// /, }" 2
+    dry_run || [[ -f $yaml ]] || die "$MODEL needs $yaml, which does not exist"
+    echo "$yaml"
 }
 
 # The model table: network file under networks/, batch size, learning rate and weaver options of each model;
@@ -71,6 +100,9 @@ select_model() {
                        MODEL_OPTS=(--optimizer-option lr_mult '("fc_out.*",50)' --lr-scheduler none) ;;
         PFN)           NETWORK=example_PFN.py                          BATCH=4096 LR=2e-2 ;;
         PCNN)          NETWORK=example_PCNN.py                         BATCH=4096 LR=2e-2 ;;
+        # multi-scale models: configuration model_3 unless the caller passes -o config model_1|model_2
+        MST)           NETWORK=example_MultiScaleTransformer.py        BATCH=256  LR=1e-3 ;;
+        Concat)        NETWORK=example_ConcatTransformer.py            BATCH=256  LR=1e-3 ;;
         *) die "MODEL '$MODEL' has no entry in the model table of scripts/train_common.sh" 2 ;;
     esac
 }
@@ -121,7 +153,8 @@ predict_only() {
     return 1
 }
 
-# require_files SPLIT WHAT PATTERN...: each PATTERN must match a file, else one line naming get_datasets.py.
+# require_files SPLIT WHAT PATTERN...: each PATTERN must match a file, else one line naming get_datasets.py
+# (GET_DATA: the command that makes the dataset, where it differs from the download and --num-jets).
 # Skipped under DRY_RUN, when the caller gave the SPLIT's files, and for train/val under --predict.
 require_files() {
     local split=$1 what=$2 pattern
@@ -131,7 +164,7 @@ require_files() {
     [[ $split != test ]] && predict_only && return 0
     for pattern in "$@"; do
         compgen -G "$pattern" >/dev/null ||
-            die "no $DATASET data under $DATADIR ($what); run ./get_datasets.py $DATASET (or ./get_datasets.py $DATASET --generate --num-jets N for a small Pythia sample), or set DATADIR_$DATASET"
+            die "no $DATASET data under $DATADIR ($what); run ${GET_DATA:-./get_datasets.py $DATASET (or ./get_datasets.py $DATASET --generate --num-jets N for a small Pythia sample)}, or set DATADIR_$DATASET"
     done
 }
 
@@ -213,7 +246,7 @@ set_launcher() {
 run_weaver() {
     local data_config=$1
     shift
-    local run="training/$DATASET/$MODEL/$FEATURES/{auto}"
+    local run="training/$DATASET/$MODEL/${FEATURES:+$FEATURES/}{auto}"
     local cmd=("${LAUNCH[@]}" "$@"
         --data-config "$data_config"
         --network-config "${ROOT}networks/$NETWORK"

@@ -528,3 +528,36 @@ def test_generate_options_need_generate(cli, capsys):
         cli.main(["TopLandscape", "--num-jets", "10"])
     assert exit_info.value.code == 2
     assert "--num-jets needs --generate" in capsys.readouterr().err
+
+
+def test_dihiggs_generate_mode_calls_its_generator(cli, envfile, tmp_path, monkeypatch):
+    calls = []
+
+    def generate_dihiggs(outdir, num_events, **kwargs):
+        calls.append((outdir, num_events, kwargs))
+        return outdir / "DiHiggs"
+
+    module = types.ModuleType("jetattn.datasets.dihiggs")
+    module.generate_dihiggs = generate_dihiggs
+    monkeypatch.setitem(sys.modules, "jetattn.datasets.dihiggs", module)
+    argv = ["DiHiggs", "--generate", "--num-events", "300", "-d", str(tmp_path), "-e", str(envfile)]
+    assert cli.main(argv) == 0
+    assert cli.main([*argv, "--mass", "1500", "--seed", "3"]) == 0
+    common = dict(workers=None, split=(0.8, 0.1, 0.1), sqrt_s=14000.0)
+    assert calls == [(tmp_path, 300, dict(mass=1000.0, seed=42, **common)),
+                     (tmp_path, 300, dict(mass=1500.0, seed=3, **common))]
+    assert _source(envfile, "DATADIR_DiHiggs") == str(tmp_path / "DiHiggs")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["DiHiggs"], "DiHiggs is generated only"),
+    (["DiHiggs", "--generate"], "--generate needs --num-events"),
+    (["DiHiggs", "--generate", "--num-events", "10", "--num-jets", "10"], "--num-jets does not apply to DiHiggs"),
+    (["JetClass", "--generate", "--num-events", "10"], "--num-events applies to DiHiggs only"),
+    (["TopLandscape", "--generate", "--num-jets", "10", "--mass", "500"], "--mass applies to DiHiggs only"),
+    (["DiHiggs", "--generate", "--num-events", "10", "--parts", "val"], "applies to downloads"),
+])
+def test_dihiggs_option_errors(cli, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

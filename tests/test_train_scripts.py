@@ -48,7 +48,8 @@ CASES = [(d, m, f) for d, spec in DATASETS.items() for m in spec["models"] for f
 ADDITIONS = {"ParT-topk", "LinParT"}
 PART_FAMILY = {"ParT", "ParT-FineTune", *ADDITIONS}  # mixed precision; weight decay outside JetClass
 SETTINGS = ("GPUS", "DDP_NGPUS", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "PRETRAINED", "DRY_RUN",
-            "PYTHON", "JETATTN_ASSUME_CUDA", "DATADIR_JetClass", "DATADIR_TopLandscape", "DATADIR_QuarkGluon")
+            "PYTHON", "JETATTN_ASSUME_CUDA", "DATADIR_JetClass", "DATADIR_TopLandscape", "DATADIR_QuarkGluon",
+            "DATADIR_DiHiggs")
 SENTINEL = ["--num-epochs", "3", "--tensorboard", "it's mine"]  # extra args: must come last, quoting intact
 
 
@@ -451,3 +452,89 @@ def test_help_prints_the_header(dataset):
     result = run(dataset, "--help")
     assert result.returncode == 0 and f"./train_{dataset}.sh MODEL" in result.stdout
     assert "DDP_NGPUS" in result.stdout and not result.stdout.startswith("#")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Multi-scale models (MST, Concat): their multi-scale YAMLs on the jet datasets, and train_DiHiggs.sh
+
+MULTISCALE = {"MST": "example_MultiScaleTransformer.py", "Concat": "example_ConcatTransformer.py"}
+MULTISCALE_YAMLS = {
+    ("JetClass", "kin"): "data/JetClass/JetClass_kin_multiscale.yaml",
+    ("JetClass", "full"): "data/JetClass/JetClass_full_multiscale.yaml",
+    ("TopLandscape", "kin"): "data/TopLandscape/top_kin_multiscale.yaml",
+}
+
+
+@pytest.mark.parametrize("model", sorted(MULTISCALE))
+@pytest.mark.parametrize("dataset, features", sorted(MULTISCALE_YAMLS))
+def test_multiscale_models_on_jets_read_the_multiscale_yaml(dataset, features, model):
+    _, options = split_launcher(dry(dataset, model, features, *SENTINEL)[0])
+    assert last(options, "--network-config") == [f"networks/{MULTISCALE[model]}"]
+    assert last(options, "--data-config") == [MULTISCALE_YAMLS[dataset, features]]
+    assert last(options, "--batch-size") == ["256"] and float(last(options, "--start-lr")[0]) == 1e-3
+    assert "--use-amp" not in options and options[-len(SENTINEL):] == SENTINEL
+
+
+def test_multiscale_models_need_their_yaml():
+    result = run("JetClass", "MST", "kinpid", DRY_RUN="1")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "kin, full" in result.stderr
+    result = run("QuarkGluon", "Concat", DRY_RUN="1")
+    assert result.returncode == 2 and "unknown MODEL 'Concat'" in result.stderr
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("model", sorted(MULTISCALE))
+def test_dihiggs_dry_run_command(model, mode):
+    mode_args, env = MODES[mode]
+    argv, stderr = dry("DiHiggs", model, *mode_args, *SENTINEL, **env)
+    launcher, options = split_launcher(argv)
+    assert last(options, "--network-config") == [f"networks/{MULTISCALE[model]}"]
+    assert last(options, "--data-config") == ["data/DiHiggs/dihiggs.yaml"]
+    assert (REPO / "data/DiHiggs/dihiggs.yaml").is_file()
+    assert last(options, "--batch-size") == ["256"] and last(options, "--optimizer") == ["ranger"]
+    for split in ("train", "val", "test"):
+        assert last(options, f"--data-{split}")[0].endswith(f"/datasets/DiHiggs/{split}_file.root")
+    assert "--samples-per-epoch" not in options and last(options, "--fetch-step") == ["1"]
+    model_prefix = last(options, "--model-prefix")[0]
+    assert model_prefix == f"training/DiHiggs/{model}/{{auto}}/net"
+    assert options[-len(SENTINEL):] == SENTINEL and last(options, "--num-epochs") == ["3"]
+    if mode == "ddp":
+        assert launcher == ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
+        assert last(options, "--gpus") == ["0"]
+    else:
+        assert launcher == [] and last(options, "--gpus") == {"cpu": [""], "dataparallel": ["0,1"]}[mode]
+    assert ("no CUDA device found" in stderr) == (mode == "cpu")
+
+
+def test_dihiggs_config_option_is_quoted_for_weaver():
+    _, options = split_launcher(dry("DiHiggs", "MST", "-o", "config", "model_2", "--network-option", "config",
+                                    "model_1", "-o", "dim", "16")[0])
+    assert options[-9:] == ["-o", "config", "'model_2'", "--network-option", "config", "'model_1'", "-o", "dim", "16"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["MST", "kin"], "takes no FEATURES argument"),
+    (["ParT"], "MST, Concat"),
+    ([], "usage: ./train_DiHiggs.sh MODEL [weaver options...]"),
+])
+def test_dihiggs_bad_arguments(args, message):
+    result = run("DiHiggs", *args, DRY_RUN="1")
+    assert result.returncode == 2 and result.stdout == "" and result.stderr.count("\n") == 1
+    assert message in result.stderr
+
+
+def test_dihiggs_data_folder_and_missing_data(tmp_path):
+    events = tmp_path / "events"
+    touch(*(events / f"{s}_file.root" for s in ("train", "val", "test")))
+    _, options = split_launcher(dry("DiHiggs", "Concat", DATADIR_DiHiggs=str(events))[0])
+    assert last(options, "--data-test") == [f"{events}/test_file.root"]
+    scripts = copy_scripts(tmp_path / "repo", f"export DATADIR_DiHiggs={events}\n")
+    shutil.copy(REPO / "train_DiHiggs.sh", scripts)
+    argv = shlex.split(run("DiHiggs", "MST", script_dir=scripts, DRY_RUN="1").stdout)
+    assert last(split_launcher(argv)[1], "--data-train") == [f"{events}/train_file.root"]
+
+    result = run("DiHiggs", "MST", DATADIR_DiHiggs=str(tmp_path / "nothing"))
+    assert result.returncode == 1 and result.stdout == "" and result.stderr.count("\n") == 1
+    assert "./get_datasets.py DiHiggs --generate --num-events N" in result.stderr and str(tmp_path) in result.stderr
+    help_text = run("DiHiggs", "--help").stdout
+    assert "./train_DiHiggs.sh MODEL" in help_text and "DATADIR_DiHiggs" in help_text

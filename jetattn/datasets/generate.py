@@ -487,16 +487,21 @@ class _Task:
         return pythia_seed, np.random.default_rng(sequence.spawn(1)[0])
 
 
-def _make_pythia(task: _Task, pythia_seed: int):
+def start_pythia(settings: list[str], name: str):
+    """An initialised Pythia (quiet: no banner) from `readString` lines; `name` says what failed."""
     import pythia8mc
 
     pythia = pythia8mc.Pythia("", False)
-    for line in pythia_settings(task.cls, task.sqrt_s, pythia_seed):
+    for line in settings:
         if not pythia.readString(line):
             raise RuntimeError(f"Pythia rejected the setting {line!r}")
     if not pythia.init():
-        raise RuntimeError(f"Pythia failed to initialise for class {task.cls.name}")
+        raise RuntimeError(f"Pythia failed to initialise for {name}")
     return pythia
+
+
+def _make_pythia(task: _Task, pythia_seed: int):
+    return start_pythia(pythia_settings(task.cls, task.sqrt_s, pythia_seed), f"class {task.cls.name}")
 
 
 def _jet_batches(task: _Task, pythia=None) -> Iterator[list[_Jet]]:
@@ -541,25 +546,28 @@ def _run_task(task: _Task, report: Callable[[str, int], None]) -> dict:
 # ---------------------------------------------------------------------------------------------------------------
 # Worker pool
 
-def _worker_loop(tasks, messages) -> None:
-    """A worker process: takes ``(index, task)`` from ``tasks`` until None, and reports on ``messages``:
-    ``("progress", class, jets)``, ``("done", index, result)`` or ``("failed", index, traceback)``."""
+def _worker_loop(tasks, messages, run_task) -> None:
+    """A worker process: takes ``(index, task)`` from ``tasks`` until None, runs ``run_task(task, report)`` and
+    reports on ``messages``: ``("progress", class, jets)``, ``("done", index, result)`` or
+    ``("failed", index, traceback)``."""
     import traceback
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it kills the workers
     while (item := tasks.get()) is not None:
         index, task = item
         try:
-            result = _run_task(task, lambda name, n: messages.put(("progress", name, n)))
+            result = run_task(task, lambda name, n: messages.put(("progress", name, n)))
         except Exception:
             messages.put(("failed", index, traceback.format_exc()))
             return
         messages.put(("done", index, result))
 
 
-def _run_tasks(tasks: list[_Task], workers: int, progress) -> list[dict]:
+def _run_tasks(tasks: list, workers: int, progress, run_task: Callable = _run_task) -> list[dict]:
+    """``run_task(task, report)`` for every task on `workers` spawned processes (in this one for 1); its results
+    in task order. `run_task` must be a module-level function (the workers import it by name)."""
     if workers == 1:
-        return [_run_task(task, lambda name, n: progress.update(name, n)) for task in tasks]
+        return [run_task(task, lambda name, n: progress.update(name, n)) for task in tasks]
     # Plain processes rather than multiprocessing.Pool: on Ctrl-C the workers are killed outright, and nothing
     # here waits on a lock that a killed worker may hold (Pool.terminate can hang on its task queue's lock).
     context = mp.get_context("spawn")  # a fresh interpreter per worker: Pythia and FastJet are not fork-safe
@@ -569,7 +577,8 @@ def _run_tasks(tasks: list[_Task], workers: int, progress) -> list[dict]:
         task_queue.put(item)
     for _ in range(workers):
         task_queue.put(None)
-    processes = [context.Process(target=_worker_loop, args=(task_queue, messages), daemon=True) for _ in range(workers)]
+    processes = [context.Process(target=_worker_loop, args=(task_queue, messages, run_task), daemon=True)
+                 for _ in range(workers)]
     results: list[dict | None] = [None] * len(tasks)
     remaining = len(tasks)
     try:
@@ -604,13 +613,13 @@ def _run_tasks(tasks: list[_Task], workers: int, progress) -> list[dict]:
 
 
 class _Progress:
-    """One tqdm bar over all jets, with the jets made per class in its postfix."""
+    """One tqdm bar over all jets (or events), with those made per class in its postfix."""
 
-    def __init__(self, classes: list[str], total: int):
+    def __init__(self, classes: list[str], total: int, unit: str = "jet"):
         from tqdm import tqdm
 
         self.made = dict.fromkeys(classes, 0)
-        self.bar = tqdm(total=total, unit="jet", desc="generating", dynamic_ncols=True)
+        self.bar = tqdm(total=total, unit=unit, desc="generating", dynamic_ncols=True)
 
     def update(self, name: str, n: int) -> None:
         self.made[name] += n
@@ -701,6 +710,18 @@ def _remove_stale_chunks(spec: DatasetSpec, folders: list[Path], planned: set[Pa
                     path.unlink()
 
 
+def remove_unfinished(temporaries: list[Path], folders: list[Path], staging: Path | None) -> None:
+    """After an interrupted or failed run: no temporary file may survive, and no staged part of a merged
+    dataset."""
+    for path in temporaries:
+        path.unlink(missing_ok=True)
+    for folder in folders:
+        for leftover in folder.glob(f"*{TMP_SUFFIX}"):
+            leftover.unlink(missing_ok=True)
+    if staging is not None:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _merged_name(spec: DatasetSpec, split_name: str) -> str:
     return f"{split_name}_file_0.root" if spec.name == "QuarkGluon" else f"{split_name}_file.root"
 
@@ -755,14 +776,7 @@ def generate_dataset(
                     merge_shuffled(parts, root / _merged_name(spec, split_name), RECORDS, rng)
             shutil.rmtree(staging)
     except BaseException:
-        # interrupted or failed: no temporary file may survive, and no staged part of a merged dataset
-        for path in temporaries:
-            path.unlink(missing_ok=True)
-        for folder in folders:
-            for leftover in folder.glob(f"*{TMP_SUFFIX}"):
-                leftover.unlink(missing_ok=True)
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+        remove_unfinished(temporaries, folders, staging)
         raise
     finally:
         progress.close()

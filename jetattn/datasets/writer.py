@@ -1,7 +1,7 @@
 """ROOT output: a TTree `tree` written under a temporary name and renamed only once complete."""
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import awkward as ak
@@ -94,10 +94,12 @@ def _blocks(path: Path, num_blocks: int) -> Iterator[tuple[int, int]]:
 
 
 def merge_shuffled(
-    parts: Sequence[Path], dest: Path, records: Sequence[str], rng: np.random.Generator, block_jets: int = 20000
+    parts: Sequence[Path], dest: Path, records: Sequence[str], rng: np.random.Generator, block_jets: int = 20000,
+    transform: Callable[[dict], dict] | None = None,
 ) -> int:
     """Concatenate part files into `dest`, mixing them: each output block takes an equal share of every part
-    and is shuffled, so memory stays at about one block whatever the dataset size. Returns the number of jets."""
+    and is shuffled, so memory stays at about one block whatever the dataset size. `transform`, if given, maps
+    each block's columns before it is written (e.g. adds a column). Returns the number of jets."""
     total = sum(uproot.open(p)["tree"].num_entries for p in parts)
     num_blocks = max(1, -(-total // block_jets))
     with TreeWriter(dest) as writer:
@@ -107,6 +109,8 @@ def merge_shuffled(
             if not pieces:
                 continue
             block = {name: _concat([piece[name] for piece in pieces]) for name in pieces[0]}
+            if transform is not None:
+                block = transform(block)
             order = rng.permutation(len(next(iter(block.values()))))
             writer.extend({name: value[order] for name, value in block.items()})
     return total
