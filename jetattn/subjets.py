@@ -130,6 +130,10 @@ def _group(arrays: ak.Array, records: list[str], skip: set[str]) -> dict:
     return columns
 
 
+def _one_line(err: Exception) -> str:
+    return f"{type(err).__name__}: " + " ".join(str(err).split())
+
+
 class _Input:
     """One input file: its jet count and its jets in chunks, in the layout TreeWriter takes."""
 
@@ -153,7 +157,7 @@ class _Input:
         try:
             self._file = uproot.open(self.path)
         except Exception as err:
-            raise ToolError(f"{self.path}: not a ROOT file ({type(err).__name__}: {err})") from None
+            raise ToolError(f"{self.path}: not a ROOT file ({_one_line(err)})") from None
         tree = self._file.get(tree_name) if tree_name in self._file else None
         if tree is None or not hasattr(tree, "num_entries"):
             holds = ", ".join(self._file.keys(cycle=False)) or "nothing"
@@ -169,7 +173,7 @@ class _Input:
         try:
             self._file = pq.ParquetFile(self.path)
         except Exception as err:
-            raise ToolError(f"{self.path}: not a parquet file ({type(err).__name__}: {err})") from None
+            raise ToolError(f"{self.path}: not a parquet file ({_one_line(err)})") from None
         schema = self._file.schema_arrow
         self.branches = set(schema.names)
         self.num_jets = self._file.metadata.num_rows
