@@ -245,6 +245,13 @@ def test_toplandscape_is_reproducible_and_mixed(tmp_path):
     assert not (first / ".parts").exists()
     out = through_weaver("TopLandscape/top_kin.yaml", first / "train_file.root", tmp_path)
     assert (out["_label_"] == 1 - a.label.to_numpy()).all()  # weaver's class 0 is top
+    # the coarse scale is written directly: 2 + 3 + 4 subjets, each N summing to the jet
+    assert ak.all(a.n_subjet == 9) and a.subjet_nsub[0].tolist() == [2, 2, 3, 3, 3, 4, 4, 4, 4]
+    for n in (2, 3, 4):
+        energy = ak.to_numpy(ak.sum(a.subjet_energy[a.subjet_nsub == n], axis=1))
+        np.testing.assert_allclose(energy, a.jet_energy.to_numpy(), rtol=1e-5)
+    out = through_weaver("TopLandscape/top_kin_multiscale.yaml", first / "train_file.root", tmp_path)
+    assert out["obj_features"].shape == (len(a), 15, 9) and np.isfinite(out["obj_features"]).all()
 
 
 def test_quarkgluon_layout(tmp_path):

@@ -30,7 +30,7 @@ from jetattn.datasets.processes import DATASETS, DatasetSpec, JetClassSpec, pyth
 from jetattn.datasets.writer import TMP_SUFFIX, TreeWriter, merge_shuffled, temp_path
 
 MAX_PARTICLES = 128
-RECORDS = ("part", "aux_genpart", "aux_hadron")
+RECORDS = ("part", "subjet", "aux_genpart", "aux_hadron")
 EVENTS_PER_BATCH = 40
 FLUSH_JETS = 1000  # jets held in memory before they are appended to the file
 REPORT_JETS = 20  # progress messages to the parent every this many jets
@@ -228,6 +228,7 @@ class _ParticleTable:
 class _Jet:
     columns: dict[str, float]  # one value per jet
     particles: dict[str, np.ndarray]  # constituents, pT-ordered, at most MAX_PARTICLES
+    subjets: dict[str, np.ndarray]  # exclusive-kT subjets of all constituents (jetattn.subjets)
     genparts: dict[str, np.ndarray]
     hadrons: dict[str, np.ndarray]
 
@@ -265,14 +266,6 @@ def _truth_columns(events: _EventBatch, indices: list[int] | np.ndarray, ctau: n
     columns = {name: value.astype(np.float32) for name, value in columns.items()}
     columns["pid"] = events.pid[indices].astype(np.int32)
     return columns
-
-
-def _observables(p4: np.ndarray, radius: float) -> dict[str, float]:
-    from jetattn.datasets.observables import nsubjettiness, softdrop_mass
-
-    px, py, pz, e = (p4[:, k].astype(np.float64) for k in range(4))
-    taus = nsubjettiness(px, py, pz, e, n_max=4, R0=radius)
-    return {"sdmass": softdrop_mass(px, py, pz, e, R0=radius), **{f"tau{n + 1}": taus[n] for n in range(4)}}
 
 
 class _JetMaker:
@@ -391,10 +384,14 @@ class _JetMaker:
         kept = constituents[np.argsort(-np.hypot(p4[:, 0], p4[:, 1]))[:MAX_PARTICLES]]
         particles = _particle_columns({name: value[kept] for name, value in measured.items()},
                                       float(jet_eta), float(jet_phi))
+        from jetattn.datasets.observables import substructure
+        from jetattn.subjets import subjet_columns
+
         mass = math.sqrt(max(jet_p4[3] ** 2 - jet_p4[0] ** 2 - jet_p4[1] ** 2 - jet_p4[2] ** 2, 0.0))
         columns = {"pt": jet_pt, "eta": jet_eta, "phi": jet_phi, "energy": jet_p4[3], "mass": mass,
-                   "nparticles": len(constituents), **_observables(p4, self.dataset.radius)}
-        return _Jet(columns, particles, {}, {})
+                   "nparticles": len(constituents), **substructure(*p4.T, R0=self.dataset.radius)}
+        subjets = subjet_columns(*p4.T, float(jet_eta), float(jet_phi))
+        return _Jet(columns, particles, subjets, {}, {})
 
     def _add_truth(self, events: _EventBatch, jet: _Jet, matched: list[int], hadrons) -> None:
         jet.genparts = _truth_columns(events, matched)
@@ -433,7 +430,7 @@ def _jagged(jets: list[_Jet], attribute: str) -> ak.Array:
     if names is None:  # no truth objects at all in this block (QCD): keep the branches, empty
         names = ("pt", "eta", "phi", "mass", "pid") + (("ctau",) if attribute == "hadrons" else ())
         per_jet = [{n: np.zeros(0, np.int32 if n == "pid" else np.float32) for n in names} for _ in per_jet]
-    counts = np.array([len(p["pid"]) if p else 0 for p in per_jet])
+    counts = np.array([len(next(iter(p.values()))) if p else 0 for p in per_jet])
     fields = {}
     for name in names:
         dtype = next(p[name].dtype for p in per_jet if p)
@@ -443,7 +440,7 @@ def _jagged(jets: list[_Jet], attribute: str) -> ak.Array:
 
 
 def _columns(dataset: DatasetSpec, cls: JetClassSpec, jets: list[_Jet]) -> dict:
-    columns: dict = {"part": _jagged(jets, "particles")}
+    columns: dict = {"part": _jagged(jets, "particles"), "subjet": _jagged(jets, "subjets")}
     for name in jets[0].columns:
         dtype = np.int32 if name == "nparticles" else np.float32  # as in the JetClass files
         columns[f"jet_{name}"] = np.array([jet.columns[name] for jet in jets], dtype=dtype)

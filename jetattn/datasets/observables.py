@@ -19,6 +19,9 @@ _CA_ONE_JET = fastjet.JetDefinition(fastjet.cambridge_algorithm, _ONE_JET_R)
 # Winner-take-all recombination: a merged jet points along its harder branch, so the N + 1 axes contain
 # the N axes and τN can only fall with N (E-scheme kT axes break this for ~4-14% of real jets).
 _KT_WTA_ONE_JET = fastjet.JetDefinition(fastjet.kt_algorithm, _ONE_JET_R, fastjet.WTA_pt_scheme)
+# E-scheme kT with no beam distance in play: N exclusive subjets share all the constituents, their four-momenta
+# summing to the jet's.
+_KT_ONE_JET = fastjet.JetDefinition(fastjet.kt_algorithm, _ONE_JET_R)
 
 
 def _pseudojets(px: np.ndarray, py: np.ndarray, pz: np.ndarray, e: np.ndarray) -> list:
@@ -87,3 +90,31 @@ def nsubjettiness(
         dr2 = (rapidity[:, None] - axis_rapidity[None, :]) ** 2 + dphi**2
         taus[n_axes - 1] = np.sum(pt * dr2.min(axis=1) ** (beta / 2)) / norm
     return taus
+
+
+def substructure(px: np.ndarray, py: np.ndarray, pz: np.ndarray, e: np.ndarray, R0: float = 0.8) -> dict[str, float]:
+    """The jet branches ``sdmass`` and ``tau1`` … ``tau4`` (names without ``jet_``) of one jet's constituents."""
+    px, py, pz, e = (np.asarray(x, dtype=np.float64) for x in (px, py, pz, e))
+    taus = nsubjettiness(px, py, pz, e, n_max=4, R0=R0)
+    return {"sdmass": softdrop_mass(px, py, pz, e, R0=R0), **{f"tau{n + 1}": taus[n] for n in range(4)}}
+
+
+def exclusive_subjets(
+    px: np.ndarray, py: np.ndarray, pz: np.ndarray, e: np.ndarray, counts: tuple[int, ...] = (2, 3, 4)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exclusive-kT subjets of one jet for each N in ``counts``: their four-momenta ``(n, 4)`` (px, py, pz, E in
+    GeV; E-scheme, so for each N they sum to the jet) and the N each belongs to ``(n,)``, grouped by N in the
+    order of ``counts`` and pT-ordered within a group. A jet with fewer constituents than N gets one subjet per
+    constituent for that N."""
+    n_constituents = len(px)
+    p4 = np.zeros((0, 4))
+    groups = np.zeros(0, dtype=np.int32)
+    if n_constituents == 0:
+        return p4, groups
+    cluster_sequence = fastjet.ClusterSequence(_pseudojets(px, py, pz, e), _KT_ONE_JET)
+    blocks, labels = [], []
+    for n in counts:
+        subjets = fastjet.sorted_by_pt(cluster_sequence.exclusive_jets(min(n, n_constituents)))
+        blocks.append([(j.px(), j.py(), j.pz(), j.e()) for j in subjets])
+        labels.append(np.full(len(subjets), n, dtype=np.int32))
+    return np.array([row for block in blocks for row in block]).reshape(-1, 4), np.concatenate(labels)

@@ -28,21 +28,23 @@ def _branch_types(columns: dict) -> dict:
 
 
 class TreeWriter:
-    """Appends column batches to `path` (via `path.tmp`); `close()` renames, `abort()` deletes.
+    """Appends column batches to the TTree `tree_name` of `path` (via `path.tmp`); `close()` renames, `abort()`
+    deletes.
 
     Columns are numpy arrays (one value per jet) or awkward records of jagged arrays: a record `part` with
     field `px` becomes branch `part_px` with the counter branch `n_part`, as in the JetClass files.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, tree_name: str = "tree"):
         self.path = Path(path)
+        self.tree_name = tree_name
         self.num_entries = 0
         self._file = uproot.recreate(temp_path(self.path))
         self._tree = None
 
     def extend(self, columns: dict) -> None:
         if self._tree is None:
-            self._tree = self._file.mktree("tree", _branch_types(columns), counter_name=_counter_name,
+            self._tree = self._file.mktree(self.tree_name, _branch_types(columns), counter_name=_counter_name,
                                            field_name=_field_name)
         self._tree.extend(columns)
         self.num_entries += len(next(iter(columns.values())))
