@@ -187,3 +187,32 @@ def test_train_script_trains_on_generated_events(sample, tmp_path, model, config
     scores = np.stack([pred["score_label_signal"], pred["score_label_background"]], axis=1)
     assert len(scores) == 5 and np.isfinite(scores).all() and np.allclose(scores.sum(1), 1, atol=1e-5)
     assert {"mjj", "weight", "process"} <= set(pred)
+
+    # the trained model through weaver's ONNX export, against PyTorch on events with padded constituents
+    import onnxruntime
+    import torch
+    from weaver.utils.data.config import DataConfig
+    from weaver_run import load_network, option_args, weaver
+
+    from jetattn.weaver import load_jets
+
+    network = REPO / "networks" / ("example_MultiScaleTransformer.py" if model == "MST" else
+                                   "example_ConcatTransformer.py")  # fmt: skip
+    options = {"config": config, "dim": 16, "fc_params": [(16, 0.1)],
+               "stream_params": {s: {"num_heads": 2, "num_layers": 1} for s in streams}}
+    if model == "MST":
+        options["cross_heads"] = 2
+    state = tmp_path / "net_best_epoch_state.pt"
+    weaver("--export-onnx", tmp_path / "net.onnx", "--data-config", YAML, "--network-config", network,
+           *option_args(options), "--model-prefix", state)  # fmt: skip
+    torch_model, info = load_network(network).get_model(DataConfig.load(str(YAML), load_observers=False),
+                                                        for_inference=True, **options)  # fmt: skip
+    torch_model.load_state_dict(torch.load(state, map_location="cpu"))
+    session = onnxruntime.InferenceSession(str(tmp_path / "net.onnx"))
+    inputs, _ = load_jets(YAML, [sample / "test_file.root"], 5)
+    inputs = {name: inputs[name] for name in info["input_names"]}
+    assert [i.name for i in session.get_inputs()] == info["input_names"]
+    with torch.no_grad():
+        expected = torch_model.eval()(*inputs.values()).numpy()
+    (onnx_scores,) = session.run(None, {name: x.numpy() for name, x in inputs.items()})
+    np.testing.assert_allclose(onnx_scores, expected, atol=1e-4, rtol=0)
