@@ -224,8 +224,9 @@ def test_linformer_parameters_shared_projection_and_length_limit():
         set_default_kernel("linformer")
 
 
-@pytest.mark.parametrize("name", sorted(KERNELS))
-def test_recording_keeps_outputs_and_returns_the_weights_applied(name):
+def _recorded_self_attention(name, details):
+    """One self-attention call of 3 jets with 9, 5 and 2 particles, recorded; asserts that recording changes
+    nothing, bit for bit. Returns the module, its input, the bias, the padding and the record."""
     torch.manual_seed(0)
     attn = Attention(16, 4, kernel=name, topk=3, proj_dim=4, max_len=9).eval()
     x = torch.randn(3, 9, 16)
@@ -233,10 +234,16 @@ def test_recording_keeps_outputs_and_returns_the_weights_applied(name):
     bias = bias[:, :, :1].expand(3, 4, 9, 9).contiguous()  # self-attention: 9 queries
     with torch.no_grad():
         plain = attn(x, bias=bias)
-        with record_attention(attn) as maps:
+        with record_attention(attn, details=details) as maps:
             recorded = attn(x, bias=bias)
     assert torch.equal(recorded, plain)
-    (weights,) = maps[""]
+    (record,) = maps[""]
+    return attn, x, bias, padding, record
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_recording_keeps_outputs_and_returns_the_weights_applied(name):
+    attn, x, bias, padding, weights = _recorded_self_attention(name, details=False)
     torch.testing.assert_close(weights.sum(-1), torch.ones(3, 4, 9))
     if name == "linformer":
         assert weights.shape == (3, 4, 9, 4)  # over the projected keys
@@ -249,3 +256,136 @@ def test_recording_keeps_outputs_and_returns_the_weights_applied(name):
             q = attn.q_proj(x).view(3, 9, 4, 4).transpose(1, 2)
             k, v = attn.kv_proj(x).view(3, 9, 2, 4, 4).permute(2, 0, 3, 1, 4).unbind(0)
         torch.testing.assert_close(weights, math_kernel(q, k, v, bias)[1], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_records_hold_the_weights_logits_bias_and_padding_of_the_call(name):
+    attn, x, bias, padding, record = _recorded_self_attention(name, details=True)
+    assert torch.equal(record.key_padding, padding) and torch.equal(record.query_padding, padding)
+    jets = record.per_jet()
+    assert [tuple(w.shape) for w in jets] == (
+        [(4, 9, 4), (4, 5, 4), (4, 2, 4)] if name == "linformer" else [(4, 9, 9), (4, 5, 5), (4, 2, 2)]
+    )
+    for weights in jets:  # over the real particles (linformer: over the projections)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:2]))
+    if name == "linformer":
+        assert record.projected and record.bias.shape == (3, 4, 9, 4)
+        torch.testing.assert_close(record.logits.softmax(-1), record.weights, atol=1e-6, rtol=0)
+        return
+    assert torch.equal(record.bias, bias)
+    with torch.no_grad():
+        q = attn.q_proj(x).view(3, 9, 4, 4).transpose(1, 2)
+        k = attn.kv_proj(x).view(3, 9, 2, 4, 4)[:, :, 0].transpose(1, 2)
+    torch.testing.assert_close(record.logits, q @ k.transpose(-2, -1) / 2 + bias, atol=1e-6, rtol=0)
+    if name == "topk":  # the softmax of the three largest logits only
+        kept = record.logits >= record.logits.topk(3, dim=-1).values[..., -1:]
+        assert torch.equal(record.weights, record.logits.masked_fill(~kept, float("-inf")).softmax(-1))
+    else:
+        torch.testing.assert_close(record.logits.softmax(-1), record.weights, atol=1e-7, rtol=0)
+        torch.testing.assert_close(jets[1], record.per_jet("logits")[1].softmax(-1), atol=1e-7, rtol=0)
+
+
+def test_record_of_class_attention_keeps_its_query_and_takes_a_query_padding():
+    torch.manual_seed(0)
+    attn = Attention(16, 2).eval()
+    bias, padding = _padded_bias()
+    context = torch.randn(3, 9, 16)
+    with torch.no_grad(), record_attention(attn, details=True) as records:
+        attn(torch.randn(3, 1, 16), context, bias=bias[:, :2, :1])
+    (record,) = records[""]
+    assert record.query_padding is None and torch.equal(record.key_padding, padding)
+    assert [tuple(w.shape) for w in record.per_jet()] == [(2, 1, 9), (2, 1, 5), (2, 1, 2)]
+    objects_padding = torch.tensor([[False], [True], [False]])
+    assert [w.shape[1] for w in record.per_jet(query_padding=objects_padding)] == [1, 0, 1]
+
+    with torch.no_grad(), record_attention(attn, details=True) as records:
+        attn(context)  # no bias: nothing padded, no bias recorded
+    (record,) = records[""]
+    assert record.bias is None and not record.key_padding.any()
+    with pytest.raises(ValueError, match="had no bias"):
+        record.per_jet("bias")
+
+
+def _jets(lengths=(12, 7, 3), input_dim=7, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    size = max(lengths)
+    mask = (torch.arange(size)[None] < torch.tensor(lengths)[:, None]).unsqueeze(1).float()
+    x = torch.randn(len(lengths), input_dim, size, generator=g) * mask
+    v = (torch.rand(len(lengths), 4, size, generator=g) + torch.tensor([0, 0, 0, 2.0])[:, None]) * mask
+    return x, v, mask
+
+
+def test_part_records_the_pair_bias_it_computed_and_linear_pairs_the_projected_one():
+    from jetattn.nn.part import ParticleTransformer
+
+    small = dict(embed_dims=(16,), pair_embed_dims=(8,), num_heads=2, num_layers=2, num_cls_layers=1)
+    torch.manual_seed(0)
+    model = ParticleTransformer(7, 2, **small).eval()
+    x, v, mask = _jets()
+    with torch.no_grad(), record_attention(model, details=True) as records:
+        model(x, v, mask)
+    padding = ~mask.squeeze(1).bool()
+    with torch.no_grad():
+        pair_bias = model.pair_embed(v, mask.bool()).masked_fill(padding[:, None, None, :], float("-inf"))
+    for layer in (0, 1):
+        (record,) = records[f"blocks.{layer}.attn"]
+        assert torch.equal(record.bias, pair_bias) and torch.equal(record.key_padding, padding)
+        assert [tuple(w.shape) for w in record.per_jet("bias")] == [(2, 12, 12), (2, 7, 7), (2, 3, 3)]
+    (cls_record,) = records["cls_blocks.0.attn"]  # the class token and the particles are its keys
+    assert [tuple(w.shape) for w in cls_record.per_jet()] == [(2, 1, 13), (2, 1, 8), (2, 1, 4)]
+
+    torch.manual_seed(0)
+    linear = ParticleTransformer(7, 2, attention="linformer", linear_pairs=True, proj_dim=5, max_len=12, **small)
+    with torch.no_grad(), record_attention(linear.eval(), details=True) as records:
+        plain = linear(x, v, mask)
+    with torch.no_grad():
+        assert torch.equal(linear(x, v, mask), plain)
+    (record,) = records["blocks.1.attn"]
+    assert record.projected and torch.equal(record.key_padding, padding)
+    assert [tuple(w.shape) for w in record.per_jet()] == [(2, 12, 5), (2, 7, 5), (2, 3, 5)]
+    for weights in record.per_jet():
+        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:2]))
+
+
+@pytest.mark.parametrize("kernel", ["math", "sdpa", "topk"])
+def test_recorded_weights_are_the_ones_each_layer_applied(kernel):
+    """Each layer's map is the one computed from that layer's own input, and its output is out_proj(weights @ v):
+    recomputing every layer's map from the first layer's input (a notebook's mistake) gives other maps."""
+    from jetattn.nn.part import ParticleTransformer
+
+    torch.manual_seed(3)
+    model = ParticleTransformer(7, 2, embed_dims=(16,), pair_embed_dims=(8,), num_heads=2, num_layers=2,
+                                num_cls_layers=1, attention=kernel, topk=4).eval()  # fmt: skip
+    x, v, mask = _jets()
+    calls = {}
+
+    def keep_call(name):
+        def hook(module, args, kwargs, output):
+            calls[name] = (args, kwargs, output)
+
+        return hook
+
+    handles = [m.register_forward_hook(keep_call(n), with_kwargs=True) for n, m in model.named_modules()
+               if isinstance(m, Attention)]  # fmt: skip
+    with torch.no_grad(), record_attention(model, details=True) as records:
+        model(x, v, mask)
+    for h in handles:
+        h.remove()
+    first_input = calls["blocks.0.attn"][0][0]
+    for name in ("blocks.0.attn", "blocks.1.attn"):
+        (record,) = records[name]
+        (queries,), kwargs, output = calls[name]
+        attn = model.get_submodule(name)
+        with torch.no_grad():
+            q = attn.q_proj(queries).view(3, -1, 2, 8).transpose(1, 2)
+            k, v_heads = attn.kv_proj(queries).view(3, -1, 2, 2, 8).permute(2, 0, 3, 1, 4).unbind(0)
+            _, weights = KERNELS[kernel](q, k, v_heads, kwargs["bias"], 0.0, True, 4)
+            torch.testing.assert_close(record.weights, weights, atol=1e-6, rtol=0)
+            torch.testing.assert_close(record.bias, kwargs["bias"], atol=0, rtol=0)
+            applied = attn.out_proj((record.weights @ v_heads).transpose(1, 2).reshape(output.shape))
+            torch.testing.assert_close(applied, output, atol=1e-6, rtol=0)
+            if name == "blocks.1.attn":
+                q0 = attn.q_proj(first_input).view(3, -1, 2, 8).transpose(1, 2)
+                k0 = attn.kv_proj(first_input).view(3, -1, 2, 2, 8)[:, :, 0].transpose(1, 2)
+                stale = KERNELS[kernel](q0, k0, k0, kwargs["bias"], 0.0, True, 4)[1]
+                assert (stale - record.weights).abs().max() > 1e-3

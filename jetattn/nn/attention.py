@@ -19,9 +19,11 @@ A kernel is a function ``kernel(q, k, v, bias, dropout_p, need_weights, topk) ->
 ``(B, H, Lq, Lk)`` holding ``-inf`` where a key must be ignored, and ``topk`` the one kernel setting (others
 ignore it). Adding one is :func:`register_kernel`. The output never depends on ``need_weights``.
 
-Attention maps are read with :func:`record_attention`: every module then also returns the weights it applied
+Attention maps are read with :func:`record_attention`: every module then also hands over the weights it applied
 (for ``topk`` the sparse softmax, zeros elsewhere; for ``linformer`` ``(B, H, Lq, proj_dim)`` over the projected
-keys), and its outputs stay bit for bit what they are without recording.
+keys), and its outputs stay bit for bit what they are without recording. With ``details=True`` each call gives an
+:class:`AttentionRecord`: the weights, the pre-softmax logits, the bias added to them and the padding, from the
+very tensors of that call (so a later layer overwriting its input cannot change what was recorded).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import contextlib
 import math
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -143,6 +146,60 @@ def padding_bias(padding_mask: torch.Tensor, dtype: torch.dtype = torch.float32)
     return bias.masked_fill(padding_mask, float("-inf"))[:, None, None, :]
 
 
+@dataclass
+class AttentionRecord:
+    """What one call of an :class:`Attention` applied, detached.
+
+    Attributes:
+        weights: ``(B, H, Lq, Lk)`` the weights multiplying the values (before attention dropout, which is off in
+            evaluation): softmax over the keys, 0 on padded keys; ``topk``: the sparse softmax; ``linformer``:
+            ``(B, H, Lq, proj_dim)`` over the projected keys.
+        logits: the same shape, q kᵀ / √d + bias, pre-softmax (``topk``: before keeping the k largest).
+        bias: the additive bias of the logits as the kernel got it, broadcastable to ``weights`` (``-inf`` on
+            padded keys; ``linformer``: projected along the keys), or None when the call had none.
+        key_padding: ``(B, Lk)`` True where a key (a particle, before any projection) is padded.
+        query_padding: ``(B, Lq)`` for self-attention (the keys' padding); None where the queries are another
+            sequence (class token, cross-attention), whose padding the module does not know.
+        projected: True for ``linformer``: the last axis of ``weights`` counts projections, not particles.
+    """
+
+    weights: torch.Tensor
+    logits: torch.Tensor
+    bias: torch.Tensor | None
+    key_padding: torch.Tensor
+    query_padding: torch.Tensor | None
+    projected: bool = False
+
+    def per_jet(self, what: str = "weights", query_padding: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """``weights``, ``logits`` or ``bias`` of each jet without padding: a list of ``(H, n_q, n_k)``.
+
+        ``query_padding (B, Lq)`` overrides the recorded one (e.g. the objects' padding of cross-attention);
+        with neither, every query is kept. Projected keys (``linformer``) are all kept.
+        """
+        values = getattr(self, what)
+        if values is None:
+            raise ValueError(f"this attention call had no {what}")
+        values = values.expand(self.weights.shape)
+        query_padding = self.query_padding if query_padding is None else query_padding
+        jets = []
+        for jet, table in enumerate(values):  # H, Lq, Lk
+            # index_select: boolean indexing of a 3-d tensor is a hundred times slower on the CPU
+            if query_padding is not None:
+                table = table.index_select(1, (~query_padding[jet]).nonzero().squeeze(1))
+            if not self.projected:
+                table = table.index_select(2, (~self.key_padding[jet]).nonzero().squeeze(1))
+            jets.append(table)
+        return jets
+
+
+def key_padding_of(bias: torch.Tensor | None, batch: int, length: int, device: torch.device) -> torch.Tensor:
+    """``(B, L)`` True for keys the bias hides from every query and head (``-inf``): the padding."""
+    if bias is None:
+        return torch.zeros(batch, length, dtype=torch.bool, device=device)
+    hidden = (bias == float("-inf")).all(dim=-2).all(dim=1)  # B | 1, L
+    return hidden.expand(batch, length)
+
+
 class LinformerProjection(nn.Module):
     """Linformer's learned projections ``E: (proj_dim, max_len)`` along the particle axis.
 
@@ -240,7 +297,7 @@ class Attention(nn.Module):
         self.kv_proj = nn.Linear(dim, 2 * dim, bias=bias)  # keys and values in one matmul
         self.out_proj = nn.Linear(dim, dim, bias=bias)
         self.linformer = LinformerProjection(proj_dim, max_len, share_kv_proj) if kernel == "linformer" else None
-        self.recorder: Callable[[Attention, torch.Tensor], None] | None = None
+        self.recorder: Callable[[Attention, AttentionRecord], None] | None = None
 
     def forward(
         self,
@@ -261,6 +318,8 @@ class Attention(nn.Module):
         k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each B, H, Lk, D
         if bias is not None:
             bias = bias.to(q.dtype)
+        if self.recorder is not None:
+            padding = key_padding if key_padding is not None else key_padding_of(bias, batch, len_k, x.device)
         if self.linformer is not None:
             k, v, bias = self.linformer(k, v, bias, key_padding)  # B, H, proj_dim, D
         elif key_padding is not None:
@@ -269,7 +328,17 @@ class Attention(nn.Module):
         dropout_p = self.dropout if self.training else 0.0
         out, weights = kernel(q, k, v, bias, dropout_p, self.recorder is not None, self.topk)
         if self.recorder is not None:
-            self.recorder(self, weights)
+            # the same q, k and bias as the kernel's: the logits it softmaxed (for math and topk, bit for bit)
+            logits = attention_logits(q, k, bias)
+            record = AttentionRecord(
+                weights.detach(),
+                logits.detach(),
+                None if bias is None else bias.detach(),
+                padding,
+                padding if context is x else None,
+                projected=self.linformer is not None,
+            )
+            self.recorder(self, record)
         out = out.transpose(1, 2).reshape(batch, len_q, self.dim)
         return self.out_proj(out)
 
@@ -286,17 +355,24 @@ class Attention(nn.Module):
 
 
 @contextlib.contextmanager
-def record_attention(model: nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]:
-    """Record the attention weights of every :class:`Attention` in ``model`` while the block runs.
+def record_attention(
+    model: nn.Module, details: bool = False
+) -> Iterator[dict[str, list[torch.Tensor]] | dict[str, list[AttentionRecord]]]:
+    """Record the attention every :class:`Attention` in ``model`` applies while the block runs.
 
     Yields a dict ``{module name: [weights (B, H, Lq, Lk) per call]}``, detached; padded keys get weight 0
-    (``linformer``: ``(B, H, Lq, proj_dim)``, over the projected keys). Outputs are the same as without recording.
+    (``linformer``: ``(B, H, Lq, proj_dim)``, over the projected keys). With ``details=True`` the lists hold an
+    :class:`AttentionRecord` per call (weights, logits, bias, padding; :meth:`AttentionRecord.per_jet` strips the
+    padding). Outputs are bit for bit the same as without recording.
     """
-    maps: dict[str, list[torch.Tensor]] = {}
+    maps: dict[str, list] = {}
     modules = [(name, m) for name, m in model.named_modules() if isinstance(m, Attention)]
     for name, module in modules:
         maps[name] = []
-        module.recorder = lambda _m, w, store=maps[name]: store.append(w.detach())
+        if details:
+            module.recorder = lambda _m, record, store=maps[name]: store.append(record)
+        else:
+            module.recorder = lambda _m, record, store=maps[name]: store.append(record.weights)
     try:
         yield maps
     finally:

@@ -1,0 +1,1 @@
+"""Interpretability of the attention models: ``python -m jetattn.explain`` (see its ``--help``)."""

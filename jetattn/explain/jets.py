@@ -1,0 +1,114 @@
+"""The jets the tool explains: the model's inputs from weaver's own loader, and the particle branches the plots
+need (four-momenta, η–φ, particle types) read with uproot from the same files, checked to be in the same order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jetattn.deps import ToolError
+
+KINEMATICS = ("part_px", "part_py", "part_pz", "part_energy", "part_deta", "part_dphi")
+PARTICLE_TYPES = ("part_isChargedHadron", "part_isNeutralHadron", "part_isPhoton", "part_isElectron", "part_isMuon")
+LEPTONS = ("part_isElectron", "part_isMuon")
+
+
+def short_name(label: str) -> str:
+    """``label_Tbl`` -> ``Tbl``, ``jet_isTop`` -> ``Top``: the class as the plots name it."""
+    return label.removeprefix("label_").removeprefix("jet_is")
+
+
+@dataclass
+class Jets:
+    """``inputs``: ``{input name: (jets, C, P)}`` as weaver prepares them; ``labels``: class index per jet;
+    ``classes``: the data config's label names; ``particles``: ``{branch: [array (n_j,) per jet]}`` holding
+    the first ``n_j`` particles of each jet, the ones the model sees (weaver cuts jets to the input length)."""
+
+    inputs: dict[str, torch.Tensor]
+    labels: np.ndarray
+    classes: list[str]
+    particles: dict[str, list[np.ndarray]]
+    stream: str  # the input group prefix holding these particles (``pf``)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def pt(self, jet: int) -> np.ndarray:
+        return np.hypot(self.particles["part_px"][jet], self.particles["part_py"][jet])
+
+    def has(self, *branches: str) -> bool:
+        return all(name in self.particles for name in branches)
+
+
+def read_branches(files: list[Path], treename: str | None, names: tuple[str, ...], num_jets: int) -> dict:
+    """The branches ``names`` a file has of the first ``num_jets`` entries of ``files`` (in order), as awkward
+    arrays; the kinematic ones must be there."""
+    import awkward as ak
+    import uproot
+
+    parts: dict[str, list] = {}
+    left = num_jets
+    for path in files:
+        if left <= 0:
+            break
+        with uproot.open(path) as f:
+            trees = [key.split(";")[0] for key, cls in f.classnames().items() if cls == "TTree"]
+            name = treename or (trees[0] if len(trees) == 1 else None)
+            if name is None:
+                raise ToolError(f"{path}: {len(trees)} trees and no treename in the data config")
+            tree = f[name]
+            present = [b for b in names if b in tree.keys()]
+            lacking = [b for b in KINEMATICS if b not in present]
+            if lacking:
+                raise ToolError(f"{path}: lacks the branch {lacking[0]} the plots need")
+            arrays = tree.arrays(present, entry_stop=left)
+            for b in present:
+                parts.setdefault(b, []).append(arrays[b])
+            left -= len(arrays)
+    return {b: ak.concatenate(chunks) for b, chunks in parts.items() if len(chunks) == len(parts["part_px"])}
+
+
+def load(data_config: Path, files: list[Path], num_jets: int) -> Jets:
+    """The first ``num_jets`` jets of ``files``: weaver's inputs and labels, and the particle branches."""
+    import awkward as ak
+    from weaver.utils.data.config import DataConfig
+
+    from jetattn.weaver import load_jets
+
+    config = DataConfig.load(str(data_config), load_observers=False, load_reweight_info=False)
+    inputs, labels = load_jets(data_config, files, num_jets)
+    if not len(labels):
+        raise ToolError(f"no jets read from {', '.join(map(str, files))}")
+    branches = read_branches(files, config.treename, KINEMATICS + PARTICLE_TYPES, len(labels))
+    stream, group, index, branch = comparable_input(config, branches)
+    mask = inputs.get(f"{stream}_mask")
+    if mask is None:
+        raise ToolError(f"the data config has no input group {stream}_mask for the particles of {group}")
+    counts = mask[:, 0].gt(0).sum(dim=1).numpy()
+    particles = {b: [ak.to_numpy(jet[:n]).astype(np.float32) for jet, n in zip(v, counts, strict=True)] for b, v in
+                 branches.items()}  # fmt: skip
+    # weaver and uproot must give the same jets in the same order: compare an unstandardised input
+    seen = inputs[group][:, index].numpy()
+    for jet, n in enumerate(counts):
+        if n != min(len(branches[branch][jet]), mask.size(-1)) or not np.allclose(
+            seen[jet, :n], particles[branch][jet], rtol=1e-5, atol=1e-5
+        ):
+            raise ToolError(
+                f"jet {jet}: weaver's loader and the files read directly disagree on {branch} "
+                "(not the same jets in the same order); give the files in the order weaver reads them"
+            )
+    return Jets(inputs, labels.numpy(), list(config.label_value), particles, stream)
+
+
+def comparable_input(config, branches: dict) -> tuple[str, str, int, str]:
+    """An input the loader passes unstandardised straight from a particle branch: ``(stream, group, index,
+    branch)``, e.g. ``('pf', 'pf_vectors', 0, 'part_px')``."""
+    for group, names in config.input_dicts.items():
+        for index, name in enumerate(names):
+            if name in branches and config.preprocess_params[name]["center"] is None:
+                return group.split("_")[0], group, index, name
+    raise ToolError("the data config reads no particle branch unstandardised (e.g. part_px): cannot match its "
+                    "jets to the files' particles")  # fmt: skip

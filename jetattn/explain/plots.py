@@ -1,0 +1,130 @@
+"""The figures, each saved as PNG and PDF (written under a temporary name, then renamed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from jetattn.io import atomic_path
+
+MARKERS = {"ChargedHadron": "o", "NeutralHadron": "s", "Photon": "^", "Electron": "P", "Muon": "X", "particle": "o"}
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mplhep
+
+    plt.style.use(mplhep.style.CMS)
+    return plt
+
+
+def save(fig, out: Path, stem: str) -> list[str]:
+    """``out/stem.png`` and ``out/stem.pdf``; returns their names."""
+    plt = pyplot()
+    names = []
+    for suffix in (".png", ".pdf"):
+        with atomic_path(out / f"{stem}{suffix}") as tmp:
+            fig.savefig(tmp, bbox_inches="tight", format=suffix[1:])
+        names.append(f"{stem}{suffix}")
+    plt.close(fig)
+    return names
+
+
+def score_distribution(scores: dict[str, dict], out: Path) -> list[str]:
+    """Attention scores of every layer, head, real query and key; one histogram per model, log y."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(9, 7))
+    for (model, summary), style in zip(scores.items(), ("-", "--"), strict=False):
+        edges, counts = np.array(summary["bin_edges"]), np.array(summary["counts"])
+        label = (f"{model}: {100 * summary['fraction_below_0.1']:.1f}% < 0.1, "
+                 f"{100 * summary['fraction_above_0.9']:.1f}% > 0.9")  # fmt: skip
+        ax.stairs(counts / max(counts.sum(), 1), edges, ls=style, label=label)
+    ax.set(yscale="log", xlabel="attention score", ylabel="fraction of scores", xlim=(0, 1))
+    ax.legend(fontsize=14)
+    return save(fig, out, "attention_scores")
+
+
+def mean_maps(name: str, layers: list[str], maps: dict[str, np.ndarray], out: Path) -> list[str]:
+    """Rows: layers; columns: heads and their mean; particles ordered by pT (leading first)."""
+    plt = pyplot()
+    heads = maps[layers[0]].shape[0]
+    fig, axes = plt.subplots(len(layers), heads + 1, figsize=(2.6 * (heads + 1), 2.6 * len(layers)), squeeze=False)
+    for row, layer in enumerate(layers):
+        panels = [*maps[layer], np.nanmean(maps[layer], axis=0)]
+        for col, table in enumerate(panels):
+            ax = axes[row, col]
+            ax.imshow(table, cmap="viridis", vmin=0, origin="upper")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title("mean" if col == heads else f"head {col}", fontsize=12)
+            if col == 0:
+                ax.set_ylabel(f"layer {row}", fontsize=12)
+    fig.suptitle(f"{name}: mean attention, particles by p$_T$ (query rows, key columns)", fontsize=16)
+    return save(fig, out, f"attention_maps_{name}")
+
+
+def cross_maps(layer: str, maps: dict[str, np.ndarray], out: Path, index: int) -> list[str]:
+    """Objects (rows) attending to the leading constituents (columns), signal beside background."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(maps), figsize=(7 * len(maps), 4), squeeze=False)
+    for ax, (group, table) in zip(axes[0], maps.items(), strict=True):
+        image = ax.imshow(table, cmap="viridis", vmin=0, aspect="auto")
+        ax.set(title=f"{group}, {layer}", xlabel="constituent (by p$_T$)", ylabel="object")
+        fig.colorbar(image, ax=ax)
+    return save(fig, out, f"cross_attention_{index}")
+
+
+def attention_graph(graph: dict, out: Path, stem: str) -> list[str]:
+    """A jet in (Δη, Δφ): particles by type, area ∝ pT; lines by attention weight, solid within a subjet,
+    dotted between subjets."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 8))
+    deta, dphi, pt = (np.array(graph[k]) for k in ("deta", "dphi", "pt"))
+    subjet, types = np.array(graph["subjet"]), graph["types"]
+    for query, key, weight in graph["edges"]:
+        same = subjet[query] == subjet[key]
+        ax.plot([deta[query], deta[key]], [dphi[query], dphi[key]], color="black", lw=0.5 + 3 * weight,
+                alpha=min(1.0, 0.15 + weight), ls="-" if same else ":")  # fmt: skip
+    size = 400 * pt / max(pt.max(), 1e-9) + 10
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for kind in dict.fromkeys(types):
+        pick = np.array([t == kind for t in types])
+        ax.scatter(deta[pick], dphi[pick], s=size[pick], marker=MARKERS.get(kind, "o"),
+                   c=[colors[s % len(colors)] for s in subjet[pick]], edgecolors="black", label=kind)  # fmt: skip
+    ax.set(xlabel=r"$\Delta\eta$", ylabel=r"$\Delta\phi$", title=graph["title"])
+    ax.legend(fontsize=12, loc="upper right")
+    return save(fig, out, stem)
+
+
+def fraction_histograms(title: str, xlabel: str, tables: dict[str, dict[str, dict]], out: Path, stem: str):
+    """Per class, the jet-and-head distribution of a fraction for each model (trained, untrained)."""
+    plt = pyplot()
+    names = sorted({name for table in tables.values() for name in table})
+    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 5.5), squeeze=False)
+    edges = np.linspace(0, 1, 26)
+    for ax, name in zip(axes[0], names, strict=True):
+        for (model, table), style in zip(tables.items(), ("-", "--"), strict=False):
+            if name in table:
+                ax.hist(table[name]["values"], bins=edges, density=True, histtype="step", ls=style,
+                        label=f"{model} (mean {table[name]['mean']:.2f})")  # fmt: skip
+        ax.set(title=name, xlabel=xlabel, ylabel="density", xlim=(0, 1))
+        ax.legend(fontsize=12)
+    fig.suptitle(title, fontsize=16)
+    return save(fig, out, stem)
+
+
+def gradcam_maps(maps: dict[str, np.ndarray], edges: np.ndarray, layer: str, out: Path) -> list[str]:
+    """Per class, the mean Grad-CAM of the jets in (Δη, Δφ)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(maps), figsize=(6.5 * len(maps), 5.5), squeeze=False)
+    for ax, (name, table) in zip(axes[0], maps.items(), strict=True):
+        image = ax.pcolormesh(edges, edges, table.T, cmap="magma")
+        ax.set(title=name, xlabel=r"$\Delta\eta$", ylabel=r"$\Delta\phi$")
+        fig.colorbar(image, ax=ax)
+    fig.suptitle(f"Grad-CAM of {layer}, mean over jets", fontsize=16)
+    return save(fig, out, "gradcam")
