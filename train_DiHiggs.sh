@@ -6,7 +6,9 @@
 #     MODEL     MST (multi-scale cross-attention transformer) or Concat (its concatenation baseline), both in
 #               configuration model_3 (both jets' constituents and the objects); -o config model_2 (each jet's
 #               constituents and the objects) or -o config model_1 (constituents only) picks another.
-#               One feature YAML serves all three: data/DiHiggs/dihiggs.yaml
+#               -o config objects: self-attention over the objects alone (the kinematics-only baseline).
+#               ParT: the constituents of both jets as one particle sequence (pf), no objects.
+#               One feature YAML serves them all: data/DiHiggs/dihiggs.yaml
 #     weaver options go last on weaver's command line, so they override the defaults here
 #     (e.g. --num-epochs 5, --batch-size 128, --gpus 0,1 for DataParallel on two GPUs).
 #   An epoch is one pass over the training file. Events carry a `weight` (pb; see docs/generator.md), kept as
@@ -25,7 +27,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DATASET=DiHiggs
 source "$HERE/scripts/train_common.sh"
 
-parse_args "MST Concat" "" "" "$@"
+parse_args "MST Concat ParT" "" "" "$@"
 select_model
 set_datadir
 

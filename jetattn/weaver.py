@@ -16,7 +16,7 @@ from torch import nn
 
 from jetattn.deps import ToolError
 from jetattn.nn.blocks import classifier_head
-from jetattn.nn.inputs import particle_mask
+from jetattn.nn.inputs import finite, particle_mask
 from jetattn.nn.part import ParticleTransformer
 
 
@@ -114,16 +114,29 @@ def num_classes(data_config: Any) -> int:
     return len(data_config.label_value)
 
 
+# weaver's input groups of ParT, in the order of the public recipe's YAMLs
+PART_INPUTS = ("pf_points", "pf_features", "pf_vectors", "pf_mask")
+
+
 class ParTForWeaver(torch.nn.Module):
-    """ParT behind weaver's input order ``(points, features, lorentz_vectors, mask)``.
+    """ParT behind weaver's input order ``(points, features, lorentz_vectors, mask)``; with other
+    ``input_names`` (a data config holding more groups) it reads ``pf_features``, ``pf_vectors`` and ``pf_mask``
+    by name.
 
     The model sits under ``mod``, as in the public ParT repository, so the official ``ParT_*.pt`` files and
     checkpoints trained with weaver's own ParT load unchanged. With ``head_classes`` set, ``mod`` ends at the
     class-token embedding and a fresh ``fc`` Linear classifies (fine-tuning: only ``fc.*`` is new).
     """
 
-    def __init__(self, head_classes: int | None = None, **part_options) -> None:
+    def __init__(
+        self, head_classes: int | None = None, input_names: tuple[str, ...] = PART_INPUTS, **part_options
+    ) -> None:
         super().__init__()
+        missing = [name for name in PART_INPUTS[1:] if name not in input_names]
+        if missing:
+            raise ValueError(f"ParT reads the input groups {', '.join(missing)}, which the data config lacks "
+                             f"(it has {', '.join(input_names)})")  # fmt: skip
+        self.input_names = tuple(input_names)
         self.for_inference = part_options.get("for_inference", False)
         if head_classes is None:
             self.mod = ParticleTransformer(**part_options)
@@ -138,9 +151,19 @@ class ParTForWeaver(torch.nn.Module):
     def no_weight_decay(self) -> set[str]:
         return {"mod.cls_token"}
 
-    def forward(self, points, features, lorentz_vectors, mask):
-        # ParT reads no points; the no-op keeps `pf_points` an input of the ONNX graph, as weaver feeds it
-        output = self.mod(features, v=lorentz_vectors, mask=particle_mask(mask, points))
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if self.input_names == PART_INPUTS:
+            points, features, lorentz_vectors, mask = inputs
+            # ParT reads no points; the no-op keeps `pf_points` an input of the ONNX graph, as weaver feeds it
+            mask = particle_mask(mask, points)
+        else:  # a data config with other groups too (the multi-scale ones): read the pf_* groups by name
+            by_name = dict(zip(self.input_names, inputs, strict=True))
+            features, lorentz_vectors = by_name["pf_features"], by_name["pf_vectors"]
+            mask = particle_mask(by_name["pf_mask"])
+            for name, x in by_name.items():  # kept in an exported graph: finite, so times 0 adds exactly 0
+                if name not in PART_INPUTS[1:]:
+                    mask = mask + 0 * finite(x[:1, :1, :1]).sum()
+        output = self.mod(features, v=lorentz_vectors, mask=mask)
         if self.fc is None:
             return output
         output = self.fc(output)

@@ -64,7 +64,7 @@ quote_config_option() {
     local i
     for ((i = 0; i + 2 < ${#EXTRA_ARGS[@]}; i++)); do
         if [[ ${EXTRA_ARGS[i]} == -o || ${EXTRA_ARGS[i]} == --network-option ]] &&
-            [[ ${EXTRA_ARGS[i + 1]} == config && ${EXTRA_ARGS[i + 2]} =~ ^model_[0-9]+$ ]]; then
+            [[ ${EXTRA_ARGS[i + 1]} == config && ${EXTRA_ARGS[i + 2]} =~ ^(model_[0-9]+|objects)$ ]]; then
             EXTRA_ARGS[i + 2]="'${EXTRA_ARGS[i + 2]}'"
         fi
     done

@@ -166,16 +166,23 @@ def test_yaml_through_weaver(sample):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, config", [("MST", "model_2"), ("MST", "model_3"), ("Concat", "model_3")])
+@pytest.mark.parametrize("model, config", [("MST", "model_2"), ("MST", "model_3"), ("Concat", "model_3"),
+                                           ("MST", "objects"), ("ParT", None)])  # fmt: skip
 def test_train_script_trains_on_generated_events(sample, tmp_path, model, config):
-    """./train_DiHiggs.sh runs weaver end to end on the generated events: one short epoch, then prediction."""
+    """./train_DiHiggs.sh runs weaver end to end on the generated events: one short epoch, then prediction,
+    then weaver's ONNX export."""
+    from weaver_run import SMALL_PART, option_args
+
     env = {**os.environ, "DATADIR_DiHiggs": str(sample), "PYTHON": sys.executable, "JETATTN_ASSUME_CUDA": "0",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    streams = ("jet1", "jet2", "obj") if config == "model_2" else ("pf", "obj")
-    small = ["-o", "config", config, "-o", "dim", "16", "-o", "fc_params", "[(16, 0.1)]",
-             "-o", "stream_params", repr({s: {"num_heads": 2, "num_layers": 1} for s in streams})]
-    if model == "MST":
-        small += ["-o", "cross_heads", "2"]
+    streams = {"model_2": ("jet1", "jet2", "obj"), "objects": ("obj",)}.get(config, ("pf", "obj"))
+    options = {"config": config, "dim": 16, "fc_params": [(16, 0.1)],
+               "stream_params": {s: {"num_heads": 2, "num_layers": 1} for s in streams}}
+    if model == "MST" and config != "objects":
+        options["cross_heads"] = 2
+    if model == "ParT":
+        options = SMALL_PART
+    small = [arg.replace("--network-option", "-o") for arg in option_args(options)]
     short = ["--num-epochs", "1", "--batch-size", "4", "--num-workers", "0", "--optimizer", "adam",
              "--model-prefix", str(tmp_path / "net"), "--predict-output", str(tmp_path / "pred.root"),
              "--log-file", str(tmp_path / "train.log")]
@@ -192,16 +199,12 @@ def test_train_script_trains_on_generated_events(sample, tmp_path, model, config
     import onnxruntime
     import torch
     from weaver.utils.data.config import DataConfig
-    from weaver_run import load_network, option_args, weaver
+    from weaver_run import load_network, weaver
 
     from jetattn.weaver import load_jets
 
-    network = REPO / "networks" / ("example_MultiScaleTransformer.py" if model == "MST" else
-                                   "example_ConcatTransformer.py")  # fmt: skip
-    options = {"config": config, "dim": 16, "fc_params": [(16, 0.1)],
-               "stream_params": {s: {"num_heads": 2, "num_layers": 1} for s in streams}}
-    if model == "MST":
-        options["cross_heads"] = 2
+    network = REPO / "networks" / {"MST": "example_MultiScaleTransformer.py", "Concat": "example_ConcatTransformer.py",
+                                   "ParT": "example_ParticleTransformer.py"}[model]  # fmt: skip
     state = tmp_path / "net_best_epoch_state.pt"
     weaver("--export-onnx", tmp_path / "net.onnx", "--data-config", YAML, "--network-config", network,
            *option_args(options), "--model-prefix", state)  # fmt: skip

@@ -508,13 +508,14 @@ def test_dihiggs_dry_run_command(model, mode):
 
 def test_dihiggs_config_option_is_quoted_for_weaver():
     _, options = split_launcher(dry("DiHiggs", "MST", "-o", "config", "model_2", "--network-option", "config",
-                                    "model_1", "-o", "dim", "16")[0])
-    assert options[-9:] == ["-o", "config", "'model_2'", "--network-option", "config", "'model_1'", "-o", "dim", "16"]
+                                    "model_1", "-o", "config", "objects", "-o", "dim", "16")[0])
+    assert options[-12:] == ["-o", "config", "'model_2'", "--network-option", "config", "'model_1'",
+                             "-o", "config", "'objects'", "-o", "dim", "16"]
 
 
 @pytest.mark.parametrize("args, message", [
     (["MST", "kin"], "takes no FEATURES argument"),
-    (["ParT"], "MST, Concat"),
+    (["PN"], "MST, Concat, ParT"),
     ([], "usage: ./train_DiHiggs.sh MODEL [weaver options...]"),
 ])
 def test_dihiggs_bad_arguments(args, message):

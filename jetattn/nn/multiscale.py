@@ -4,7 +4,8 @@ concatenation baseline, built from ParT's attention module and blocks (so kernel
 Each input stream (the constituents of a jet, the reconstructed objects of the event) is embedded to its own
 width, runs through self-attention blocks and is projected to the common width. Three configurations:
 
-- ``model_1``: the constituents ``pf`` alone, self-attention, then the readout;
+- ``model_1``: the constituents ``pf`` alone, self-attention, then the readout (``objects``: the same over the
+  objects ``obj`` alone, the talk's kinematics-only baseline);
 - ``model_2``: constituents of two jets, ``jet1`` and ``jet2``, and the objects ``obj``; the objects are the
   queries of the cross-attention layers, the two jets' constituents (one sequence) their keys and values;
 - ``model_3``: constituents ``pf`` and objects ``obj``; the objects query the constituents.
@@ -38,6 +39,7 @@ CONFIGS: dict[str, tuple[tuple[str, ...], str | None]] = {
     "model_1": (("pf",), None),
     "model_2": (("jet1", "jet2"), "obj"),
     "model_3": (("pf",), "obj"),
+    "objects": (("obj",), None),  # the talk's kinematics-only baseline: self-attention over the objects alone
 }
 # the talk's settings for every stream: 5 heads, 2 self-attention layers (width: the common one)
 STREAM_DEFAULTS = {"dim": None, "num_heads": 5, "num_layers": 2, "embed_dims": None}
@@ -124,7 +126,7 @@ class StreamModel(nn.Module):
     Args:
         input_dims: features per entry of each stream, ``{'pf': 3, 'obj': 5}``.
         num_classes: classifier outputs.
-        config: ``model_1``, ``model_2`` or ``model_3`` (see the module docstring).
+        config: ``model_1``, ``model_2``, ``model_3`` or ``objects`` (see the module docstring).
         dim: the common width of the streams' outputs (and of the cross-attention and readout).
         stream_params: per stream, overrides of ``dim`` (its own width), ``num_heads``, ``num_layers`` and
             ``embed_dims``: ``{'obj': {'num_layers': 3}}``; defaults: 5 heads, 2 layers, the common width.
