@@ -1,9 +1,17 @@
 """Tagging metrics from weaver's prediction files: accuracy, AUC, background rejection at fixed signal efficiency.
 
-    python -m jetattn.metrics training/.../pred.root --signal jet_isTop [--background jet_isQCD] [--json out.json]
+    python -m jetattn.metrics PRED.root [PRED2.root ...] --task JetClass|TopLandscape|QuarkGluon|DiHiggs
+                              [--bootstrap 100] [--json out.json] [--markdown out.md]
+        the papers' table, one row per file (several files: their mean and spread too), each figure with its
+        bootstrap uncertainty (standard deviation over resamplings of the test jets)
+    python -m jetattn.metrics PRED.root --signal jet_isTop [--background jet_isQCD] [--json out.json] [--plot r.png]
+        one signal against chosen backgrounds
 
 For a signal class S against background classes B the discriminant is score_S / (score_S + Σ score_B), as in the
 ParT paper's JetClass tables (for two classes it is score_S itself). Rejection is 1/ε_B at the given ε_S.
+Tasks: JetClass: accuracy, one-vs-rest macro AUC, and QCD rejection per signal class at 50% (99% for H→ℓνqq′,
+99.5% for t→bℓν); TopLandscape (top vs QCD), QuarkGluon (quark vs gluon), DiHiggs (signal vs background):
+accuracy, AUC, rejection at 50% and 30%.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from jetattn.deps import exit_if_missing
-from jetattn.io import write_json
+from jetattn.io import write_json, write_text_atomic
 
 
 def load_predictions(path: Path) -> dict[str, np.ndarray]:
@@ -143,6 +151,95 @@ def jetclass_metrics(scores: np.ndarray, labels: np.ndarray, classes: list[str])
     return result
 
 
+# task -> (signal, background) labels of the binary tasks, rejections at 50% and 30% as in the papers
+BINARY_TASKS = {
+    "TopLandscape": ("jet_isTop", "jet_isQCD"),
+    "QuarkGluon": ("jet_isQ", "jet_isG"),
+    "DiHiggs": ("label_signal", "label_background"),
+}
+TASKS = ("JetClass", *BINARY_TASKS)
+
+
+def task_metrics(columns: dict[str, np.ndarray], task: str) -> dict[str, float]:
+    """The papers' row for ``task`` from a prediction file's columns (see the module docstring)."""
+    classes = classes_in(columns)
+    if task == "JetClass":
+        labels = ["label_" + c.removeprefix("label_") for c in JETCLASS_SIGNAL_EFFS] + [JETCLASS_BACKGROUND]
+        missing = [c for c in labels if c not in classes]
+        if missing:
+            raise ValueError(f"task JetClass needs the scores of {', '.join(missing)} (file has {', '.join(classes)})")
+        scores = np.stack([columns["score_" + c] for c in classes], axis=1)
+        truth = np.stack([columns[c] for c in classes], axis=1).astype(bool)
+        return jetclass_metrics(scores, truth.argmax(axis=1), classes)
+    if task not in BINARY_TASKS:
+        raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    signal, background = BINARY_TASKS[task]
+    result = binary_metrics(columns, signal, [background], signal_effs=(0.5, 0.3))
+    return {key: result[key] for key in ("accuracy", "auc", "rejection_at_50", "rejection_at_30")}
+
+
+def bootstrap_spread(
+    columns: dict[str, np.ndarray], task: str, resamples: int = 100, seed: int = 0, progress: bool = False
+) -> dict[str, float]:
+    """Standard deviation of each of :func:`task_metrics` over ``resamples`` resamplings of the jets with
+    replacement (an infinite rejection, no background jet passing, is left out; NaN where fewer than two are
+    finite)."""
+    rng = np.random.default_rng(seed)
+    num_jets = len(next(iter(columns.values())))
+    draws: dict[str, list[float]] = {}
+    for _ in _progress(range(resamples), progress, f"bootstrap ({task})"):
+        index = rng.integers(0, num_jets, num_jets)
+        for key, value in task_metrics({k: v[index] for k, v in columns.items()}, task).items():
+            if isinstance(value, float):
+                draws.setdefault(key, []).append(value)
+    spread = {}
+    for key, values in draws.items():
+        finite = np.asarray([v for v in values if math.isfinite(v)])
+        spread[key] = float(finite.std(ddof=1)) if len(finite) > 1 else math.nan
+    return spread
+
+
+def _progress(iterable, show: bool, description: str):
+    if not show:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=description, leave=False)
+
+
+def _figure(value: float, error: float | None = None) -> str:
+    if not math.isfinite(value):
+        return "inf" if value > 0 else "nan"
+    digits = 4 if abs(value) < 2 else 1
+    text = f"{value:.{digits}f}"
+    return text if error is None or not math.isfinite(error) else f"{text} ± {error:.{digits}f}"
+
+
+def task_table(rows: list[dict], task: str) -> str:
+    """Markdown: one line per file (value ± bootstrap spread), then the mean ± standard deviation over files."""
+    keys = [k for k, v in rows[0]["metrics"].items() if isinstance(v, float)]
+    heads = {"accuracy": "accuracy", "auc": "AUC", "rejection_at_50": "1/εB at εS = 50%",
+             "rejection_at_30": "1/εB at εS = 30%"}  # fmt: skip
+    names = [heads.get(k, k.replace("rej_", "1/εB ")) for k in keys]
+    lines = ["| file | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(keys)]
+    for row in rows:
+        cells = [_figure(row["metrics"][k], row["uncertainty"].get(k)) for k in keys]
+        lines.append(f"| {row['file']} | " + " | ".join(cells) + " |")
+    if len(rows) > 1:
+        summary = spread_over_files(rows)
+        cells = [_figure(summary["mean"][k], summary["std"][k]) for k in keys]
+        lines.append(f"| mean ± std over {len(rows)} files | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def spread_over_files(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Mean and standard deviation (ddof 1) of each metric over the files (e.g. training seeds)."""
+    keys = [k for k, v in rows[0]["metrics"].items() if isinstance(v, float)]
+    values = {k: np.asarray([row["metrics"][k] for row in rows]) for k in keys}
+    return {"mean": {k: float(v.mean()) for k, v in values.items()},
+            "std": {k: float(v.std(ddof=1)) for k, v in values.items()}}  # fmt: skip
+
+
 def plot_rejection(roc: dict, result: dict, signal: str, path: Path) -> None:
     """Background rejection 1/ε_B against signal efficiency ε_S, log scale, as in the ParT paper's figures."""
     import matplotlib
@@ -179,16 +276,26 @@ def format_metrics(result: dict[str, float], signal: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jetattn.metrics", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("predictions", type=Path, help="weaver --predict-output file (.root or .parquet)")
-    parser.add_argument("--signal", required=True, help="signal label name, e.g. jet_isTop or label_Tbqq")
+    parser.add_argument("predictions", type=Path, nargs="+", help="weaver --predict-output file(s) (.root, .parquet)")
+    parser.add_argument("--task", choices=TASKS, help="the paper's table for this dataset (one row per file)")
+    parser.add_argument("--bootstrap", type=int, default=100, help="--task: resamplings for uncertainties (0: none)")
+    parser.add_argument("--markdown", type=Path, help="--task: also write the table to this Markdown file")
+    parser.add_argument("--signal", help="signal label name, e.g. jet_isTop or label_Tbqq")
     parser.add_argument("--background", nargs="+", help="background label name(s) (default: all other classes)")
     parser.add_argument("--eff", nargs="+", type=float, default=[0.3, 0.5], help="signal efficiencies")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--plot", type=Path, help="also draw 1/eB against eS into this image (png, pdf)")
     args = parser.parse_args(argv)
+    if (args.task is None) == (args.signal is None):
+        parser.error("give either --task (the paper's table) or --signal (one signal against backgrounds)")
+    if args.task is None and len(args.predictions) > 1:
+        parser.error("--signal reads one prediction file; --task reads several")
+    if args.task is not None:
+        return task_main(args)
     try:
         roc: dict = {}
-        result = binary_metrics(load_predictions(args.predictions), args.signal, args.background, tuple(args.eff), roc)
+        result = binary_metrics(load_predictions(args.predictions[0]), args.signal, args.background, tuple(args.eff),
+                                roc)  # fmt: skip
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -198,6 +305,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         plot_rejection(roc, result, args.signal, args.plot)
         print(f"plot: {args.plot}")
+    return 0
+
+
+def task_main(args: argparse.Namespace) -> int:
+    rows = []
+    try:
+        for path in args.predictions:
+            columns = load_predictions(path)
+            metrics = task_metrics(columns, args.task)
+            spread = bootstrap_spread(columns, args.task, args.bootstrap, progress=sys.stderr.isatty())
+            rows.append({"file": str(path), "metrics": metrics, "uncertainty": spread if args.bootstrap else {}})
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    table = task_table(rows, args.task)
+    print(table)
+    if args.markdown:
+        write_text_atomic(args.markdown, table + "\n")
+    if args.json:
+        result = {"task": args.task, "bootstrap": args.bootstrap, "rows": rows}
+        if len(rows) > 1:
+            result.update(spread_over_files(rows))
+        write_json(args.json, result)
     return 0
 
 

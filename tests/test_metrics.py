@@ -66,3 +66,95 @@ def test_cli_reads_weaver_root_output_and_reports_errors(tmp_path, capsys):
     (tmp_path / "broken.root").write_bytes(b"not root")
     assert main([str(tmp_path / "broken.root"), "--signal", "sig"]) == 1
     assert "broken.root: not a weaver prediction file" in capsys.readouterr().err
+
+
+def write_predictions(path, columns):
+    with uproot.recreate(path) as f:
+        f.mktree("Events", {k: v.dtype for k, v in columns.items()})
+        f["Events"].extend(columns)
+    return path
+
+
+def dihiggs_columns(score_signal, is_signal):
+    score_signal = np.asarray(score_signal, dtype=np.float32)
+    is_signal = np.asarray(is_signal, dtype=bool)
+    return {"label_signal": is_signal, "label_background": ~is_signal,
+            "score_label_signal": score_signal, "score_label_background": 1 - score_signal}
+
+
+def test_task_table_perfect_tagger():
+    from jetattn.metrics import task_metrics
+
+    is_signal = np.arange(1000) % 2 == 0
+    result = task_metrics(dihiggs_columns(np.where(is_signal, 0.9, 0.1), is_signal), "DiHiggs")
+    assert result["accuracy"] == 1.0 and result["auc"] == 1.0
+    assert math.isinf(result["rejection_at_50"]) and math.isinf(result["rejection_at_30"])
+
+
+def test_task_table_small_roc_by_hand():
+    from jetattn.metrics import task_metrics
+
+    # signal 0.9 0.7 0.5 0.3, background 0.8 0.6 0.4 0.2: 10 of the 16 pairs ordered right, AUC = 0.625; keeping
+    # 30% of the signal needs a cut between 0.9 and 0.7 (interpolated), which passes one background jet of four;
+    # argmax is right for signal above 0.5 and background below: 0.9, 0.7 and 0.4, 0.2 (0.5 ties to signal)
+    scores = [0.9, 0.7, 0.5, 0.3, 0.8, 0.6, 0.4, 0.2]
+    result = task_metrics(dihiggs_columns(scores, [1, 1, 1, 1, 0, 0, 0, 0]), "DiHiggs")
+    assert result["auc"] == pytest.approx(0.625)
+    assert result["rejection_at_30"] == pytest.approx(4.0)
+    assert result["accuracy"] == pytest.approx(5 / 8)
+
+
+def test_task_bootstrap_spread_matches_the_auc_variance_of_a_random_tagger():
+    from jetattn.metrics import bootstrap_spread
+
+    rng = np.random.default_rng(3)
+    for n in (400, 6400):
+        is_signal = rng.random(n) < 0.5
+        columns = dihiggs_columns(rng.random(n), is_signal)
+        n_s, n_b = is_signal.sum(), (~is_signal).sum()
+        expected = math.sqrt((n_s + n_b + 1) / (12 * n_s * n_b))  # AUC variance of unrelated scores
+        spread = bootstrap_spread(columns, "DiHiggs", resamples=200, seed=n)
+        assert spread["auc"] == pytest.approx(expected, rel=0.3)
+        assert spread["rejection_at_30"] > 0
+
+
+def test_task_cli_rows_per_file_mean_over_files_and_errors(tmp_path, capsys):
+    import json
+
+    rng = np.random.default_rng(5)
+    files = []
+    for seed in range(3):
+        is_signal = rng.random(500) < 0.5
+        score = np.clip(0.5 + 0.3 * (is_signal - 0.5) + 0.2 * rng.normal(size=500), 0, 1)
+        files.append(str(write_predictions(tmp_path / f"seed{seed}.root", dihiggs_columns(score, is_signal))))
+    out = tmp_path / "table.json"
+    assert main([*files, "--task", "DiHiggs", "--bootstrap", "20", "--json", str(out),
+                 "--markdown", str(tmp_path / "table.md")]) == 0  # fmt: skip
+    table = capsys.readouterr().out
+    assert table.count("\n| ") == 5 and "mean ± std over 3 files" in table and "± " in table
+    result = json.loads(out.read_text())
+    aucs = [row["metrics"]["auc"] for row in result["rows"]]
+    assert result["mean"]["auc"] == pytest.approx(np.mean(aucs)) and result["std"]["auc"] == pytest.approx(
+        np.std(aucs, ddof=1))
+    assert (tmp_path / "table.md").read_text().strip() == table.strip()
+    # a file of another task: one line naming what is missing
+    assert main([files[0], "--task", "TopLandscape", "--bootstrap", "0"]) == 1
+    assert "jet_isTop" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([files[0]])  # neither --task nor --signal
+
+
+def test_task_jetclass_reads_ten_classes(tmp_path):
+    from jetattn.datasets.processes import JETCLASS_LABELS
+    from jetattn.metrics import task_metrics
+
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 10, 5000)
+    scores = rng.random((5000, 10)) + 3 * np.eye(10)[labels]  # a decent tagger
+    scores /= scores.sum(axis=1, keepdims=True)
+    columns = {c: labels == i for i, c in enumerate(JETCLASS_LABELS)}
+    columns.update({"score_" + c: scores[:, i] for i, c in enumerate(JETCLASS_LABELS)})
+    result = task_metrics(columns, "JetClass")
+    assert result["accuracy"] == pytest.approx((scores.argmax(1) == labels).mean())
+    assert {f"rej_{c.removeprefix('label_')}" for c in JETCLASS_LABELS[1:]} <= set(result)
+    assert all(r > 1 for k, r in result.items() if k.startswith("rej_"))
