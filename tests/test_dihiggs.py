@@ -154,14 +154,17 @@ def test_yaml_through_weaver(sample):
     assert list(config.label_value) == ["label_signal", "label_background"]
     inputs, _ = load_jets(YAML, [sample / "train_file.root"], 12)
     shapes = {name: tuple(x.shape[1:]) for name, x in inputs.items()}
-    assert shapes["jet1_features"] == (13, 100) and shapes["pf_features"] == (13, 200)
-    assert shapes["obj_features"] == (5, 3) and shapes["obj_mask"] == (1, 3) and shapes["pf_vectors"] == (4, 200)
+    assert shapes["jet1_features"] == (13, 40) and shapes["pf_features"] == (13, 80)
+    assert shapes["obj_features"] == (5, 3) and shapes["obj_mask"] == (1, 3) and shapes["pf_vectors"] == (4, 80)
     for name, x in inputs.items():
         assert np.isfinite(x.numpy()).all(), name
     events = uproot.open(sample / "train_file.root")["tree"].arrays(entry_stop=12)
     n1, n2 = ak.num(events.jet1_part_px).to_numpy(), ak.num(events.jet2_part_px).to_numpy()
-    assert (inputs["jet1_mask"].numpy().sum(axis=(1, 2)) == n1).all()
-    assert (inputs["pf_mask"].numpy().sum(axis=(1, 2)) == np.minimum(n1 + n2, 200)).all()
+    assert (inputs["jet1_mask"].numpy().sum(axis=(1, 2)) == np.minimum(n1, 40)).all()
+    # pf: the 40 leading constituents of each jet, jet 1's first (the second jet's start where the first's end)
+    assert (inputs["pf_mask"].numpy().sum(axis=(1, 2)) == np.minimum(n1, 40) + np.minimum(n2, 40)).all()
+    for event, start in enumerate(np.minimum(n1, 40)):  # pf_vectors is (px, py, pz, E) unscaled
+        assert inputs["pf_vectors"][event, 0, start].item() == pytest.approx(events.jet2_part_px[event][0], rel=1e-5)
     assert (inputs["obj_mask"].numpy() == 1).all()
 
 
