@@ -222,3 +222,32 @@ def test_train_script_trains_on_generated_events(sample, tmp_path, model, config
         expected = torch_model.eval()(*inputs.values()).numpy()
     (onnx_scores,) = session.run(None, {name: x.numpy() for name, x in inputs.items()})
     np.testing.assert_allclose(onnx_scores, expected, atol=1e-4, rtol=0)
+
+
+def test_explain_reads_the_constituents_the_yaml_builds(sample, tmp_path):
+    """The files hold jet1_part_*/jet2_part_*; the explain tool takes part_* from the YAML's new_variables (the
+    leading 40 of each jet), matches them to weaver's inputs, and draws objects x constituents cross-attention."""
+    import json
+
+    import torch
+    from weaver.utils.data.config import DataConfig
+    from weaver_run import load_network
+
+    from jetattn.explain.__main__ import main as explain
+
+    network = REPO / "networks" / "example_MultiScaleTransformer.py"
+    options = {"config": "model_3", "dim": 16, "cross_heads": 2,
+               "stream_params": {s: {"num_heads": 2, "num_layers": 1} for s in ("pf", "obj")}}  # fmt: skip
+    torch.manual_seed(1)
+    model, _ = load_network(network).get_model(DataConfig.load(str(YAML), load_observers=False), **options)
+    torch.save(model.state_dict(), tmp_path / "net.pt")
+    option_args = [a for k, v in options.items() for a in ("--network-option", k, repr(v))]
+    out = tmp_path / "explain"
+    assert explain([str(tmp_path / "net.pt"), "--network", str(network), "--data-config", str(YAML), *option_args,
+                    "--files", str(sample / "train_file.root"), "--out", str(out), "--num-jets", "12",
+                    "--object-names", "jet 1", "jet 2", "di-jet"]) == 0  # fmt: skip
+    result = json.loads((out / "explain.json").read_text())
+    assert set(result["jets_per_class"]) == {"signal", "background"}
+    maps = result["cross_attention"]["maps"]
+    assert maps and all(len(table) == 3 and len(table[0]) == 20 for layer in maps.values() for table in layer.values())
+    assert (out / "cross_attention_0.png").exists() and (out / "gradcam.pdf").exists()

@@ -176,7 +176,7 @@ def explain(args: argparse.Namespace) -> dict:
     for index, layer in enumerate(cross_layers):
         tables = {g: np.nanmean(cross_means[(g, layer)], axis=0) for g in ("signal", "background")
                   if (g, layer) in cross_means}  # fmt: skip
-        written += plots.cross_maps(layer, tables, args.out, index)
+        written += plots.cross_maps(layer, tables, args.out, index, args.object_names)
         cross_json[layer] = {g: listed(t) for g, t in tables.items()}
     if objects is None:
         note("cross-attention maps: the network has no cross-attention (not a multi-scale model with objects)")
@@ -257,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cross-particles", type=int, default=20, help="leading constituents in cross maps")
     parser.add_argument("--graph-classes", nargs="+", default=["label_Tbl", "label_Tbqq", "label_H4q"],
                         help="classes with an example η–φ graph (%(default)s)")  # fmt: skip
+    parser.add_argument("--object-names", nargs="+", help="names of the objects in cross-attention maps, in order "
+                        "(DiHiggs: 'jet 1' 'jet 2' di-jet)")  # fmt: skip
     parser.add_argument("--edge-threshold", type=float, default=0.1, help="least weight drawn in graphs")
     parser.add_argument("--kt-radius", type=float, default=0.8, help="R of the exclusive-kT subjet clustering")
     parser.add_argument("--gradcam-layer", help="module whose tokens Grad-CAM reads (default: last particle block)")

@@ -43,12 +43,33 @@ class Jets:
         return all(name in self.particles for name in branches)
 
 
-def read_branches(files: list[Path], treename: str | None, names: tuple[str, ...], num_jets: int) -> dict:
-    """The branches ``names`` a file has of the first ``num_jets`` entries of ``files`` (in order), as awkward
-    arrays; the kinematic ones must be there."""
+def _sources(name: str, present: set[str], funcs: dict) -> set[str] | None:
+    """The file branches ``name`` is computed from: itself if the file has it, else those of its expression in
+    the data config's ``new_variables`` (recursively); None if neither gives it."""
+    from weaver.utils.data.eval_utils import _get_data_var_names
+
+    if name in present:
+        return {name}
+    if name not in funcs:
+        return None
+    sources: set[str] = set()
+    for dependency in _get_data_var_names(funcs[name]):
+        found = _sources(dependency, present, funcs)
+        if found is None:
+            return None
+        sources |= found
+    return sources
+
+
+def read_branches(files: list[Path], config, names: tuple[str, ...], num_jets: int) -> dict:
+    """The branches ``names`` of the first ``num_jets`` entries of ``files`` (in order), as awkward arrays: read
+    from the file, or computed by the data config's ``new_variables`` where the file lacks them (the DiHiggs
+    ``part_*``, both jets' constituents as one sequence); the kinematic ones must be there one way or the other."""
     import awkward as ak
     import uproot
+    from weaver.utils.data.preprocess import _build_new_variables
 
+    funcs = dict(config.var_funcs)
     parts: dict[str, list] = {}
     left = num_jets
     for path in files:
@@ -56,19 +77,33 @@ def read_branches(files: list[Path], treename: str | None, names: tuple[str, ...
             break
         with uproot.open(path) as f:
             trees = [key.split(";")[0] for key, cls in f.classnames().items() if cls == "TTree"]
-            name = treename or (trees[0] if len(trees) == 1 else None)
+            name = config.treename or (trees[0] if len(trees) == 1 else None)
             if name is None:
                 raise ToolError(f"{path}: {len(trees)} trees and no treename in the data config")
             tree = f[name]
-            present = [b for b in names if b in tree.keys()]
-            lacking = [b for b in KINEMATICS if b not in present]
+            branches = set(tree.keys())
+            sources = {b: _sources(b, branches, funcs) for b in names}
+            available = [b for b in names if sources[b] is not None]
+            lacking = [b for b in KINEMATICS if b not in available]
             if lacking:
-                raise ToolError(f"{path}: lacks the branch {lacking[0]} the plots need")
-            arrays = tree.arrays(present, entry_stop=left)
-            for b in present:
-                parts.setdefault(b, []).append(arrays[b])
-            left -= len(arrays)
+                raise ToolError(f"{path}: lacks the branch {lacking[0]} the plots need (nor does the data config "
+                                "compute it)")  # fmt: skip
+            table = tree.arrays(sorted(set().union(*(sources[b] for b in available))), entry_stop=left)
+            derived = [k for k in funcs if k in set().union(*(_needed(b, branches, funcs) for b in available))]
+            _build_new_variables(table, {k: funcs[k] for k in derived})
+            for b in available:
+                parts.setdefault(b, []).append(table[b])
+            left -= len(table)
     return {b: ak.concatenate(chunks) for b, chunks in parts.items() if len(chunks) == len(parts["part_px"])}
+
+
+def _needed(name: str, present: set[str], funcs: dict) -> set[str]:
+    """The ``new_variables`` to evaluate for ``name`` (itself and what it uses that the file lacks)."""
+    from weaver.utils.data.eval_utils import _get_data_var_names
+
+    if name in present or name not in funcs:
+        return set()
+    return {name}.union(*(_needed(d, present, funcs) for d in _get_data_var_names(funcs[name])))
 
 
 def load(data_config: Path, files: list[Path], num_jets: int) -> Jets:
@@ -82,7 +117,7 @@ def load(data_config: Path, files: list[Path], num_jets: int) -> Jets:
     inputs, labels = load_jets(data_config, files, num_jets)
     if not len(labels):
         raise ToolError(f"no jets read from {', '.join(map(str, files))}")
-    branches = read_branches(files, config.treename, KINEMATICS + PARTICLE_TYPES, len(labels))
+    branches = read_branches(files, config, KINEMATICS + PARTICLE_TYPES, len(labels))
     stream, group, index, branch = comparable_input(config, branches)
     mask = inputs.get(f"{stream}_mask")
     if mask is None:

@@ -68,14 +68,20 @@ def mean_maps(name: str, layers: list[str], maps: dict[str, np.ndarray], out: Pa
     return save(fig, out, f"attention_maps_{name}")
 
 
-def cross_maps(layer: str, maps: dict[str, np.ndarray], out: Path, index: int) -> list[str]:
-    """Objects (rows) attending to the leading constituents (columns), signal beside background."""
+def cross_maps(
+    layer: str, maps: dict[str, np.ndarray], out: Path, index: int, object_names: list[str] | None = None
+) -> list[str]:
+    """Objects (rows) attending to the leading constituents (columns), signal beside background, on one scale."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(maps), figsize=(7 * len(maps), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(maps), figsize=(8 * len(maps), 4.5), squeeze=False)
+    top = max(float(np.nanmax(table)) for table in maps.values())
     for ax, (group, table) in zip(axes[0], maps.items(), strict=True):
-        image = ax.imshow(table, cmap="viridis", vmin=0, aspect="auto")
-        ax.set(title=f"{group}, {layer}", xlabel="constituent (by p$_T$)", ylabel="object")
-        fig.colorbar(image, ax=ax)
+        image = ax.imshow(table, cmap="viridis", vmin=0, vmax=top, aspect="auto")
+        ax.set_title(f"{group}, {layer}", fontsize=16)
+        ax.set(xlabel="constituent (by p$_T$)", ylabel="object (query)")
+        if object_names and len(object_names) == table.shape[0]:
+            ax.set_yticks(range(len(object_names)), object_names, fontsize=14)
+        fig.colorbar(image, ax=ax, label="mean attention")
     return save(fig, out, f"cross_attention_{index}")
 
 
