@@ -280,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", choices=TASKS, help="the paper's table for this dataset (one row per file)")
     parser.add_argument("--bootstrap", type=int, default=100, help="--task: resamplings for uncertainties (0: none)")
     parser.add_argument("--markdown", type=Path, help="--task: also write the table to this Markdown file")
+    parser.add_argument("--combine", action="store_true",
+                        help="--task: the files are parts of one test set (weaver's per-group outputs): one row")
     parser.add_argument("--signal", help="signal label name, e.g. jet_isTop or label_Tbqq")
     parser.add_argument("--background", nargs="+", help="background label name(s) (default: all other classes)")
     parser.add_argument("--eff", nargs="+", type=float, default=[0.3, 0.5], help="signal efficiencies")
@@ -311,11 +313,17 @@ def main(argv: list[str] | None = None) -> int:
 def task_main(args: argparse.Namespace) -> int:
     rows = []
     try:
-        for path in args.predictions:
-            columns = load_predictions(path)
+        samples = [(str(path), load_predictions(path)) for path in args.predictions]
+        if args.combine:  # weaver writes one file per test group (train_JetClass.sh: one per class)
+            names = [set(columns) for _, columns in samples]
+            if any(n != names[0] for n in names):
+                raise ValueError("--combine: the prediction files do not have the same columns")
+            samples = [(f"{len(samples)} files combined",
+                        {k: np.concatenate([c[k] for _, c in samples]) for k in samples[0][1]})]  # fmt: skip
+        for name, columns in samples:
             metrics = task_metrics(columns, args.task)
             spread = bootstrap_spread(columns, args.task, args.bootstrap, progress=sys.stderr.isatty())
-            rows.append({"file": str(path), "metrics": metrics, "uncertainty": spread if args.bootstrap else {}})
+            rows.append({"file": name, "metrics": metrics, "uncertainty": spread if args.bootstrap else {}})
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -158,3 +158,19 @@ def test_task_jetclass_reads_ten_classes(tmp_path):
     assert result["accuracy"] == pytest.approx((scores.argmax(1) == labels).mean())
     assert {f"rej_{c.removeprefix('label_')}" for c in JETCLASS_LABELS[1:]} <= set(result)
     assert all(r > 1 for k, r in result.items() if k.startswith("rej_"))
+
+
+def test_task_combine_reads_per_group_files_as_one_test_set(tmp_path, capsys):
+    rng = np.random.default_rng(9)
+    is_signal = rng.random(600) < 0.5
+    columns = dihiggs_columns(np.clip(0.5 + 0.4 * (is_signal - 0.5) + 0.2 * rng.normal(size=600), 0, 1), is_signal)
+    whole = write_predictions(tmp_path / "all.root", columns)
+    # as weaver writes them for --data-test signal:... background:...: one class per file
+    parts = [write_predictions(tmp_path / f"{k}.root", {c: v[mask] for c, v in columns.items()})
+             for k, mask in (("sig", is_signal), ("bkg", ~is_signal))]  # fmt: skip
+    assert main([*map(str, parts), "--task", "DiHiggs", "--bootstrap", "0"]) == 1  # each alone has one class
+    capsys.readouterr()
+    assert main([*map(str, parts), "--task", "DiHiggs", "--bootstrap", "0", "--combine"]) == 0
+    combined = capsys.readouterr().out
+    assert main([str(whole), "--task", "DiHiggs", "--bootstrap", "0"]) == 0
+    assert combined.splitlines()[2].split("|")[2:] == capsys.readouterr().out.splitlines()[2].split("|")[2:]
