@@ -107,30 +107,43 @@ def attention_graph(graph: dict, out: Path, stem: str) -> list[str]:
     return save(fig, out, stem)
 
 
+def panel_grid(count: int, width: float, height: float, columns: int = 5):
+    """A figure with ``count`` panels, at most ``columns`` per row; the unused panels hidden."""
+    plt = pyplot()
+    cols = min(count, columns)
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, axes.flat[:count]
+
+
 def fraction_histograms(title: str, xlabel: str, tables: dict[str, dict[str, dict]], out: Path, stem: str):
     """Per class, the jet-and-head distribution of a fraction for each model (trained, untrained)."""
-    plt = pyplot()
     names = sorted({name for table in tables.values() for name in table})
-    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 5.5), squeeze=False)
+    fig, axes = panel_grid(len(names), 6, 5.5)
     edges = np.linspace(0, 1, 26)
-    for ax, name in zip(axes[0], names, strict=True):
+    for ax, name in zip(axes, names, strict=True):
         for (model, table), style in zip(tables.items(), ("-", "--"), strict=False):
             if name in table:
                 ax.hist(table[name]["values"], bins=edges, density=True, histtype="step", ls=style,
                         label=f"{model} (mean {table[name]['mean']:.2f})")  # fmt: skip
-        ax.set(title=name, xlabel=xlabel, ylabel="density", xlim=(0, 1))
-        ax.legend(fontsize=12)
-    fig.suptitle(title, fontsize=16)
+        ax.set_title(name, fontsize=20)
+        ax.set(xlabel=xlabel, ylabel="density", xlim=(0, 1))
+        ax.legend(fontsize=12, loc="upper right")
+    fig.suptitle(title, fontsize=20)
+    fig.tight_layout()
     return save(fig, out, stem)
 
 
 def gradcam_maps(maps: dict[str, np.ndarray], edges: np.ndarray, layer: str, out: Path) -> list[str]:
     """Per class, the mean Grad-CAM of the jets in (Δη, Δφ)."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(maps), figsize=(6.5 * len(maps), 5.5), squeeze=False)
-    for ax, (name, table) in zip(axes[0], maps.items(), strict=True):
+    fig, axes = panel_grid(len(maps), 6.5, 5.5)
+    for ax, (name, table) in zip(axes, maps.items(), strict=True):
         image = ax.pcolormesh(edges, edges, table.T, cmap="magma")
-        ax.set(title=name, xlabel=r"$\Delta\eta$", ylabel=r"$\Delta\phi$")
+        ax.set_title(name, fontsize=20)
+        ax.set(xlabel=r"$\Delta\eta$", ylabel=r"$\Delta\phi$")
         fig.colorbar(image, ax=ax)
-    fig.suptitle(f"Grad-CAM of {layer}, mean over jets", fontsize=16)
+    fig.suptitle(f"Grad-CAM of {layer}, mean over jets", fontsize=20)
+    fig.tight_layout()
     return save(fig, out, "gradcam")
