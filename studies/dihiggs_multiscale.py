@@ -99,8 +99,9 @@ def plot_curves(curves: dict[str, list[dict]], path: Path) -> None:
         rejections = []
         for roc in repeats:
             eff_b = np.interp(grid, roc["signal_eff"], roc["background_eff"])
-            rejections.append(1 / np.clip(eff_b, 1e-6, None))
-        low, mid, high = np.percentile(rejections, [0, 50, 100], axis=0)
+            # no background event left: the rejection is only bounded by the test sample's size, not drawn
+            rejections.append(np.where(eff_b > 0, 1 / np.where(eff_b > 0, eff_b, 1), np.nan))
+        low, mid, high = np.nanpercentile(rejections, [0, 50, 100], axis=0)
         line = ax.plot(grid, mid, label=name)[0]
         ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
     ax.set(yscale="log", xlim=(0, 1), xlabel=r"signal efficiency (gg → H → hh → b$\bar{b}$b$\bar{b}$, $m_H$ = 1 TeV)",

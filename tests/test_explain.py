@@ -152,8 +152,8 @@ def test_explain_a_tiny_part_on_real_hbb_jets(hbb_sample, tmp_path):
     assert 0 <= scores["fraction_below_0.1"] <= 1 and 0 <= scores["fraction_above_0.9"] <= 1
     for model_name in ("trained", "untrained"):
         hbb = result["fractions"]["between_subjets"][model_name]["Hbb"]
-        assert hbb["jets"] == 120 and len(hbb["values"]) == 120 * 2 * 2  # jets x heads x layers
-        assert all(0 <= v <= 1 + 1e-9 for v in hbb["values"])
+        assert hbb["jets"] == 120 and hbb["entries"] == sum(hbb["counts"]) == 120 * 2 * 2  # jets x heads x layers
+        assert len(hbb["bin_edges"]) == len(hbb["counts"]) + 1 and 0 <= hbb["mean"] <= 1
     fractions = result["fractions"]["between_subjets"]
     assert fractions["trained"]["Hbb"]["mean"] != fractions["untrained"]["Hbb"]["mean"]
     maps = result["mean_maps"]["maps"]["Hbb"]["mod.blocks.1.attn"]

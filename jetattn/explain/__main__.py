@@ -37,8 +37,8 @@ LEPTON_CLASSES = ("Tbl", "Hqql")
 
 
 def listed(array: np.ndarray) -> list:
-    """A numpy array as JSON lists, NaN as null."""
-    array = np.asarray(array, dtype=float)
+    """A numpy array as JSON lists, NaN as null, to 6 decimals (means of weights in [0, 1])."""
+    array = np.round(np.asarray(array, dtype=float), 6)
     return np.where(np.isnan(array), None, array).tolist()
 
 
@@ -274,10 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     except ToolError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    from jetattn.io import write_json
+    import json
+
+    from jetattn.io import write_text_atomic
 
     result["command"] = " ".join(["python -m jetattn.explain", *(argv if argv is not None else sys.argv[1:])])
-    write_json(args.out / "explain.json", result)
+    # one line per top-level key: the matrices inside stay on one line each instead of one number per line
+    lines = [f"  {json.dumps(key)}: {json.dumps(value, separators=(',', ':'))}" for key, value in result.items()]
+    write_text_atomic(args.out / "explain.json", "{\n" + ",\n".join(lines) + "\n}\n")
     print(f"wrote {len(result['files'])} figures and explain.json to {args.out}")
     return 0
 

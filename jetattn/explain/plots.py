@@ -122,12 +122,12 @@ def fraction_histograms(title: str, xlabel: str, tables: dict[str, dict[str, dic
     """Per class, the jet-and-head distribution of a fraction for each model (trained, untrained)."""
     names = sorted({name for table in tables.values() for name in table})
     fig, axes = panel_grid(len(names), 6, 5.5)
-    edges = np.linspace(0, 1, 26)
     for ax, name in zip(axes, names, strict=True):
         for (model, table), style in zip(tables.items(), ("-", "--"), strict=False):
             if name in table:
-                ax.hist(table[name]["values"], bins=edges, density=True, histtype="step", ls=style,
-                        label=f"{model} (mean {table[name]['mean']:.2f})")  # fmt: skip
+                edges, counts = np.array(table[name]["bin_edges"]), np.array(table[name]["counts"], dtype=float)
+                density = counts / max(counts.sum(), 1) / np.diff(edges)
+                ax.stairs(density, edges, ls=style, label=f"{model} (mean {table[name]['mean']:.2f})")
         ax.set_title(name, fontsize=20)
         ax.set(xlabel=xlabel, ylabel="density", xlim=(0, 1))
         ax.legend(fontsize=12, loc="upper right")

@@ -129,13 +129,20 @@ class AttentionSummary:
         }
 
 
+FRACTION_BINS = np.linspace(0, 1, 26)
+
+
 def fraction_table(values: dict[str, dict[str, list[np.ndarray]]]) -> dict[str, dict]:
-    """Per class: every jet-and-head value pooled over layers, their mean, and the mean per layer."""
+    """Per class: the histogram (``FRACTION_BINS``) of every jet-and-head value pooled over layers, as plotted,
+    their number, their mean, and the mean per layer."""
     table = {}
     for name, by_layer in values.items():
         pooled = np.concatenate([np.concatenate(v) for v in by_layer.values()])
+        counts, _ = np.histogram(np.clip(pooled, 0, 1), bins=FRACTION_BINS)
         table[name] = {
-            "values": pooled.tolist(),
+            "bin_edges": FRACTION_BINS.tolist(),
+            "counts": counts.tolist(),
+            "entries": len(pooled),
             "mean": float(pooled.mean()),
             "mean_per_layer": {layer: float(np.concatenate(v).mean()) for layer, v in by_layer.items()},
             "jets": len(next(iter(by_layer.values()))),
