@@ -138,7 +138,8 @@ def summarise(out: Path, records: list[dict], args: argparse.Namespace) -> str:
     header = ["| model | accuracy | AUC | 1/εB at εS = 50% | 1/εB at εS = 30% | min per run |",
               "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     table = "\n".join(header + lines)
-    write_json(out / "results.json", {"rows": rows, "settings": vars(args) | {"out": str(args.out)}})
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    write_json(out / "results.json", {"rows": rows, "settings": settings})
     plot_curves(curves, out / "rejection")
     return table
 
