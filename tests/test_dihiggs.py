@@ -224,9 +224,11 @@ def test_train_script_trains_on_generated_events(sample, tmp_path, model, config
     np.testing.assert_allclose(onnx_scores, expected, atol=1e-4, rtol=0)
 
 
-def test_explain_reads_the_constituents_the_yaml_builds(sample, tmp_path):
+@pytest.mark.parametrize("config", ["model_3", "model_2"])
+def test_explain_reads_the_constituents_the_yaml_builds(sample, tmp_path, config):
     """The files hold jet1_part_*/jet2_part_*; the explain tool takes part_* from the YAML's new_variables (the
-    leading 40 of each jet), matches them to weaver's inputs, and draws objects x constituents cross-attention."""
+    leading 40 of each jet), matches them to weaver's inputs, and draws objects x constituents cross-attention
+    (model_2, whose streams are each jet's: that alone)."""
     import json
 
     import torch
@@ -236,8 +238,9 @@ def test_explain_reads_the_constituents_the_yaml_builds(sample, tmp_path):
     from jetattn.explain.__main__ import main as explain
 
     network = REPO / "networks" / "example_MultiScaleTransformer.py"
-    options = {"config": "model_3", "dim": 16, "cross_heads": 2,
-               "stream_params": {s: {"num_heads": 2, "num_layers": 1} for s in ("pf", "obj")}}  # fmt: skip
+    streams = ("pf", "obj") if config == "model_3" else ("jet1", "jet2", "obj")
+    options = {"config": config, "dim": 16, "cross_heads": 2,
+               "stream_params": {s: {"num_heads": 2, "num_layers": 1} for s in streams}}  # fmt: skip
     torch.manual_seed(1)
     model, _ = load_network(network).get_model(DataConfig.load(str(YAML), load_observers=False), **options)
     torch.save(model.state_dict(), tmp_path / "net.pt")
@@ -250,4 +253,6 @@ def test_explain_reads_the_constituents_the_yaml_builds(sample, tmp_path):
     assert set(result["jets_per_class"]) == {"signal", "background"}
     maps = result["cross_attention"]["maps"]
     assert maps and all(len(table) == 3 and len(table[0]) == 20 for layer in maps.values() for table in layer.values())
-    assert (out / "cross_attention_0.png").exists() and (out / "gradcam.pdf").exists()
+    assert (out / "cross_attention_0.png").exists()
+    assert (out / "gradcam.pdf").exists() == (config == "model_3")
+    assert any("cross-attention only" in note for note in result["skipped"]) == (config == "model_2")

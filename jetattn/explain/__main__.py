@@ -90,11 +90,15 @@ def explain(args: argparse.Namespace) -> dict:
     absent = [names[c] for c in range(len(names)) if c not in present]
     if absent:
         note(f"classes without jets in the files: {', '.join(absent)}")
-    blocks = particle_blocks(model)
-    if not blocks:
+    objects = getattr(getattr(model, "mod", model), "objects", None)
+    blocks = particle_blocks(model, sample.stream)
+    if not blocks and objects is None:
         raise ToolError(f"{args.network}: no particle attention blocks (blocks.<i>) to explain")
+    if not blocks:
+        note(f"particle attention, graphs and Grad-CAM: no stream of the model holds the particle sequence "
+             f"'{sample.stream}' of the data config; cross-attention only")  # fmt: skip
     layers = [f"{block}.attn" for block in blocks]
-    gradcam_layer = args.gradcam_layer or blocks[-1]
+    gradcam_layer = args.gradcam_layer or (blocks[-1] if blocks else None)
     summaries = {"trained": AttentionSummary(layers, names, args.max_particles, graphs.SUBJETS)}
     if untrained is not None:
         summaries["untrained"] = AttentionSummary(layers, names, args.max_particles, graphs.SUBJETS)
@@ -117,7 +121,6 @@ def explain(args: argparse.Namespace) -> dict:
         else:
             note(f"attention graph of {name}: no such jets")
 
-    objects = getattr(getattr(model, "mod", model), "objects", None)
     is_signal = np.array(["QCD" not in n for n in names])
     if is_signal.all():
         is_signal = np.arange(len(names)) == 0
@@ -148,9 +151,11 @@ def explain(args: argparse.Namespace) -> dict:
                 object_padding = sample.inputs[f"{objects}_mask"][start:stop, 0].le(0).to(args.device)
                 orders = [np.argsort(-pt, kind="stable") for pt in pts]
                 summary.add_cross(records, labels, is_signal, object_padding, orders, args.cross_particles)
-            if model_name == "trained":
+            if model_name == "trained" and layers:
                 graph_data.update(graph_entries(records[layers[-1]][0], examples, start, stop, sample, subjets,
                                                 names, args.edge_threshold, note))  # fmt: skip
+        if gradcam_layer is None:
+            continue
         padding = mask[start:stop, 0].le(0).to(args.device)
         cam = gradcam(model, batch, gradcam_layer, torch.from_numpy(labels), padding).cpu().numpy()
         for row, j in enumerate(jets_here):
@@ -162,7 +167,8 @@ def explain(args: argparse.Namespace) -> dict:
     written: list[str] = []
     trained = summaries["trained"]
     scores = {k: s.score_summary() for k, s in summaries.items()}
-    written += plots.score_distribution(scores, args.out)
+    if layers:
+        written += plots.score_distribution(scores, args.out)
     means = trained.maps.means()
     maps_json = {}
     for c in present:
@@ -193,7 +199,8 @@ def explain(args: argparse.Namespace) -> dict:
         elif kind == "between_subjets":
             note("subjet attention: no jet of a class with a subjet count (or attention over projections)")
     cam_means = cams.means()
-    written += plots.gradcam_maps(cam_means, cams.edges, gradcam_layer, args.out)
+    if gradcam_layer is not None:
+        written += plots.gradcam_maps(cam_means, cams.edges, gradcam_layer, args.out)
     return {
         "checkpoint": str(args.checkpoint),
         "network": str(args.network),

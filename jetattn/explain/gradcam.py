@@ -15,11 +15,14 @@ from torch import nn
 from jetattn.deps import ToolError
 
 
-def particle_blocks(model: nn.Module) -> list[str]:
+def particle_blocks(model: nn.Module, stream: str | None = None) -> list[str]:
     """Names of the self-attention blocks over the particles, in order: ParT's ``blocks.<i>`` (not its class
-    attention), or the first stream's of a multi-scale model (``streams.pf.blocks.<i>``)."""
+    attention), or a multi-scale model's stream ``stream`` (``streams.pf.blocks.<i>``; none if the model has
+    streams but not that one, as model_2 whose constituent streams are each jet's)."""
     names = [name for name, _ in model.named_modules() if re.search(r"(^|\.)blocks\.\d+$", name)]
     names = [name for name in names if not re.search(r"(^|\.)(cls|cross)_blocks\.", name)]
+    if stream is not None and any(".streams." in f".{name}" for name in names):
+        names = [name for name in names if f".streams.{stream}.blocks." in f".{name}"]
     if not names:
         return []
     stem = names[0].rsplit(".", 1)[0]

@@ -73,15 +73,18 @@ def cross_maps(
 ) -> list[str]:
     """Objects (rows) attending to the leading constituents (columns), signal beside background, on one scale."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(maps), figsize=(8 * len(maps), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(maps), figsize=(8.5 * len(maps), 4.5), squeeze=False)
+    # one colour scale from the smallest to the largest mean: near-uniform maps still show their structure
+    low = min(float(np.nanmin(table)) for table in maps.values())
     top = max(float(np.nanmax(table)) for table in maps.values())
     for ax, (group, table) in zip(axes[0], maps.items(), strict=True):
-        image = ax.imshow(table, cmap="viridis", vmin=0, vmax=top, aspect="auto")
+        image = ax.imshow(table, cmap="viridis", vmin=low, vmax=top, aspect="auto")
         ax.set_title(f"{group}, {layer}", fontsize=16)
         ax.set(xlabel="constituent (by p$_T$)", ylabel="object (query)")
         if object_names and len(object_names) == table.shape[0]:
             ax.set_yticks(range(len(object_names)), object_names, fontsize=14)
         fig.colorbar(image, ax=ax, label="mean attention")
+    fig.tight_layout(w_pad=3)
     return save(fig, out, f"cross_attention_{index}")
 
 
