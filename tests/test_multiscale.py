@@ -17,7 +17,7 @@ from jetattn.weaver import model_info
 
 warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated")  # torch 2.13 on quantize_dynamic
 
-CONFIGS = ["model_1", "model_2", "model_3"]
+CONFIGS = ["model_1", "model_2", "model_3", "objects"]
 CHANNELS = {"pf": 3, "jet1": 3, "jet2": 3, "obj": 5}  # (pT, η, φ) per constituent; 5 per object
 LENGTHS = {"pf": 12, "jet1": 10, "jet2": 8, "obj": 5}
 
@@ -89,7 +89,7 @@ def test_each_configuration_reads_its_streams_and_classifies(model_class, config
         probabilities = model(*events(config, batch=2))
     torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(2))
     n_cross = sum(isinstance(m, CrossBlock) for m in model.modules())
-    assert n_cross == (2 if model_class is MultiScaleTransformer and config != "model_1" else 0)
+    assert n_cross == (2 if model_class is MultiScaleTransformer and config in ("model_2", "model_3") else 0)
 
 
 def test_concat_baseline_has_no_cross_attention():
@@ -177,7 +177,7 @@ def test_record_attention_maps_self_and_cross_attention(config):
             assert weights.shape == (4, 2, LENGTHS[stream], LENGTHS[stream])
             torch.testing.assert_close(weights.sum(-1), torch.ones(4, 2, LENGTHS[stream]))
             assert (weights.masked_select(~real[:, None, None, :]) == 0).all()
-    if config == "model_1":
+    if config in ("model_1", "objects"):  # one stream, no cross-attention
         assert not any(name.startswith("cross_blocks") for name in maps)
         return
     constituents = stream_names(config)[:-1]
