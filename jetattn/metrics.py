@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -242,14 +241,9 @@ def spread_over_files(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 def plot_rejection(roc: dict, result: dict, signal: str, path: Path) -> None:
     """Background rejection 1/ε_B against signal efficiency ε_S, log scale, as in the ParT paper's figures."""
-    import matplotlib
+    from jetattn.plotting import pyplot, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import mplhep
-
-    plt.style.use(mplhep.style.CMS)
-    fig, ax = plt.subplots(figsize=(8, 7))
+    fig, ax = pyplot().subplots(figsize=(8, 7))
     passing = roc["background_eff"] > 0
     ax.plot(roc["signal_eff"][passing], 1 / roc["background_eff"][passing],
             label=f"AUC = {result['auc']:.4f}, {result['num_background']} background jets")
@@ -257,10 +251,7 @@ def plot_rejection(roc: dict, result: dict, signal: str, path: Path) -> None:
     ax.set(yscale="log", xlim=(0, 1), xlabel=f"signal efficiency ({signal})",
            ylabel=r"background rejection 1/$\varepsilon_B$")
     ax.legend(loc="upper right", fontsize=16)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    save(fig, path.parent, path.stem, (path.suffix,))
 
 
 def format_metrics(result: dict[str, float], signal: str) -> str:

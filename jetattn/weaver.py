@@ -16,7 +16,7 @@ from torch import nn
 
 from jetattn.deps import ToolError
 from jetattn.nn.blocks import classifier_head
-from jetattn.nn.inputs import finite, particle_mask
+from jetattn.nn.inputs import keep_in_graph, particle_mask
 from jetattn.nn.part import ParticleTransformer
 
 
@@ -159,10 +159,8 @@ class ParTForWeaver(torch.nn.Module):
         else:  # a data config with other groups too (the multi-scale ones): read the pf_* groups by name
             by_name = dict(zip(self.input_names, inputs, strict=True))
             features, lorentz_vectors = by_name["pf_features"], by_name["pf_vectors"]
-            mask = particle_mask(by_name["pf_mask"])
-            for name, x in by_name.items():  # kept in an exported graph: finite, so times 0 adds exactly 0
-                if name not in PART_INPUTS[1:]:
-                    mask = mask + 0 * finite(x[:1, :1, :1]).sum()
+            unused = [x for name, x in by_name.items() if name not in PART_INPUTS[1:]]
+            mask = keep_in_graph(particle_mask(by_name["pf_mask"]), unused)
         output = self.mod(features, v=lorentz_vectors, mask=mask)
         if self.fc is None:
             return output

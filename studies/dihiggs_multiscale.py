@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -28,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from jetattn.io import write_json, write_text_atomic  # noqa: E402
+from jetattn.io import atomic_path, write_json, write_text_atomic  # noqa: E402
 from jetattn.metrics import (  # noqa: E402
     BINARY_TASKS,
     binary_metrics,
@@ -38,6 +39,7 @@ from jetattn.metrics import (  # noqa: E402
     task_metrics,
     task_table,
 )
+from jetattn.plotting import pyplot, save  # noqa: E402
 
 WIDTH = ["-o", "dim", "40", "-o", "fc_params", "[(64, 0.1)]"]  # the talk: 5 heads per stream, MLP head of 64
 # name -> (train_DiHiggs.sh model, its options); every stream 2 self-attention layers of 5 heads (the defaults)
@@ -85,15 +87,9 @@ def train(out: Path, name: str, repeat: int, args: argparse.Namespace) -> dict:
 
 
 def plot_curves(curves: dict[str, list[dict]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import mplhep
     import numpy as np
 
-    plt.style.use(mplhep.style.CMS)
-    fig, ax = plt.subplots(figsize=(9, 8))
+    fig, ax = pyplot().subplots(figsize=(9, 8))
     grid = np.linspace(0.05, 1, 96)
     for name, repeats in curves.items():
         rejections = []
@@ -107,12 +103,7 @@ def plot_curves(curves: dict[str, list[dict]], path: Path) -> None:
     ax.set(yscale="log", xlim=(0, 1), xlabel=r"signal efficiency (gg → H → hh → b$\bar{b}$b$\bar{b}$, $m_H$ = 1 TeV)",
            ylabel=r"background rejection 1/$\varepsilon_B$ (QCD + $t\bar{t}$)")  # fmt: skip
     ax.legend(fontsize=14, title="median and range of the repeats", title_fontsize=14)
-    for suffix in (".png", ".pdf"):
-        target = path.with_suffix(suffix)
-        tmp = target.with_name(f".{target.stem}.tmp{suffix}")
-        fig.savefig(tmp, bbox_inches="tight")
-        os.replace(tmp, target)
-    plt.close(fig)
+    save(fig, path.parent, path.name)
 
 
 def cell(values: list[float], digits: int) -> str:
@@ -178,9 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.summary_to:
         args.summary_to.mkdir(parents=True, exist_ok=True)
         for name in ("table.md", "results.json", "rejection.png", "rejection.pdf"):
-            tmp = args.summary_to / f".{name}.tmp"
-            tmp.write_bytes((args.out / name).read_bytes())
-            os.replace(tmp, args.summary_to / name)
+            with atomic_path(args.summary_to / name) as tmp:
+                shutil.copyfile(args.out / name, tmp)
     return 0
 
 

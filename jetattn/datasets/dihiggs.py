@@ -169,8 +169,7 @@ class _Task:
         return sum(n for _, n in self.outputs)
 
     def seeds(self) -> tuple[int, np.random.Generator]:
-        sequence = np.random.SeedSequence([self.seed, _SEED_STREAM, self.process_index, self.chunk])
-        return int(sequence.generate_state(1)[0]) % 900_000_000 + 1, np.random.default_rng(sequence.spawn(1)[0])
+        return gen.task_seeds(self.seed, _SEED_STREAM, self.process_index, self.chunk)
 
 
 def _make_pythia(task: _Task):

@@ -477,11 +477,16 @@ class _Task:
         return sum(n for _, n in self.outputs)
 
     def seeds(self) -> tuple[int, np.random.Generator]:
-        """Pythia's seed (1 .. 900 000 000) and the detector's generator, both from (seed, dataset, class, chunk)."""
-        dataset_index = list(DATASETS).index(self.dataset)
-        sequence = np.random.SeedSequence([self.seed, dataset_index, self.class_index, self.chunk])
-        pythia_seed = int(sequence.generate_state(1)[0]) % 900_000_000 + 1
-        return pythia_seed, np.random.default_rng(sequence.spawn(1)[0])
+        """Pythia's seed and the detector's generator, both from (seed, dataset, class, chunk)."""
+        return task_seeds(self.seed, list(DATASETS).index(self.dataset), self.class_index, self.chunk)
+
+
+def task_seeds(*entropy: int) -> tuple[int, np.random.Generator]:
+    """Pythia's seed (1 .. 900 000 000) and a numpy generator (the detector's), both drawn from ``entropy``:
+    one task's, so that every task of a run gets its own, reproducible streams."""
+    sequence = np.random.SeedSequence(list(entropy))
+    pythia_seed = int(sequence.generate_state(1)[0]) % 900_000_000 + 1
+    return pythia_seed, np.random.default_rng(sequence.spawn(1)[0])
 
 
 def start_pythia(settings: list[str], name: str):

@@ -43,22 +43,23 @@ class Jets:
         return all(name in self.particles for name in branches)
 
 
-def _sources(name: str, present: set[str], funcs: dict) -> set[str] | None:
-    """The file branches ``name`` is computed from: itself if the file has it, else those of its expression in
-    the data config's ``new_variables`` (recursively); None if neither gives it."""
+def _resolve(name: str, present: set[str], funcs: dict) -> tuple[set[str], set[str]] | None:
+    """How to get ``name``: the file branches to read and the data config's ``new_variables`` to evaluate
+    (itself and what it uses that the file lacks, recursively); None if neither the file nor the config has it."""
     from weaver.utils.data.eval_utils import _get_data_var_names
 
     if name in present:
-        return {name}
+        return {name}, set()
     if name not in funcs:
         return None
-    sources: set[str] = set()
+    sources, derived = set(), {name}
     for dependency in _get_data_var_names(funcs[name]):
-        found = _sources(dependency, present, funcs)
+        found = _resolve(dependency, present, funcs)
         if found is None:
             return None
-        sources |= found
-    return sources
+        sources |= found[0]
+        derived |= found[1]
+    return sources, derived
 
 
 def read_branches(files: list[Path], config, names: tuple[str, ...], num_jets: int) -> dict:
@@ -81,29 +82,19 @@ def read_branches(files: list[Path], config, names: tuple[str, ...], num_jets: i
             if name is None:
                 raise ToolError(f"{path}: {len(trees)} trees and no treename in the data config")
             tree = f[name]
-            branches = set(tree.keys())
-            sources = {b: _sources(b, branches, funcs) for b in names}
-            available = [b for b in names if sources[b] is not None]
+            plans = {b: _resolve(b, set(tree.keys()), funcs) for b in names}
+            available = [b for b in names if plans[b] is not None]
             lacking = [b for b in KINEMATICS if b not in available]
             if lacking:
                 raise ToolError(f"{path}: lacks the branch {lacking[0]} the plots need (nor does the data config "
                                 "compute it)")  # fmt: skip
-            table = tree.arrays(sorted(set().union(*(sources[b] for b in available))), entry_stop=left)
-            derived = [k for k in funcs if k in set().union(*(_needed(b, branches, funcs) for b in available))]
-            _build_new_variables(table, {k: funcs[k] for k in derived})
+            table = tree.arrays(sorted(set().union(*(plans[b][0] for b in available))), entry_stop=left)
+            derived = set().union(*(plans[b][1] for b in available))
+            _build_new_variables(table, {k: expr for k, expr in funcs.items() if k in derived})  # in config order
             for b in available:
                 parts.setdefault(b, []).append(table[b])
             left -= len(table)
     return {b: ak.concatenate(chunks) for b, chunks in parts.items() if len(chunks) == len(parts["part_px"])}
-
-
-def _needed(name: str, present: set[str], funcs: dict) -> set[str]:
-    """The ``new_variables`` to evaluate for ``name`` (itself and what it uses that the file lacks)."""
-    from weaver.utils.data.eval_utils import _get_data_var_names
-
-    if name in present or name not in funcs:
-        return set()
-    return {name}.union(*(_needed(d, present, funcs) for d in _get_data_var_names(funcs[name])))
 
 
 def load(data_config: Path, files: list[Path], num_jets: int) -> Jets:

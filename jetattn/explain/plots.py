@@ -6,32 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jetattn.io import atomic_path
+from jetattn.plotting import pyplot, save
 
 MARKERS = {"ChargedHadron": "o", "NeutralHadron": "s", "Photon": "^", "Electron": "P", "Muon": "X", "particle": "o"}
-
-
-def pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import mplhep
-
-    plt.style.use(mplhep.style.CMS)
-    return plt
-
-
-def save(fig, out: Path, stem: str) -> list[str]:
-    """``out/stem.png`` and ``out/stem.pdf``; returns their names."""
-    plt = pyplot()
-    names = []
-    for suffix in (".png", ".pdf"):
-        with atomic_path(out / f"{stem}{suffix}") as tmp:
-            fig.savefig(tmp, bbox_inches="tight", format=suffix[1:])
-        names.append(f"{stem}{suffix}")
-    plt.close(fig)
-    return names
 
 
 def score_distribution(scores: dict[str, dict], out: Path) -> list[str]:

@@ -30,7 +30,7 @@ from torch import nn
 
 from jetattn.nn.attention import padding_bias
 from jetattn.nn.blocks import Block, CrossBlock, classifier_head
-from jetattn.nn.inputs import finite, particle_mask
+from jetattn.nn.inputs import finite, keep_in_graph, particle_mask
 from jetattn.nn.pairs import PairEmbed
 from jetattn.nn.part import Embed
 
@@ -212,9 +212,7 @@ class StreamModel(nn.Module):
         for i, (name, stream) in enumerate(self.streams.items()):
             mask = particle_mask(by_name[f"{name}_mask"])
             if i == 0:
-                # keeps inputs no stream reads in an exported graph: finite, so times 0 it adds exactly 0
-                for x in unused:
-                    mask = mask + 0 * finite(x[:1, :1, :1]).sum()
+                mask = keep_in_graph(mask, unused)
             vectors = by_name.get(f"{name}_vectors") if stream.pair_embed is not None else None
             encoded[name] = stream(by_name[f"{name}_features"], mask.bool(), vectors)
         return encoded
