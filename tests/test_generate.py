@@ -358,3 +358,46 @@ def test_ctrl_c_stops_workers_and_cleans_up(tmp_path):
     assert not list(tmp_path.rglob("*.tmp"))
     for path in tmp_path.rglob("*.root"):  # whatever was completed must be whole
         assert uproot.open(path)["tree"].num_entries > 0
+
+
+class _Charges:
+    def charge(self, pid):
+        return np.where(np.abs(pid) == 211, np.sign(pid), 0).astype(float)
+
+
+def test_particles_no_detector_can_see_are_dropped_before_clustering():
+    # Pythia can emit a final-state photon of exactly zero four-momentum: the detector model turned it into NaN,
+    # and FastJet crashed (segmentation fault) on it
+    spec = generate.DATASETS["JetClass"]
+    maker = generate._JetMaker(spec, spec.classes[0], _Charges(), np.random.default_rng(0))
+    p4 = np.array([[300.0, 10.0, 50.0, 305.0], [250.0, -5.0, 40.0, 253.0], [0.0, 0.0, 0.0, 0.0],
+                   [0.0, 0.0, 900.0, 900.0], [200.0, 8.0, 30.0, 202.5]])  # fmt: skip
+    n = len(p4)
+    events = generate._EventBatch(offsets=np.array([0, n]), pid=np.array([211, 22, 22, 22, -211]),
+                                  status=np.ones(n, int), mother1=np.zeros(n, int), daughter1=np.zeros(n, int),
+                                  daughter2=np.zeros(n, int), p4=p4, mass=np.zeros(n), vertex=np.zeros((n, 3)))
+    visible, measured = maker._measure(events)
+    assert visible.tolist() == [0, 1, 4]  # not the zero photon, not the one along the beam
+    assert all(np.isfinite(measured[k]).all() for k in ("px", "py", "pz", "energy", "d0val", "dzval"))
+    jets, constituents = maker._cluster(events, visible, measured)
+    assert len(jets[0]) == 1 and sorted(np.concatenate(constituents[0]).tolist()) == [0, 1, 2]
+    measured["energy"][1] = np.nan  # and should a NaN ever come out of the detector: an error, not a crash
+    with pytest.raises(ValueError, match="non-finite four-momentum.*PDG id \\[22\\]"):
+        maker._cluster(events, visible, measured)
+
+
+def _crash_or_wait(task, report):
+    """A generator task that dies of a segmentation fault (task 0) or takes long (the others)."""
+    if task == 0:
+        os.kill(os.getpid(), signal.SIGSEGV)
+    time.sleep(60)
+    return {"jets": 0, "seconds": 0.0, "peak_mb": 0.0}
+
+
+def test_a_worker_dying_of_a_signal_stops_the_run_at_once():
+    progress = generate._Progress(["a"], 1)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"died with exit code -11 \(signal 11\)"):
+        generate._run_tasks([0, 1, 2], 2, progress, run_task=_crash_or_wait)
+    progress.close()
+    assert time.monotonic() - start < 30  # not after the other worker's 60 s tasks

@@ -284,7 +284,10 @@ class _JetMaker:
 
     def _measure(self, events: _EventBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Visible final-state particles of the whole batch (global indices) through the detector model."""
-        visible = np.flatnonzero((events.status > 0) & ~np.isin(np.abs(events.pid), _NEUTRINOS))
+        # Pythia can emit a final-state photon of exactly zero four-momentum, and a particle along the beam has
+        # no pT: neither reaches a detector (the model would turn them into NaN, which crashes FastJet)
+        measurable = (events.p4[:, 3] > 0) & (np.hypot(events.p4[:, 0], events.p4[:, 1]) > 0)
+        visible = np.flatnonzero((events.status > 0) & ~np.isin(np.abs(events.pid), _NEUTRINOS) & measurable)
         p4, vertex = events.p4[visible], events.vertex[visible]
         particles = {"px": p4[:, 0], "py": p4[:, 1], "pz": p4[:, 2], "energy": p4[:, 3],
                      "charge": self.particles.charge(events.pid[visible]), "pid": events.pid[visible],
@@ -298,6 +301,10 @@ class _JetMaker:
         import fastjet
 
         counts = np.diff(np.searchsorted(visible, events.offsets))
+        bad = ~np.isfinite(np.stack([measured[k] for k in ("px", "py", "pz", "energy")])).all(axis=0)
+        if bad.any():  # FastJet segfaults on NaN momenta: say which particle instead
+            raise ValueError(f"detector model returned a non-finite four-momentum for {self.cls.name} particle(s) "
+                             f"with PDG id {sorted(set(measured['pid'][bad].tolist()))}")
         momenta = ak.unflatten(ak.zip({"px": measured["px"], "py": measured["py"], "pz": measured["pz"],
                                        "E": measured["energy"]}), counts)
         with _quiet_stdout(self._first_clustering):  # FastJet prints its banner on first use
@@ -590,8 +597,13 @@ def _run_tasks(tasks: list, workers: int, progress, run_task: Callable = _run_ta
             try:
                 kind, *payload = messages.get(timeout=1.0)
             except queue.Empty:
+                codes = [process.exitcode for process in processes]
+                crashed = [code for code in codes if code not in (None, 0)]
+                if crashed:  # stop at once: the other workers' jets would be deleted anyway
+                    signal_note = f" (signal {-crashed[0]})" if crashed[0] < 0 else ""
+                    raise RuntimeError(f"a generator worker died with exit code {crashed[0]}{signal_note}; "
+                                       "nothing was kept, rerun to start again") from None
                 if not any(process.is_alive() for process in processes):
-                    codes = [process.exitcode for process in processes]
                     raise RuntimeError(f"generator workers exited with {codes} before finishing") from None
                 continue
             if kind == "progress":
