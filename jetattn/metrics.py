@@ -1,9 +1,12 @@
 """Tagging metrics from weaver's prediction files: accuracy, AUC, background rejection at fixed signal efficiency.
 
     python -m jetattn.metrics PRED.root [PRED2.root ...] --task JetClass|TopLandscape|QuarkGluon|DiHiggs
-                              [--bootstrap 100] [--json out.json] [--markdown out.md]
+                              [--bootstrap 100] [--json out.json] [--markdown out.md] [--roc roc.png]
         the papers' table, one row per file (several files: their mean and spread too), each figure with its
-        bootstrap uncertainty (standard deviation over resamplings of the test jets)
+        bootstrap uncertainty (standard deviation over resamplings of the test jets); --roc draws each row's
+        ROC curves (one panel per signal class)
+    python -m jetattn.metrics "ParT:runs/part/pred_*.root" "PN:runs/pn/pred_*.root" --task JetClass
+        LABEL:PATTERN rows: the files matching PATTERN (weaver's per-class outputs) form one test set, named LABEL
     python -m jetattn.metrics PRED.root --signal jet_isTop [--background jet_isQCD] [--json out.json] [--plot r.png]
         one signal against chosen backgrounds
 
@@ -214,8 +217,9 @@ def _figure(value: float, error: float | None = None) -> str:
     return text if error is None or not math.isfinite(error) else f"{text} ± {error:.{digits}f}"
 
 
-def task_table(rows: list[dict], task: str) -> str:
-    """Markdown: one line per file (value ± bootstrap spread), then the mean ± standard deviation over files."""
+def task_table(rows: list[dict], task: str, summary: bool = True) -> str:
+    """Markdown: one line per file (value ± bootstrap spread), then (``summary``, for repeats of one training)
+    the mean ± standard deviation over files."""
     keys = [k for k, v in rows[0]["metrics"].items() if isinstance(v, float)]
     heads = {"accuracy": "accuracy", "auc": "AUC", "rejection_at_50": "1/εB at εS = 50%",
              "rejection_at_30": "1/εB at εS = 30%"}  # fmt: skip
@@ -224,9 +228,9 @@ def task_table(rows: list[dict], task: str) -> str:
     for row in rows:
         cells = [_figure(row["metrics"][k], row["uncertainty"].get(k)) for k in keys]
         lines.append(f"| {row['file']} | " + " | ".join(cells) + " |")
-    if len(rows) > 1:
-        summary = spread_over_files(rows)
-        cells = [_figure(summary["mean"][k], summary["std"][k]) for k in keys]
+    if summary and len(rows) > 1:
+        spread = spread_over_files(rows)
+        cells = [_figure(spread["mean"][k], spread["std"][k]) for k in keys]
         lines.append(f"| mean ± std over {len(rows)} files | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -237,6 +241,41 @@ def spread_over_files(rows: list[dict]) -> dict[str, dict[str, float]]:
     values = {k: np.asarray([row["metrics"][k] for row in rows]) for k in keys}
     return {"mean": {k: float(v.mean()) for k, v in values.items()},
             "std": {k: float(v.std(ddof=1)) for k, v in values.items()}}  # fmt: skip
+
+
+def task_signals(task: str, classes: list[str]) -> list[tuple[str, list[str], float]]:
+    """(signal, backgrounds, the signal efficiency the paper quotes) of each ROC curve of ``task``."""
+    if task == "JetClass":
+        return [(s, [JETCLASS_BACKGROUND], eff) for s, eff in JETCLASS_SIGNAL_EFFS.items() if s in classes]
+    signal, background = BINARY_TASKS[task]
+    return [(signal, [background], 0.5)]
+
+
+def plot_task_rocs(rows: list[tuple[str, dict[str, np.ndarray]]], task: str, path: Path) -> None:
+    """1/ε_B against ε_S for every row (a curve each) and signal class of ``task`` (a panel each), log scale."""
+    from jetattn.plotting import pyplot, save
+
+    signals = task_signals(task, classes_in(rows[0][1]))
+    ncols = min(3, len(signals))
+    nrows = math.ceil(len(signals) / ncols)
+    fig, axes = pyplot().subplots(nrows, ncols, figsize=(7 * ncols, 6.3 * nrows), squeeze=False)
+    for ax, (signal, backgrounds, eff) in zip(axes.flat[: len(signals)], signals, strict=True):
+        for label, columns in rows:
+            roc: dict = {}
+            result = binary_metrics(columns, signal, backgrounds, signal_effs=(), roc=roc)
+            passing = roc["background_eff"] > 0
+            ax.plot(roc["signal_eff"][passing], 1 / roc["background_eff"][passing],
+                    label=f"{label} (AUC {result['auc']:.3f})")  # fmt: skip
+        grid = np.linspace(0.01, 1, 100)
+        ax.plot(grid, 1 / grid, ls=":", color="grey", label="random")
+        ax.axvline(eff, color="grey", lw=0.8, ls="--")
+        ax.set(yscale="log", xlim=(0, 1), xlabel=f"ε_S ({signal.removeprefix('label_')})",
+               ylabel=f"1/ε_B ({'+'.join(b.removeprefix('label_') for b in backgrounds)})")  # fmt: skip
+        ax.legend(loc="upper right", fontsize=11)
+    for ax in axes.flat[len(signals):]:
+        ax.set_axis_off()
+    fig.tight_layout()
+    save(fig, path.parent, path.stem, (path.suffix or ".png",))
 
 
 def plot_rejection(roc: dict, result: dict, signal: str, path: Path) -> None:
@@ -267,10 +306,13 @@ def format_metrics(result: dict[str, float], signal: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jetattn.metrics", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("predictions", type=Path, nargs="+", help="weaver --predict-output file(s) (.root, .parquet)")
+    parser.add_argument("predictions", nargs="+",
+                        help="weaver --predict-output file(s) (.root, .parquet); with --task also LABEL:PATTERN, "
+                             "the files matching PATTERN as one test set named LABEL")
     parser.add_argument("--task", choices=TASKS, help="the paper's table for this dataset (one row per file)")
     parser.add_argument("--bootstrap", type=int, default=100, help="--task: resamplings for uncertainties (0: none)")
     parser.add_argument("--markdown", type=Path, help="--task: also write the table to this Markdown file")
+    parser.add_argument("--roc", type=Path, help="--task: also draw each row's ROC curves into this image")
     parser.add_argument("--combine", action="store_true",
                         help="--task: the files are parts of one test set (weaver's per-group outputs): one row")
     parser.add_argument("--signal", help="signal label name, e.g. jet_isTop or label_Tbqq")
@@ -287,8 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         return task_main(args)
     try:
         roc: dict = {}
-        result = binary_metrics(load_predictions(args.predictions[0]), args.signal, args.background, tuple(args.eff),
-                                roc)  # fmt: skip
+        columns = load_predictions(Path(args.predictions[0]))
+        result = binary_metrics(columns, args.signal, args.background, tuple(args.eff), roc)
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -301,16 +343,37 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def concatenate(samples: list[dict[str, np.ndarray]], what: str) -> dict[str, np.ndarray]:
+    """The columns of several prediction files (weaver's per-group outputs of one test set) as one."""
+    if any(set(columns) != set(samples[0]) for columns in samples):
+        raise ValueError(f"{what}: the prediction files do not have the same columns")
+    return {k: np.concatenate([c[k] for c in samples]) for k in samples[0]}
+
+
+def task_samples(arguments: list[str], combine: bool) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """(row name, columns) per argument: a file, or LABEL:PATTERN (the matching files as one test set);
+    ``combine``: all of them as one row."""
+    import glob
+
+    samples = []
+    for argument in arguments:
+        label, _, pattern = argument.partition(":")
+        if pattern and not Path(argument).exists():
+            files = sorted(glob.glob(pattern))
+            if not files:
+                raise FileNotFoundError(f"{argument}: no prediction file matches {pattern}")
+            samples.append((label, concatenate([load_predictions(Path(f)) for f in files], argument)))
+        else:
+            samples.append((argument, load_predictions(Path(argument))))
+    if combine and len(samples) > 1:  # weaver writes one file per test group (train_JetClass.sh: one per class)
+        samples = [(f"{len(samples)} files combined", concatenate([c for _, c in samples], "--combine"))]
+    return samples
+
+
 def task_main(args: argparse.Namespace) -> int:
     rows = []
     try:
-        samples = [(str(path), load_predictions(path)) for path in args.predictions]
-        if args.combine:  # weaver writes one file per test group (train_JetClass.sh: one per class)
-            names = [set(columns) for _, columns in samples]
-            if any(n != names[0] for n in names):
-                raise ValueError("--combine: the prediction files do not have the same columns")
-            samples = [(f"{len(samples)} files combined",
-                        {k: np.concatenate([c[k] for _, c in samples]) for k in samples[0][1]})]  # fmt: skip
+        samples = task_samples(args.predictions, args.combine)
         for name, columns in samples:
             metrics = task_metrics(columns, args.task)
             spread = bootstrap_spread(columns, args.task, args.bootstrap, progress=sys.stderr.isatty())
@@ -318,15 +381,20 @@ def task_main(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    table = task_table(rows, args.task)
+    # LABEL:PATTERN rows are different models, not repeats: no mean over them
+    repeats = not any(":" in a and not Path(a).exists() for a in args.predictions)
+    table = task_table(rows, args.task, summary=repeats)
     print(table)
     if args.markdown:
         write_text_atomic(args.markdown, table + "\n")
     if args.json:
         result = {"task": args.task, "bootstrap": args.bootstrap, "rows": rows}
-        if len(rows) > 1:
+        if repeats and len(rows) > 1:
             result.update(spread_over_files(rows))
         write_json(args.json, result)
+    if args.roc:
+        plot_task_rocs(samples, args.task, args.roc)
+        print(f"ROC curves: {args.roc}")
     return 0
 
 

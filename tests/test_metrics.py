@@ -174,3 +174,47 @@ def test_task_combine_reads_per_group_files_as_one_test_set(tmp_path, capsys):
     combined = capsys.readouterr().out
     assert main([str(whole), "--task", "DiHiggs", "--bootstrap", "0"]) == 0
     assert combined.splitlines()[2].split("|")[2:] == capsys.readouterr().out.splitlines()[2].split("|")[2:]
+
+
+def test_task_labelled_patterns_are_one_row_each_and_roc_is_drawn(tmp_path, capsys):
+    import json
+
+    rng = np.random.default_rng(11)
+    is_signal = rng.random(800) < 0.5
+    good = dihiggs_columns(np.clip(0.5 + 0.6 * (is_signal - 0.5) + 0.1 * rng.normal(size=800), 0, 1), is_signal)
+    poor = dihiggs_columns(np.clip(0.5 + 0.1 * (is_signal - 0.5) + 0.3 * rng.normal(size=800), 0, 1), is_signal)
+    for name, columns in (("good", good), ("poor", poor)):  # per-class files, as train_*.sh writes them
+        (tmp_path / name).mkdir()
+        for part, mask in (("sig", is_signal), ("bkg", ~is_signal)):
+            write_predictions(tmp_path / name / f"pred_{part}.root", {c: v[mask] for c, v in columns.items()})
+    roc = tmp_path / "roc.png"
+    out = tmp_path / "table.json"
+    assert main([f"good model:{tmp_path}/good/pred_*.root", f"poor:{tmp_path}/poor/pred_*.root", "--task", "DiHiggs",
+                 "--bootstrap", "0", "--roc", str(roc), "--json", str(out)]) == 0  # fmt: skip
+    table = capsys.readouterr().out
+    assert "| good model |" in table and "| poor |" in table and "mean ± std" not in table  # models, not repeats
+    rows = {row["file"]: row["metrics"] for row in json.loads(out.read_text())["rows"]}
+    assert rows["good model"]["auc"] > 0.95 > rows["poor"]["auc"] > 0.55
+    assert roc.read_bytes()[:4] == b"\x89PNG" and not list(tmp_path.glob("*.tmp*"))
+    # a pattern that matches nothing names itself
+    assert main([f"none:{tmp_path}/nothing_*.root", "--task", "DiHiggs", "--bootstrap", "0"]) == 1
+    assert "nothing_*.root" in capsys.readouterr().err
+
+
+def test_task_roc_jetclass_has_a_panel_per_signal_class(tmp_path, monkeypatch):
+    from jetattn import plotting
+    from jetattn.datasets.processes import JETCLASS_LABELS
+    from jetattn.metrics import plot_task_rocs
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 10, 3000)
+    scores = rng.random((3000, 10)) + 2 * np.eye(10)[labels]
+    columns = {c: labels == i for i, c in enumerate(JETCLASS_LABELS)}
+    columns.update({"score_" + c: scores[:, i] for i, c in enumerate(JETCLASS_LABELS)})
+    figures = []
+    monkeypatch.setattr(plotting, "save", lambda fig, *a, **k: figures.append(fig))
+    plot_task_rocs([("a", columns), ("b", columns)], "JetClass", tmp_path / "roc.png")
+    drawn = [ax for ax in figures[0].axes if ax.axison]
+    assert len(drawn) == 9
+    for ax in drawn:  # a curve per model, and the random tagger's
+        assert [label.split(" (")[0] for label in ax.get_legend_handles_labels()[1]] == ["a", "b", "random"]
