@@ -173,7 +173,8 @@ class Variant:
         if self.model == "ParT-topk":
             options.update(attention="topk", topk=self.k)
         if self.model == "LinParT":
-            options.update(attention="linformer", proj_dim=self.k, max_len=n_particles, linear_pairs=True)
+            options.update(attention="linformer", proj_dim=self.k, max_len=n_particles, linear_pairs=True,
+                           checkpoint_pairs=True)  # networks/example_LinParT.py's defaults
         return options
 
 

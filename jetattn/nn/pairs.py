@@ -12,6 +12,7 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 def particle_kinematics(p4: torch.Tensor) -> torch.Tensor:
@@ -136,7 +137,40 @@ class PairEmbed(nn.Module):
             bias = torch.where(real_pairs, bias, torch.zeros_like(bias))
         return bias
 
-    def embed_projected(self, features: torch.Tensor) -> torch.Tensor:
-        """Pair features projected along the key axis, ``(B, 4, L, proj_dim)``  ->  ``(B, heads, L, proj_dim)``."""
+    def embed_projected(self, features: torch.Tensor, recompute: bool = False) -> torch.Tensor:
+        """Pair features projected along the key axis, ``(B, 4, L, proj_dim)``  ->  ``(B, heads, L, proj_dim)``.
+
+        ``recompute`` (training): keep only the input and output for the backward pass, which runs the embedding
+        again (activation checkpointing). Its layers' activations, ``L × proj_dim`` per channel and jet, are the
+        largest tensors of LinParT's training step; outputs, gradients and BatchNorm statistics are unchanged."""
         batch, channels, length, proj_dim = features.shape
-        return self.embed(features.reshape(batch, channels, length * proj_dim)).view(batch, -1, length, proj_dim)
+        flat = features.reshape(batch, channels, length * proj_dim)
+        if recompute and self.training and torch.is_grad_enabled():
+            embedded = checkpoint(_run_once_updating_statistics(self.embed), flat, use_reentrant=False)
+        else:
+            embedded = self.embed(flat)
+        return embedded.view(batch, -1, length, proj_dim)
+
+
+def _run_once_updating_statistics(module: nn.Module):
+    """``module`` as a function whose calls after the first (checkpointing's recomputation in the backward pass)
+    leave the BatchNorm running statistics and counters as the first call left them."""
+    calls = 0
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return module(x)
+        norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+        try:
+            for m in norms:
+                m.momentum = 0.0  # running = 1 · running + 0 · batch: unchanged; the batch statistics still normalise
+            return module(x)
+        finally:
+            for m, (momentum, tracked) in zip(norms, saved, strict=True):
+                m.momentum = momentum
+                m.num_batches_tracked.copy_(tracked)
+
+    return run

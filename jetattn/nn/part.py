@@ -115,6 +115,8 @@ class ParticleTransformer(nn.Module):
             for every block (Linformer's layer-wise sharing) projects the pair *features* (4 per pair) along the
             key axis, and only the ``N × proj_dim`` projected pairs are embedded; without it each block projects
             the embedded ``N × N`` bias, which costs what dense ParT's does.
+        checkpoint_pairs: with ``linear_pairs``, recompute the pair embedding in the backward pass instead of
+            keeping its activations (less memory in training, one more pair-embedding pass; same results).
         pair_min_delta: floor on the pair separation Δ; 1e-5 makes ONNX exports agree with PyTorch on jets
             with particles at identical (y, φ); None (default) is weaver's definition, for its checkpoints.
         buckets: padding-free attention: after the embeddings (whose BatchNorms see the whole batch), jets are
@@ -151,6 +153,7 @@ class ParticleTransformer(nn.Module):
         max_len: int = 128,
         share_kv_proj: bool = False,
         linear_pairs: bool = False,
+        checkpoint_pairs: bool = False,
         pair_min_delta: float | None = None,
         buckets: int = 1,
         use_amp: bool = False,
@@ -185,6 +188,9 @@ class ParticleTransformer(nn.Module):
             self.pair_projection = LinformerProjection(proj_dim, max_len, share_kv_proj)
             for block in self.blocks:
                 block.attn.linformer = self.pair_projection
+        elif checkpoint_pairs:
+            raise ValueError("checkpoint_pairs needs linear_pairs (the dense pair bias is not checkpointed)")
+        self.checkpoint_pairs = checkpoint_pairs
         cls_cfg = {**block_cfg, "dropout": 0.0, "attn_dropout": 0.0, "activation_dropout": 0.0}
         cls_cfg["kernel"] = attention if attention in (None, "sdpa", "math") else "sdpa"
         cls_cfg.update(cls_block_params or {})
@@ -242,7 +248,8 @@ class ParticleTransformer(nn.Module):
             bias = None
             if self.pair_embed is not None:
                 features = pair_feature_matrix(v, mask, self.pair_embed.min_delta)  # B, 4, L, L
-                bias = self.pair_embed.embed_projected(self.pair_projection.project(features, padding))
+                projected = self.pair_projection.project(features, padding)
+                bias = self.pair_embed.embed_projected(projected, recompute=self.checkpoint_pairs)
         elif self.pair_embed is not None:
             bias = self.pair_embed(v, mask).masked_fill(padding[:, None, None, :], float("-inf"))  # B, H, L, L
         else:
