@@ -265,8 +265,9 @@ class PeakMemory:
             time.sleep(0.001)
 
 
-def measure(variant: Variant, weaver_state: dict, batch, device: torch.device, steps: int, warmup: int) -> dict:
-    """Inference and training jets/s (training: not for int8) and peak memory of one variant."""
+def measure(variant: Variant, weaver_state: dict, batch, device: torch.device, steps: int, warmup: int,
+            modes: tuple[str, ...] = ("infer", "train")) -> dict:
+    """Inference and training jets/s (training: not for int8) and peak memory of one variant, for ``modes``."""
     n_particles, batch_size = batch[0].size(-1), batch[0].size(0)
     row = {"model": variant.model, "k": variant.k, "precision": variant.precision, "compiled": variant.compiled,
            "variant": variant.variant, "n_particles": n_particles, "batch": batch_size, "infer_jets_per_s": None,
@@ -275,7 +276,7 @@ def measure(variant: Variant, weaver_state: dict, batch, device: torch.device, s
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
     try:
         model = build_model(variant, weaver_state, n_particles, device)
-        for mode in ("infer", "train") if variant.precision != "int8" else ("infer",):
+        for mode in [m for m in modes if m == "infer" or variant.precision != "int8"]:
             step = make_step(model, batch, device, train=mode == "train")
             with autocast:
                 with PeakMemory(device) as memory:
@@ -353,14 +354,14 @@ def bench_attention(args: argparse.Namespace) -> list[dict]:
     cuda = device.type == "cuda"
     variants = [] if args.sweep_only else jetclass_variants(not args.no_compile, cuda, args.compile_only)
     for variant in variants:
-        rows.append(measure(variant, weaver_state, batch, device, args.steps, args.warmup))
+        rows.append(measure(variant, weaver_state, batch, device, args.steps, args.warmup, tuple(args.modes)))
         print_row(rows[-1])
     sweep_batch = args.sweep_batch or (64 if device.type == "cuda" else 8)
     sweep_rows = []
     for n in args.sweep:
         full = jetclass_like_batch(sweep_batch, length=n, multiplicity=n)
         for variant in (Variant("ParT"), Variant("ParT-topk", k=30), Variant("LinParT", k=32)):
-            sweep_rows.append(measure(variant, weaver_state, full, device, args.steps, args.warmup))
+            sweep_rows.append(measure(variant, weaver_state, full, device, args.steps, args.warmup, tuple(args.modes)))
             print_row(sweep_rows[-1])
     for line in attention_targets(rows, sweep_rows):
         print(line)
@@ -395,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     attention.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     attention.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows")
     attention.add_argument("--compile-only", action="store_true", help="only the torch.compile rows")
+    attention.add_argument("--modes", nargs="+", choices=("infer", "train"), default=["infer", "train"],
+                           help="what to time (compiling for training takes long on a CPU: --modes infer)")
     attention.add_argument("--sweep-only", action="store_true", help="only the sweep over particle counts")
     gen = sub.add_parser("generate", help="Pythia 8 + FastJet generation speed per class")
     gen.add_argument("--num-jets", type=int, default=200, help="jets per class")
