@@ -9,20 +9,15 @@ repeats, and the rejection curves.
         [--summary-to docs/multiscale]
 
 Needs generated events (./get_datasets.py DiHiggs --generate --num-events N; DATADIR_DiHiggs or env.sh).
-A finished run (its pred.root exists) is not trained again, so an interrupted study resumes where it stopped.
+A finished run (its run.json exists) is not trained again, so an interrupted study resumes where it stopped.
 weaver-core has no seed option: repeats differ in initialisation and batch order, drawn afresh by each run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shlex
 import shutil
-import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -40,6 +35,7 @@ from jetattn.metrics import (  # noqa: E402
     task_table,
 )
 from jetattn.plotting import pyplot, save  # noqa: E402
+from studies.runs import slug, train, unfinished  # noqa: E402
 
 WIDTH = ["-o", "dim", "40", "-o", "fc_params", "[(64, 0.1)]"]  # the talk: 5 heads per stream, MLP head of 64
 # name -> (train_DiHiggs.sh model, its options); every stream 2 self-attention layers of 5 heads (the defaults)
@@ -55,35 +51,19 @@ MODELS = {
 
 
 def run_folder(out: Path, name: str, repeat: int) -> Path:
-    slug = "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_").replace("__", "_")
-    return out / slug / f"repeat{repeat}"
+    return out / slug(name) / f"repeat{repeat}"
 
 
-def train(out: Path, name: str, repeat: int, args: argparse.Namespace) -> dict:
+def train_one(out: Path, name: str, repeat: int, args: argparse.Namespace) -> dict:
     folder = run_folder(out, name, repeat)
-    pred = folder / "pred.root"
-    if pred.exists():
-        return json.loads((folder / "run.json").read_text())
-    folder.mkdir(parents=True, exist_ok=True)
     model, options = MODELS[name]
     steps = args.train_events // args.batch_size
     cmd = [str(REPO / "train_DiHiggs.sh"), model, *options, "--num-epochs", str(args.epochs),
            "--batch-size", str(args.batch_size), "--optimizer", "adam", "--start-lr", str(args.lr),
            "--in-memory", "--steps-per-epoch", str(steps), "--num-workers", "0",
-           "--model-prefix", str(folder / "net"), "--predict-output", str(folder / "pred.tmp.root"),
+           "--model-prefix", str(folder / "net"), "--predict-output", str(unfinished(folder) / "pred.root"),
            "--log-file", str(folder / "train.log")]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "JETATTN_ASSUME_CUDA": "0"}
-    start = time.time()
-    with open(folder / "stdout.log", "w") as log:
-        proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    if proc.returncode:
-        raise RuntimeError(f"{name}, repeat {repeat} failed ({proc.returncode}): see {folder / 'stdout.log'}")
-    record = {"model": name, "repeat": repeat, "seconds": round(time.time() - start, 1),
-              "command": shlex.join(cmd)}  # fmt: skip
-    (folder / "pred.tmp.root").rename(pred)  # the finished mark
-    write_json(folder / "run.json", record)
-    print(f"done: {name}, repeat {repeat}, {record['seconds']:.0f} s", flush=True)
-    return record
+    return train(folder, name, cmd, args.threads, repeat=repeat)
 
 
 def plot_curves(curves: dict[str, list[dict]], path: Path) -> None:
@@ -162,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     jobs = [(name, repeat) for repeat in range(1, args.repeats + 1) for name in MODELS]
     with ThreadPoolExecutor(args.jobs) as pool:
-        records = list(pool.map(lambda job: train(args.out, *job, args), jobs))
+        records = list(pool.map(lambda job: train_one(args.out, *job, args), jobs))
     table = summarise(args.out, records, args)
     write_text_atomic(args.out / "table.md", table + "\n")
     print(table)
