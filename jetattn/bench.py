@@ -22,6 +22,7 @@ import platform
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -265,9 +266,29 @@ class PeakMemory:
             time.sleep(0.001)
 
 
+def tensor_peak_mb(step: Callable[[], None]) -> float:
+    """Peak of the memory held by tensors during one call of ``step``, above what was held when it began (MB),
+    from torch.profiler's memory timeline: on a CPU, what CUDA's allocator statistics give on a GPU, without the C
+    library's heap slack that the resident set size also counts."""
+    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler._memory_profiler import Action, MemoryProfile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        step()
+    live = peak = 0
+    for _, action, _, size in MemoryProfile(prof.profiler.kineto_results).timeline:
+        if action == Action.CREATE:
+            live += size
+        elif action == Action.DESTROY:
+            live -= size
+        peak = max(peak, live)
+    return peak / 2**20
+
+
 def measure(variant: Variant, weaver_state: dict, batch, device: torch.device, steps: int, warmup: int,
-            modes: tuple[str, ...] = ("infer", "train")) -> dict:
-    """Inference and training jets/s (training: not for int8) and peak memory of one variant, for ``modes``."""
+            modes: tuple[str, ...] = ("infer", "train"), tensor_memory: bool = False) -> dict:
+    """Inference and training jets/s (training: not for int8) and peak memory of one variant, for ``modes``;
+    ``tensor_memory`` (CPU): also ``peak_tensor_mb``, the tensors' peak over one step of each mode."""
     n_particles, batch_size = batch[0].size(-1), batch[0].size(0)
     row = {"model": variant.model, "k": variant.k, "precision": variant.precision, "compiled": variant.compiled,
            "variant": variant.variant, "n_particles": n_particles, "batch": batch_size, "infer_jets_per_s": None,
@@ -283,6 +304,9 @@ def measure(variant: Variant, weaver_state: dict, batch, device: torch.device, s
                     rate = interleaved_rates({"": step}, batch_size, steps, warmup, device)[""]
             row[f"{mode}_jets_per_s"] = rate
             row["peak_mem_mb"] = max(row["peak_mem_mb"] or 0.0, memory.peak_mb)
+            if tensor_memory and device.type == "cpu":
+                with autocast:
+                    row["peak_tensor_mb"] = max(row.get("peak_tensor_mb", 0.0), tensor_peak_mb(step))
     except Exception as error:  # a variant this torch or device cannot run is a row that says so
         row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
     return row
@@ -294,9 +318,10 @@ def print_row(row: dict) -> None:
 
     name = row["model"] if row["k"] is None else f"{row['model']}(k={row['k']})"
     mode = "compiled" if row["compiled"] else "eager"
+    tensors = f" (tensors {row['peak_tensor_mb']:.1f} MB)" if "peak_tensor_mb" in row else ""
     print(f"{name:14s} {row['precision']:5s} {mode:8s} {row['variant']:8s} N={row['n_particles']:<5d} "
           f"B={row['batch']:<4d} {figure(row['infer_jets_per_s'], 9)} {figure(row['train_jets_per_s'], 9)} "
-          f"{figure(row['peak_mem_mb'], 8)} MB  {row.get('error', '')}", flush=True)  # fmt: skip
+          f"{figure(row['peak_mem_mb'], 8)} MB{tensors}  {row.get('error', '')}", flush=True)  # fmt: skip
 
 
 def attention_targets(rows: list[dict], sweep_rows: list[dict]) -> list[str]:
@@ -331,10 +356,11 @@ def attention_targets(rows: list[dict], sweep_rows: list[dict]) -> list[str]:
             ratio = lin["infer_jets_per_s"] / dense["infer_jets_per_s"]
             lines.append(f"LinParT / dense inference speed at N={n}: {ratio:.2f}x (target >= {speed:.2f}x: "
                          f"{'met' if ratio >= speed else 'NOT met'})")  # fmt: skip
-            if memory and lin["peak_mem_mb"] and dense["peak_mem_mb"]:
-                mem_ratio = dense["peak_mem_mb"] / lin["peak_mem_mb"]
-                lines.append(f"dense / LinParT peak memory at N={n}: {mem_ratio:.2f}x (target {memory}x: "
-                             f"{'met' if mem_ratio >= memory else 'NOT met'})")  # fmt: skip
+            for key, what in (("peak_mem_mb", "peak memory"), ("peak_tensor_mb", "peak tensor memory")):
+                if memory and lin.get(key) and dense.get(key):
+                    mem_ratio = dense[key] / lin[key]
+                    lines.append(f"dense / LinParT {what} at N={n}: {mem_ratio:.2f}x (target {memory}x: "
+                                 f"{'met' if mem_ratio >= memory else 'NOT met'})")  # fmt: skip
     return lines
 
 
@@ -354,14 +380,16 @@ def bench_attention(args: argparse.Namespace) -> list[dict]:
     cuda = device.type == "cuda"
     variants = [] if args.sweep_only else jetclass_variants(not args.no_compile, cuda, args.compile_only)
     for variant in variants:
-        rows.append(measure(variant, weaver_state, batch, device, args.steps, args.warmup, tuple(args.modes)))
+        rows.append(measure(variant, weaver_state, batch, device, args.steps, args.warmup, tuple(args.modes),
+                            args.tensor_memory))
         print_row(rows[-1])
     sweep_batch = args.sweep_batch or (64 if device.type == "cuda" else 8)
     sweep_rows = []
     for n in args.sweep:
         full = jetclass_like_batch(sweep_batch, length=n, multiplicity=n)
         for variant in (Variant("ParT"), Variant("ParT-topk", k=30), Variant("LinParT", k=32)):
-            sweep_rows.append(measure(variant, weaver_state, full, device, args.steps, args.warmup, tuple(args.modes)))
+            sweep_rows.append(measure(variant, weaver_state, full, device, args.steps, args.warmup, tuple(args.modes),
+                                      args.tensor_memory))
             print_row(sweep_rows[-1])
     for line in attention_targets(rows, sweep_rows):
         print(line)
@@ -399,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     attention.add_argument("--modes", nargs="+", choices=("infer", "train"), default=["infer", "train"],
                            help="what to time (compiling for training takes long on a CPU: --modes infer)")
     attention.add_argument("--sweep-only", action="store_true", help="only the sweep over particle counts")
+    attention.add_argument("--tensor-memory", action="store_true",
+                           help="CPU: also the tensors' peak memory (torch.profiler), besides the resident set size")
     gen = sub.add_parser("generate", help="Pythia 8 + FastJet generation speed per class")
     gen.add_argument("--num-jets", type=int, default=200, help="jets per class")
     gen.add_argument("--seed", type=int, default=1)

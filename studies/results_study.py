@@ -293,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="folder for the runs, results.json, the plots")
     parser.add_argument("--jetclass-epochs", type=int, default=3)
-    parser.add_argument("--jetclass-samples", type=int, default=51200,
-                        help="JetClass jets per epoch (default: about the 52,000 of 6500 generated jets per class)")
+    parser.add_argument("--jetclass-samples", type=int, default=32000,
+                        help="JetClass jets per epoch (3 epochs: about 1.8 passes over the 52,000 training jets of "
+                             "6500 generated per class)")  # fmt: skip
     parser.add_argument("--finetune-epochs", type=int, default=8, help="epochs on TopLandscape and QuarkGluon")
     parser.add_argument("--finetune-samples", type=int, default=5120, help="TopLandscape / QuarkGluon jets per epoch")
     parser.add_argument("--batch-size", type=int, default=128)

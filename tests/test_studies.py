@@ -1,0 +1,47 @@
+"""The studies' shared run: resumable, and no prediction file under its final name unless the run finished."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from studies.runs import slug, train, unfinished  # noqa: E402
+
+
+def writes_predictions(folder: Path, fail: bool = False) -> list[str]:
+    """A stand-in for a train script: writes weaver's per-group prediction files into the staging folder."""
+    script = (f"from pathlib import Path; d = Path({str(unfinished(folder))!r}); "
+              f"[(d / f'pred_{{g}}.root').write_text(g) for g in ('HToBB', 'real')]; "
+              f"print('trained'); raise SystemExit({int(fail)})")  # fmt: skip
+    return [sys.executable, "-c", script]
+
+
+def test_a_finished_run_moves_its_predictions_and_is_not_run_again(tmp_path):
+    folder = tmp_path / "jetclass" / "part_kin"
+    record = train(folder, "ParT (kin)", writes_predictions(folder), threads=1, repeat=2)
+    assert sorted(p.name for p in folder.glob("pred_*.root")) == ["pred_HToBB.root", "pred_real.root"]
+    assert not unfinished(folder).exists()
+    assert record["model"] == "ParT (kin)" and record["repeat"] == 2 and record["seconds"] >= 0
+    assert json.loads((folder / "run.json").read_text()) == record
+    assert "trained" in (folder / "stdout.log").read_text()
+    # finished: the record comes back, the command is not run again
+    assert train(folder, "ParT (kin)", [sys.executable, "-c", "raise SystemExit(3)"], threads=1) == record
+
+
+def test_a_failed_run_leaves_no_prediction_and_no_record(tmp_path):
+    folder = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="failed \\(1\\): see .*stdout.log"):
+        train(folder, "broken", writes_predictions(folder, fail=True), threads=1)
+    assert not list(folder.glob("pred_*.root")) and not (folder / "run.json").exists()
+    # a rerun starts from a clean staging folder and finishes
+    train(folder, "broken", writes_predictions(folder), threads=1)
+    assert (folder / "pred_HToBB.root").read_text() == "HToBB"
+
+
+def test_slug():
+    assert slug("ParT (kin)") == "part_kin"
+    assert slug("cross-attention model_2") == "cross_attention_model_2"
