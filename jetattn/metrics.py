@@ -269,8 +269,9 @@ def plot_task_rocs(rows: list[tuple[str, dict[str, np.ndarray]]], task: str, pat
         grid = np.linspace(0.01, 1, 100)
         ax.plot(grid, 1 / grid, ls=":", color="grey", label="random")
         ax.axvline(eff, color="grey", lw=0.8, ls="--")
-        ax.set(yscale="log", xlim=(0, 1), xlabel=f"ε_S ({signal.removeprefix('label_')})",
-               ylabel=f"1/ε_B ({'+'.join(b.removeprefix('label_') for b in backgrounds)})")  # fmt: skip
+        background_names = " + ".join(b.removeprefix("label_") for b in backgrounds)
+        ax.set(yscale="log", xlim=(0, 1), xlabel=rf"$\varepsilon_S$ ({signal.removeprefix('label_')})",
+               ylabel=rf"$1/\varepsilon_B$ ({background_names})")  # fmt: skip
         ax.legend(loc="upper right", fontsize=11)
     for ax in axes.flat[len(signals):]:
         ax.set_axis_off()

@@ -220,14 +220,19 @@ def real_hbb(run: Run, out: Path) -> dict | None:
     generated = load_predictions(folder / "pred_HToBB.root")
     classes = [c.removeprefix("score_") for c in real if c.startswith("score_")]
 
+    def called(columns):
+        return _argmax_class({c: columns["score_" + c] for c in classes}, classes)
+
     def discriminant(columns):
         return columns["score_label_Hbb"] / (columns["score_label_Hbb"] + columns["score_label_QCD"] + 1e-12)
 
     cut = float(np.quantile(discriminant(generated), 0.5))
     return {
-        "real_called_Hbb": float((_argmax_class(real, classes) == "label_Hbb").mean()),
-        "generated_called_Hbb": float((_argmax_class(generated, classes) == "label_Hbb").mean()),
+        "real_called_Hbb": float((called(real) == "label_Hbb").mean()),
+        "generated_called_Hbb": float((called(generated) == "label_Hbb").mean()),
         "real_pass_50pct_cut": float((discriminant(real) > cut).mean()),
+        "real_called": {c.removeprefix("label_"): float((called(real) == c).mean()) for c in classes},
+        "generated_called": {c.removeprefix("label_"): float((called(generated) == c).mean()) for c in classes},
         "num_real": int(len(discriminant(real))),
     }
 
@@ -268,7 +273,12 @@ def summarise(out: Path, records: dict[str, dict], args: argparse.Namespace) -> 
     hbb = real_hbb(jetclass["ParT (kin)"], out)
     if hbb:
         results["real_hbb"] = hbb
-        facts = "\n".join(f"- {key}: {value}" for key, value in hbb.items())
+        def text(value) -> str:
+            if isinstance(value, dict):
+                return ", ".join(f"{k} {v:.3f}" for k, v in value.items())
+            return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+        facts = "\n".join(f"- {key}: {text(value)}" for key, value in hbb.items())
         sections.append(f"## ParT (kin) on real JetClass H→bb jets\n\n{facts}")
     for dataset in ("TopLandscape", "QuarkGluon"):
         runs = [run for run in RUNS if run.dataset == dataset]
