@@ -379,6 +379,9 @@ def bench_attention(args: argparse.Namespace) -> list[dict]:
     rows = []
     cuda = device.type == "cuda"
     variants = [] if args.sweep_only else jetclass_variants(not args.no_compile, cuda, args.compile_only)
+    variants = [v for v in variants if (not args.models or v.model in args.models)
+                and (not args.precisions or v.precision in args.precisions)
+                and (not args.variants or v.variant in args.variants)]  # fmt: skip
     for variant in variants:
         rows.append(measure(variant, weaver_state, batch, device, args.steps, args.warmup, tuple(args.modes),
                             args.tensor_memory))
@@ -427,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     attention.add_argument("--modes", nargs="+", choices=("infer", "train"), default=["infer", "train"],
                            help="what to time (compiling for training takes long on a CPU: --modes infer)")
     attention.add_argument("--sweep-only", action="store_true", help="only the sweep over particle counts")
+    attention.add_argument("--models", nargs="+", help="JetClass-shape rows of these models only (e.g. ParT)")
+    attention.add_argument("--precisions", nargs="+", help="... of these precisions only (fp32 bf16 int8)")
+    attention.add_argument("--variants", nargs="+", help="... of these variants only (padded bucketed flex)")
     attention.add_argument("--tensor-memory", action="store_true",
                            help="CPU: also the tensors' peak memory (torch.profiler), besides the resident set size")
     gen = sub.add_parser("generate", help="Pythia 8 + FastJet generation speed per class")
