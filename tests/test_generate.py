@@ -339,7 +339,10 @@ def group_alive(group: int) -> bool:
 
 
 def test_ctrl_c_stops_workers_and_cleans_up(tmp_path):
-    driver = (f"from pathlib import Path; from jetattn.datasets.generate import generate_dataset; "
+    # a job started in the background by a non-interactive shell (`cmd &`, as CI may be) inherits SIGINT ignored;
+    # restore the handler a terminal's Python has, or the Ctrl-C below never arrives
+    driver = (f"import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              f"from pathlib import Path; from jetattn.datasets.generate import generate_dataset; "
               f"generate_dataset('JetClass', Path({str(tmp_path)!r}), 5000, workers=2)")
     process = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO, stderr=subprocess.PIPE,
                                start_new_session=True)
@@ -349,7 +352,7 @@ def test_ctrl_c_stops_workers_and_cleans_up(tmp_path):
     assert list(tmp_path.rglob("*.root.tmp")), "the workers never started writing"
     time.sleep(1)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
-    _, stderr = process.communicate(timeout=120)  # generous: a loaded machine (CI) starts and stops slowly
+    _, stderr = process.communicate(timeout=30)
     assert process.returncode != 0 and b"KeyboardInterrupt" in stderr
     deadline = time.monotonic() + 10
     while group_alive(process.pid) and time.monotonic() < deadline:
