@@ -371,14 +371,18 @@ def task_samples(arguments: list[str], combine: bool) -> list[tuple[str, dict[st
     return samples
 
 
+def task_rows(samples: list[tuple[str, dict[str, np.ndarray]]], task: str, bootstrap: int,
+              progress: bool = False) -> list[dict]:
+    """The papers' row of each (name, columns) sample, with its bootstrap spread (none for ``bootstrap`` 0)."""
+    return [{"file": name, "metrics": task_metrics(columns, task),
+             "uncertainty": bootstrap_spread(columns, task, bootstrap, progress=progress) if bootstrap else {}}
+            for name, columns in samples]  # fmt: skip
+
+
 def task_main(args: argparse.Namespace) -> int:
-    rows = []
     try:
         samples = task_samples(args.predictions, args.combine)
-        for name, columns in samples:
-            metrics = task_metrics(columns, args.task)
-            spread = bootstrap_spread(columns, args.task, args.bootstrap, progress=sys.stderr.isatty())
-            rows.append({"file": name, "metrics": metrics, "uncertainty": spread if args.bootstrap else {}})
+        rows = task_rows(samples, args.task, args.bootstrap, progress=sys.stderr.isatty())
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

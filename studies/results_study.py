@@ -34,9 +34,8 @@ sys.path.insert(0, str(REPO))
 from jetattn.io import atomic_path, write_json, write_text_atomic  # noqa: E402
 from jetattn.metrics import (  # noqa: E402
     binary_metrics,
-    bootstrap_spread,
     plot_task_rocs,
-    task_metrics,
+    task_rows,
     task_samples,
     task_table,
 )
@@ -170,8 +169,7 @@ def prediction_groups(run: Run, out: Path) -> dict[str, str]:
 
 
 def table(rows: list[tuple[str, dict]], task: str, bootstrap: int) -> tuple[str, list[dict]]:
-    records = [{"file": label, "metrics": task_metrics(columns, task),
-                "uncertainty": bootstrap_spread(columns, task, bootstrap)} for label, columns in rows]  # fmt: skip
+    records = task_rows(rows, task, bootstrap)
     return task_table(records, task, summary=False).replace("| file |", "| model |", 1), records
 
 
@@ -182,8 +180,7 @@ def flavour_rows(rows: list[tuple[str, dict]]) -> tuple[str, list[dict]]:
              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     records = []
     for label, columns in rows:
-        classes = [c for c in columns if c.startswith("label_")]
-        called = _argmax_class({c: columns["score_" + c] for c in classes}, classes)
+        called = called_classes(columns)
         record = {
             "model": label,
             "auc_hbb_vs_hcc": binary_metrics(columns, "label_Hbb", ["label_Hcc"], signal_effs=())["auc"],
@@ -199,11 +196,12 @@ def flavour_rows(rows: list[tuple[str, dict]]) -> tuple[str, list[dict]]:
     return "\n".join(lines), records
 
 
-def _argmax_class(scores: dict, classes: list[str]):
+def called_classes(columns: dict):
+    """Per jet, the label (``label_X``) of its highest score, as a numpy array."""
     import numpy as np
 
-    stacked = np.stack([scores[c] for c in classes], axis=1)
-    return np.asarray(classes)[stacked.argmax(axis=1)]
+    classes = [c.removeprefix("score_") for c in columns if c.startswith("score_")]
+    return np.asarray(classes)[np.stack([columns["score_" + c] for c in classes], axis=1).argmax(axis=1)]
 
 
 def real_hbb(run: Run, out: Path) -> dict | None:
@@ -219,9 +217,7 @@ def real_hbb(run: Run, out: Path) -> dict | None:
     real = load_predictions(folder / "pred_real_HToBB.root")
     generated = load_predictions(folder / "pred_HToBB.root")
     classes = [c.removeprefix("score_") for c in real if c.startswith("score_")]
-
-    def called(columns):
-        return _argmax_class({c: columns["score_" + c] for c in classes}, classes)
+    called = called_classes
 
     def discriminant(columns):
         return columns["score_label_Hbb"] / (columns["score_label_Hbb"] + columns["score_label_QCD"] + 1e-12)
