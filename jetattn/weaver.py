@@ -70,31 +70,53 @@ def build_network(
     return model.eval(), info
 
 
-def load_checkpoint(model: nn.Module, path: Path) -> None:
-    """Load a weaver checkpoint (a state_dict) into ``model`` with every key matching, or say which do not."""
-    path = Path(path)
-    if not path.is_file():
-        raise ToolError(f"{path}: no such checkpoint")
+def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state_dict of a weaver checkpoint, read as weaver reads ``--model-prefix`` and ``--load-model-weights``.
+
+    ``FILE:PREFIX`` (weaver's syntax) keeps the keys under ``PREFIX.``, with the prefix removed. Only tensors are
+    unpickled (``weights_only``): nothing in the file runs.
+    """
+    text = str(path)
+    file, _, prefix = text.rpartition(":") if ":" in text and not Path(text).is_file() else (text, "", "")
+    file_path = Path(file)
+    if not file_path.is_file():
+        raise ToolError(f"{file_path}: no such checkpoint")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(file_path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises pickle, zip and runtime errors alike for damaged files
-        raise ToolError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
+        raise ToolError(f"{file_path}: not a readable PyTorch checkpoint ({type(err).__name__})") from None
     if isinstance(state, dict) and isinstance(state.get("format"), str):  # e.g. jetattn.quantize's int8 files
-        raise ToolError(f"{path}: a {state['format']} file, not a float checkpoint; give the float checkpoint")
+        raise ToolError(f"{file_path}: a {state['format']} file, not a float checkpoint; give the float checkpoint")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ToolError(f"{path}: holds a {type(state).__name__} that is not a state_dict")
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise ToolError(f"{file_path}: holds a {type(state).__name__} that is not a state_dict")
+    if prefix:
+        state = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
+        if not state:
+            raise ToolError(f"{file_path}: no keys under the prefix {prefix!r}")
+    return state
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> None:
+    """Load a weaver checkpoint into ``model`` as ``weaver --predict`` does: strictly, through the model's own
+    ``load_state_dict``, so the layout conversions of its modules apply (``in_proj_weight`` and ``in_proj.weight``
+    of weaver's attention become our ``q_proj``/``kv_proj``). A key missing or left over, or a shape that differs,
+    is refused in one line naming the first such key; the model's weights are then left as they were.
+    """
+    state = read_checkpoint(path)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        # strict=False only to collect the keys: any mismatch is refused below, as strict=True would
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # same keys, other shapes: torch lists every one, keep the first
+        model.load_state_dict(before)
+        first = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err))
+        raise ToolError(f"{path}: does not load strictly into the network ({first})") from None
     if missing or unexpected:
+        model.load_state_dict(before)
         raise ToolError(
             f"{path}: does not load strictly into the network ({len(missing)} missing keys, first {missing[:3]}; "
             f"{len(unexpected)} unexpected, first {unexpected[:3]})"
         )
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:  # same keys, other shapes: torch lists every one, keep the first
-        first = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err))
-        raise ToolError(f"{path}: does not load strictly into the network ({first})") from None
 
 
 def add_network_arguments(parser: argparse.ArgumentParser) -> None:

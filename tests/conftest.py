@@ -41,3 +41,21 @@ def hbb_sample(real_data, tmp_path_factory) -> Path:
     observers = yaml.safe_load(JETCLASS_YAML.read_text())["observers"]
     lacking = [name for name in observers if name not in read_jets(src)]
     return with_zero_branches(src, tmp_path_factory.mktemp("hbb") / "hbb.root", lacking)
+
+
+@pytest.fixture(scope="session")
+def ten_class_sample(real_data, tmp_path_factory):
+    """The real H->bb jets relabelled in turn as each JetClass class, with the observers the YAML reads as zeros
+    (a test of the plumbing: the labels carry no physics)."""
+    import numpy as np
+    import yaml
+    from weaver_run import JETCLASS_YAML, read_jets, write_jets
+
+    columns = read_jets(real_data / "JetClass_Hbb_sample_1000.root")
+    classes = [name for name in columns if name.startswith("label_")]
+    n = len(columns["label_Hbb"])
+    for i, name in enumerate(classes):
+        columns[name] = (np.arange(n) % len(classes) == i).astype(np.float32)
+    for name in yaml.safe_load(JETCLASS_YAML.read_text())["observers"]:
+        columns.setdefault(name, np.zeros(n, dtype=np.float32))
+    return write_jets(tmp_path_factory.mktemp("jetclass") / "ten_classes.root", columns)

@@ -332,9 +332,9 @@ def _kinpid_part(good: bytes, tmp_path: Path) -> bytes:
 
 
 BAD_CHECKPOINTS = {  # case -> (family, what is served instead of the good file, the reason the error line gives)
-    "cut-end": ("ParT", lambda good, _: good[:-2000], "not a readable PyTorch file"),
+    "cut-end": ("ParT", lambda good, _: good[:-2000], "not a readable PyTorch checkpoint"),
     "too-small": ("ParT", lambda good, _: good[:100_000], "it has 100000 bytes, fewer than the"),
-    "no-prefix": ("ParT", _without_prefix, "Missing key(s) in state_dict"),
+    "no-prefix": ("ParT", _without_prefix, "missing keys, first ['mod."),
     "other-features": ("ParT", _kinpid_part, "size mismatch for mod.embed"),
     "official-size": ("ParticleNet", lambda good, _: good + bytes(10), "1514556 bytes, the official file 1514546"),
 }
@@ -353,7 +353,7 @@ def test_bad_checkpoint_is_rejected_in_one_line(case, server, cli, tmp_path, req
     assert errors[0].startswith(f"error: {name} from {server.base}/{name} failed verification: ")
     assert reason in errors[0] and "the file was deleted" in errors[0]
     if case in ("no-prefix", "other-features"):
-        assert f"load into {checkpoints.NETWORKS[family]} with data/JetClass/JetClass_kin.yaml" in errors[0]
+        assert f"network {checkpoints.NETWORKS[family]} with data/JetClass/JetClass_kin.yaml" in errors[0]
     assert list(out.iterdir()) == []  # neither the file nor its .part
 
 

@@ -16,47 +16,21 @@ import torch
 from weaver.utils.data.config import DataConfig
 from weaver_run import (
     JETCLASS_YAML,
+    RECIPES,
     REPO,
     TOP_YAML,
     load_network,
     official_layout,
+    perturbed,
     read_predictions,
     real_batch,
+    reference,
     weaver,
 )
 
 pytestmark = [pytest.mark.requiresdata, pytest.mark.slow]
 
-RECIPES = REPO / "tests" / "recipes"
 N_JETS = 200  # of the 1000 real jets: --data-fraction 0.2
-
-
-def reference(name: str):
-    import sys
-
-    sys.path.insert(0, str(RECIPES))
-    try:
-        return load_network(RECIPES / f"recipe_{name}.py")
-    finally:
-        sys.path.remove(str(RECIPES))
-
-
-def perturbed(model: torch.nn.Module, seed: int, num_classes: int) -> torch.nn.Module:
-    """Every weight moved off its initial value and BatchNorm statistics of a trained model, so that LayerNorm
-    gains, head scales and running statistics all matter; the class logits are spread as a trained model's are,
-    so that the scores differ from jet to jet."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(1 + 0.2 * torch.randn(p.shape, generator=g)).add_(0.02 * torch.randn(p.shape, generator=g))
-        for m in model.modules():
-            if isinstance(m, torch.nn.Linear) and m.out_features == num_classes:
-                m.weight.mul_(5)
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.normal_(0, 0.5, generator=g)
-                m.running_var.uniform_(0.5, 2.0, generator=g)
-    return model.eval()
 
 
 def predict(network: Path, checkpoint: Path, yaml: Path, sample: Path, out: Path, classes: list[str]) -> np.ndarray:

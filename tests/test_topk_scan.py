@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from weaver.utils.data.config import DataConfig
-from weaver_run import JETCLASS_YAML, REPO, load_network, read_jets, write_jets
+from weaver_run import JETCLASS_YAML, REPO, load_network
 
 from jetattn.metrics import JETCLASS_SIGNAL_EFFS, jetclass_metrics
 from jetattn.topk_scan import main
@@ -25,22 +25,6 @@ def test_jetclass_metrics_perfect_and_blind_taggers():
     result = jetclass_metrics(blind, labels, classes)
     assert result["auc"] == pytest.approx(0.5)
     assert result["rej_Hbb"] == pytest.approx(1 / 0.5) and result["rej_Tbl"] == pytest.approx(1 / 0.995)
-
-
-@pytest.fixture(scope="module")
-def ten_class_sample(real_data, tmp_path_factory):
-    """The real H->bb jets relabelled in turn as each JetClass class, with the observers the YAML reads as zeros
-    (a test of the plumbing: the labels carry no physics)."""
-    import yaml
-
-    columns = read_jets(real_data / "JetClass_Hbb_sample_1000.root")
-    classes = [name for name in columns if name.startswith("label_")]
-    n = len(columns["label_Hbb"])
-    for i, name in enumerate(classes):
-        columns[name] = (np.arange(n) % len(classes) == i).astype(np.float32)
-    for name in yaml.safe_load(JETCLASS_YAML.read_text())["observers"]:
-        columns.setdefault(name, np.zeros(n, dtype=np.float32))
-    return write_jets(tmp_path_factory.mktemp("jetclass") / "ten_classes.root", columns)
 
 
 @pytest.mark.requiresdata

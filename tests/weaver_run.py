@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 WEAVER = Path(sys.executable).with_name("weaver")  # the CLI of the environment running the tests
 NETWORKS = sorted((REPO / "networks").glob("example_*.py"))
 TOP_YAML = REPO / "data" / "TopLandscape" / "top_kin.yaml"
+RECIPES = REPO / "tests" / "recipes"  # reference network files built as the public recipe builds each model
 JETCLASS_YAML = REPO / "data" / "JetClass" / "JetClass_kin.yaml"
 
 # ParT trained here floors the pair separation so its ONNX export agrees with PyTorch on Delphes jets
@@ -160,3 +161,30 @@ def with_zero_branches(src: Path, dst: Path, names: list[str]) -> Path:
     n = len(next(iter(columns.values())))
     columns.update({name: np.zeros(n, dtype=np.float32) for name in names})
     return write_jets(dst, columns)
+
+
+def reference(name: str) -> ModuleType:
+    """The reference network file ``tests/recipes/recipe_<name>.py``, imported as weaver imports it."""
+    sys.path.insert(0, str(RECIPES))
+    try:
+        return load_network(RECIPES / f"recipe_{name}.py")
+    finally:
+        sys.path.remove(str(RECIPES))
+
+
+def perturbed(model: torch.nn.Module, seed: int, num_classes: int) -> torch.nn.Module:
+    """Every weight moved off its initial value and BatchNorm statistics of a trained model, so that LayerNorm
+    gains, head scales and running statistics all matter; the class logits are spread as a trained model's are,
+    so that the scores differ from jet to jet."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1 + 0.2 * torch.randn(p.shape, generator=g)).add_(0.02 * torch.randn(p.shape, generator=g))
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear) and m.out_features == num_classes:
+                m.weight.mul_(5)
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.running_mean.normal_(0, 0.5, generator=g)
+                m.running_var.uniform_(0.5, 2.0, generator=g)
+    return model.eval()

@@ -112,24 +112,19 @@ def verify(path: Path, checkpoint: Checkpoint, repo: Path) -> None:
     if official is not None and size != official:
         raise download.DownloadError(f"it has {size} bytes, the official file {official}")
 
-    import torch  # here, not at the top: dataset downloads need neither torch nor weaver
+    # here, not at the top: dataset downloads need neither torch nor weaver
+    from jetattn.deps import ToolError
+    from jetattn.weaver import load_checkpoint
 
     model = build_model(checkpoint, repo)
     needed = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     if size < needed:
         raise download.DownloadError(f"it has {size} bytes, fewer than the {needed} bytes of weights it must hold")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)  # weights only: nothing in it runs
-    except Exception as exc:  # torch raises RuntimeError, pickle and zip errors alike for a damaged file
-        raise download.DownloadError(f"not a readable PyTorch file ({_one_line(exc)})") from None
-    if not isinstance(state, dict):
-        raise download.DownloadError(f"it holds a {type(state).__name__}, not a state_dict")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise download.DownloadError(
-            f"it does not load into {checkpoint.network} with {checkpoint.data_config} ({_one_line(exc)})"
-        ) from None
+        load_checkpoint(model, path)  # the tools' one loader: weaver's layouts, strict, one line on a mismatch
+    except ToolError as exc:
+        reason = str(exc).removeprefix(f"{path}: ")
+        raise download.DownloadError(f"{reason}; network {checkpoint.network} with {checkpoint.data_config}") from None
 
 
 def build_model(checkpoint: Checkpoint, repo: Path):
@@ -138,9 +133,3 @@ def build_model(checkpoint: Checkpoint, repo: Path):
 
     model, _ = build_network(repo / checkpoint.network, repo / checkpoint.data_config, {}, for_inference=False)
     return model
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    """The message of `exc` on one line, cut after `limit` characters (torch lists every missing key)."""
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
