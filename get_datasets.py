@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent
 MODELS = "models"  # the dataset argument that downloads the official checkpoints instead
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 DIHIGGS = "DiHiggs"  # events rather than jets, and generated only
-_GENERATE_ONLY = ("num_jets", "num_events", "mass", "seed", "workers", "split", "sqrts")
+_GENERATE_ONLY = ("num_jets", "num_events", "mass", "seed", "workers", "split", "sqrts", "files_per_class")
 
 
 def _fractions(text: str) -> tuple[float, ...]:
@@ -78,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     gen.add_argument("--workers", type=int, help="parallel generator processes (default: all cores)")
     gen.add_argument("--split", type=_fractions, help="train,val,test fractions (default 0.8,0.1,0.1)")
     gen.add_argument("--sqrts", type=float, help="collision energy in GeV (default 14000)")
+    gen.add_argument("--files-per-class", type=int, metavar="N",
+                     help="JetClass: files per class and split (default 4, 8 from 8000 jets per class: enough for the "
+                          "train scripts' loader workers and DDP processes, each of which weaver gives its own files)")
 
     args = parser.parse_args(argv)
     if args.dataset == MODELS:
@@ -91,6 +94,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--num-jets does not apply to {DIHIGGS}, which counts events: use --num-events")
         if args.num_events is None:
             parser.error("--generate needs --num-events")
+        if args.files_per_class is not None:
+            parser.error(f"--files-per-class applies to JetClass ({DIHIGGS} is one file per split)")
     elif args.generate:
         for option in ("num_events", "mass"):
             if getattr(args, option) is not None:
@@ -98,6 +103,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "--num-jets)")
         if args.num_jets is None:
             parser.error("--generate needs --num-jets")
+        if args.files_per_class is not None and args.dataset != "JetClass":
+            parser.error(f"--files-per-class applies to JetClass ({args.dataset} is one file per split, as the "
+                         "official one)")
+        if args.files_per_class is not None and args.files_per_class <= 0:
+            parser.error(f"--files-per-class must be positive, got {args.files_per_class}")
     if args.generate:
         for option in ("parts", "delete_archives", "force"):
             if getattr(args, option):
@@ -141,6 +151,7 @@ def generate(args: argparse.Namespace) -> Path:
         workers=args.workers,
         split=split,
         sqrt_s=sqrt_s,
+        files_per_class=args.files_per_class,
     )
 
 

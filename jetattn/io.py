@@ -39,3 +39,19 @@ def write_text_atomic(path: Path, text: str, mode: int | None = None) -> None:
 
 def write_json(path: Path, data: dict | list) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def prepare_outputs(files: dict[str, Path | None] = None, folders: dict[str, Path | None] = None) -> None:
+    """Before a tool does its work: create the folder of each output file and each output folder, keyed by the
+    option that named it, or raise ToolError in one line naming the option and the path that cannot be made."""
+    from jetattn.deps import ToolError
+
+    wanted = [(option, Path(path).parent) for option, path in (files or {}).items() if path is not None]
+    wanted += [(option, Path(path)) for option, path in (folders or {}).items() if path is not None]
+    for option, folder in wanted:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ToolError(f"{option} {folder}: cannot create the folder ({err.strerror or err})") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ToolError(f"{option} {folder}: the folder is not writable")

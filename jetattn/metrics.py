@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jetattn.deps import exit_if_missing
-from jetattn.io import write_json, write_text_atomic
+from jetattn.deps import ToolError, exit_if_missing
+from jetattn.io import prepare_outputs, write_json, write_text_atomic
 
 
 def load_predictions(path: Path) -> dict[str, np.ndarray]:
@@ -326,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give either --task (the paper's table) or --signal (one signal against backgrounds)")
     if args.task is None and len(args.predictions) > 1:
         parser.error("--signal reads one prediction file; --task reads several")
+    try:
+        outputs = {"--json": args.json, "--plot": args.plot, "--roc": args.roc, "--markdown": args.markdown}
+        prepare_outputs(outputs)
+    except ToolError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if args.task is not None:
         return task_main(args)
     try:
@@ -368,7 +374,17 @@ def task_samples(arguments: list[str], combine: bool) -> list[tuple[str, dict[st
             samples.append((argument, load_predictions(Path(argument))))
     if combine and len(samples) > 1:  # weaver writes one file per test group (train_JetClass.sh: one per class)
         samples = [(f"{len(samples)} files combined", concatenate([c for _, c in samples], "--combine"))]
+    elif len(samples) > 1 and all(len(true_classes(columns)) == 1 for _, columns in samples):
+        raise ValueError(
+            f"each of the {len(samples)} files holds jets of one class (weaver's per-class outputs of one test "
+            "set, as train_JetClass.sh writes them): add --combine to score them as one test set"
+        )
     return samples
+
+
+def true_classes(columns: dict[str, np.ndarray]) -> set[str]:
+    """The classes whose truth column is set for some jet of a prediction file."""
+    return {name for name in classes_in(columns) if name in columns and np.asarray(columns[name]).any()}
 
 
 def task_rows(samples: list[tuple[str, dict[str, np.ndarray]]], task: str, bootstrap: int,

@@ -155,7 +155,35 @@ def preflight(
     return len(checked)
 
 
+def check_command(args: list[str], user_args: int, processes: int) -> list[str]:
+    """The train scripts' check of a whole weaver command (``args``, the last ``user_args`` of them the user's):
+    the files and branches of the data config weaver will use (the user's ``--data-config`` when given), then the
+    loader options fitted to the data (:mod:`jetattn.loader_settings`). Returns the options to add."""
+    from jetattn.loader_settings import LoaderError, describe, file_groups, fit, weaver_loader_parser
+
+    opts, _ = weaver_loader_parser().parse_known_args(args)
+    if not opts.data_config:
+        raise PreflightError("the weaver command has no --data-config")
+    splits = () if opts.predict else (opts.data_train, opts.data_val)
+    n = preflight(opts.data_config, *(splits or ([], [])), opts.data_test)
+    print(f"ok: {n} file{'' if n == 1 else 's'} with every branch {Path(opts.data_config).name} reads", file=sys.stderr)
+    with open(opts.data_config) as f:
+        treename = (yaml.safe_load(f) or {}).get("treename")
+    if any(not files for files in file_groups(opts.data_train).values()):
+        return []  # nothing to size (a pattern matching nothing was reported above, for the splits checked)
+    split = len(args) - user_args
+    try:
+        fitted = fit(args[:split], args[split:], processes, treename)
+    except LoaderError as err:
+        raise PreflightError(str(err)) from None
+    print(describe(fitted), file=sys.stderr)
+    return fitted.options
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--command":
+        return command_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m jetattn.preflight", description=__doc__.split("\n\n")[0])
     parser.add_argument("-c", "--data-config", required=True, help="weaver data config YAML")
     parser.add_argument("-i", "--data-train", nargs="*", default=[], help="training files, weaver syntax")
@@ -169,6 +197,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"ok: {n} file{'' if n == 1 else 's'} with every branch {Path(args.data_config).name} reads")
+    return 0
+
+
+def command_main(argv: list[str]) -> int:
+    """``--command --processes N --user-args K -- WEAVER ARGS...``: :func:`check_command`; the options to add go
+    to stdout, one per line, and every message to stderr."""
+    parser = argparse.ArgumentParser(prog="python -m jetattn.preflight --command")
+    parser.add_argument("--processes", type=int, default=1, help="DDP processes per node")
+    parser.add_argument("--user-args", type=int, default=0, help="how many of the arguments are the user's")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="-- then weaver's arguments")
+    ns = parser.parse_args(argv)
+    args = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
+    try:
+        options = check_command(args, ns.user_args, ns.processes)
+    except PreflightError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for option in options:
+        print(option)
     return 0
 
 

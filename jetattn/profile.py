@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from jetattn.deps import ToolError, exit_if_missing
-from jetattn.io import atomic_path, write_json
+from jetattn.io import atomic_path, prepare_outputs, write_json
 
 # Dense peaks from the vendor's datasheets: (bf16 FLOP/s, fp32 non-tensor FLOP/s, memory bytes/s), by a name part.
 GPU_PEAKS = {
@@ -266,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
+        prepare_outputs({"--trace": args.trace, "--json": args.json})
         result = profile(args)
     except ToolError as err:
         print(f"error: {err}", file=sys.stderr)

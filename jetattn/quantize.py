@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from jetattn.deps import ToolError, exit_if_missing
-from jetattn.io import atomic_path, write_json
+from jetattn.io import atomic_path, prepare_outputs, write_json
 from jetattn.weaver import add_network_arguments, build_network, load_checkpoint, parse_options
 
 INT8_FORMAT = "jetattn-int8-dynamic-v1"  # the key that marks a file written by save_int8
@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    prepare_outputs({"-o": args.output, "--onnx": args.onnx, "--json": args.json})
     options = parse_options(args.network_option)
     if args.eval:
         missing = [f for f in args.eval if not f.is_file()]

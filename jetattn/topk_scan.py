@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from jetattn.deps import ToolError, exit_if_missing
-from jetattn.io import write_json, write_text_atomic
+from jetattn.io import prepare_outputs, write_json, write_text_atomic
 
 DEFAULT_KS = ["1", "2", "3", "4", "6", "10", "20", "30", "all"]
 DENSE = 1 << 30  # top-k with k above any jet's multiplicity is dense attention (tested)
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for topk.md and topk.json")
     args = parser.parse_args(argv)
     try:
+        prepare_outputs(folders={"--out": args.out})
         for k in args.k:
             if k != "all" and (not k.isdigit() or int(k) < 1):
                 raise ToolError(f"--k {k}: give positive integers or 'all'")

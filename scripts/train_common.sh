@@ -241,36 +241,56 @@ set_launcher() {
 
 # run_weaver DATA_CONFIG DATASET_OPTIONS...: the weaver command is LAUNCH, the dataset's options (data files, loader,
 # epochs), the options every dataset shares, GPU_OPTS, MODEL_OPTS and last EXTRA_ARGS (weaver takes the last
-# occurrence of an option, so the caller's win). DRY_RUN prints it; otherwise the preflight check runs first on
-# DATA_TRAIN, DATA_VAL and DATA_TEST (arrays set by the script), then the command replaces this shell.
+# occurrence of an option, so the caller's win). Before it runs, `python -m jetattn.preflight --command` checks the
+# files weaver will read against the data config it will use (the caller's --data-config and files where given)
+# and fits the loader options to the data (jetattn/loader_settings.py): they go before EXTRA_ARGS, and only where
+# the caller set none. DRY_RUN prints the command, fitted where the training files are there to read.
 run_weaver() {
     local data_config=$1
     shift
     local run="training/$DATASET/$MODEL/${FEATURES:+$FEATURES/}{auto}"
-    local cmd=("${LAUNCH[@]}" "$@"
+    local script_args=("$@"
         --data-config "$data_config"
         --network-config "${ROOT}networks/$NETWORK"
         --model-prefix "$run/net" --log-file "$run/train.log" --predict-output pred.root
         --batch-size "$BATCH" --start-lr "$LR" --optimizer ranger
-        "${GPU_OPTS[@]}" "${MODEL_OPTS[@]}" "${EXTRA_ARGS[@]}")
+        "${GPU_OPTS[@]}" "${MODEL_OPTS[@]}")
+    local fitted=() output
+    if fit_wanted && "$PY" -c 'import jetattn.preflight' 2>/dev/null; then
+        if output=$("$PY" -m jetattn.preflight --command --processes "${DDP_NGPUS:-1}" --user-args "${#EXTRA_ARGS[@]}" \
+            -- "${script_args[@]}" "${EXTRA_ARGS[@]}"); then
+            [[ -n $output ]] && mapfile -t fitted <<<"$output"
+        else
+            dry_run || exit 1
+            echo "note: the command below is not fitted to the data (the check above failed)" >&2
+        fi
+    fi
+    local cmd=("${LAUNCH[@]}" "${script_args[@]}" "${fitted[@]}" "${EXTRA_ARGS[@]}")
     if dry_run; then
         shell_quote "${cmd[@]}"
         exit 0
     fi
-    if "$PY" -c 'import jetattn.preflight' 2>/dev/null; then
-        # the files weaver will read: the caller's where given, else the dataset's
-        local split defaults preflight_args=()
-        for split in train val test; do
-            [[ $split != test ]] && predict_only && continue
-            defaults="DATA_${split^^}[@]"
-            if user_files "$split"; then
-                preflight_args+=("--data-$split" "${USER_FILES[@]}")
-            elif [[ -n ${!defaults} ]]; then
-                preflight_args+=("--data-$split" "${!defaults}")
-            fi
-        done
-        "$PY" -m jetattn.preflight --data-config "$data_config" "${preflight_args[@]}" || exit 1
-    fi
     echo "+ $(shell_quote "${cmd[@]}")" >&2
+    if [[ ${DATA_TEST[*]:-} == *:* ]]; then
+        # weaver scores each test group on its own, and each holds one class: no AUC per group, which sklearn
+        # would repeat as a warning for every group; the whole test set's metrics come from jetattn.metrics
+        echo "note: weaver tests each class group alone, so it logs 'Cannot compute metric roc_auc_score' per group; for the test set's metrics: python -m jetattn.metrics <run>/predict_output/pred_*.root --task $DATASET --combine" >&2
+        export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Only one class is present in y_true"
+    fi
+    if ! predict_only; then
+        echo "checkpoints and log: ${run%/\{auto\}}/<run>/ (net_*.pt, train.log), predictions: ${run%/\{auto\}}/<run>/predict_output/pred*.root (one file per class group where the test files come in groups); <run> is the name weaver prints as 'Using auto-generated model prefix'" >&2
+    fi
     exec "${cmd[@]}"
+}
+
+# fit_wanted: the loader check runs before every real run; a dry run fits the command only where the training
+# files are there to read (a command prepared on a login node without the data is printed as the script has it).
+fit_wanted() {
+    dry_run || return 0
+    local pattern spec
+    for spec in "${DATA_TRAIN[@]}"; do
+        pattern=${spec#*:}
+        compgen -G "$pattern" >/dev/null || return 1
+    done
+    [[ ${#DATA_TRAIN[@]} -gt 0 ]]
 }

@@ -147,3 +147,30 @@ def test_empty_jets_and_nonfinite_features_give_finite_outputs(network: Path, br
         for kind, batch in batches.items():
             bad_jets = (~torch.isfinite(model(*batch)).all(dim=1)).nonzero().flatten().tolist()
             assert not bad_jets, f"{kind} batch: non-finite outputs for jets {bad_jets}"
+
+
+def test_tools_make_their_output_folders_or_say_in_one_line_that_they_cannot(tmp_path, capsys):
+    """Every tool that writes a file creates its folder before the work, or stops in one line naming the option."""
+    from jetattn import metrics, profile, quantize, topk_scan
+    from jetattn.explain.__main__ import main as explain
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    network = ["--network", str(REPO / "networks/example_ParticleTransformer.py"), "--data-config", str(TOP_YAML)]
+    runs = {
+        "--json": lambda out: metrics.main([str(tmp_path / "none.root"), "--task", "DiHiggs", "--json", out]),
+        "-o": lambda out: quantize.main([str(tmp_path / "none.pt"), *network, "-o", out]),
+        "--trace": lambda out: profile.main([*network, "--trace", out, "--steps", "0"]),
+        "--out": lambda out: topk_scan.main([str(tmp_path / "none.pt"), "--data-config", str(TOP_YAML), "--files",
+                                             str(tmp_path / "none.root"), "--out", out]),  # fmt: skip
+        "explain --out": lambda out: explain([str(tmp_path / "none.pt"), *network, "--files", str(tmp_path / "x.root"),
+                                              "--out", out]),  # fmt: skip
+    }
+    for option, run in runs.items():
+        assert run(str(blocker / "sub" / "out.x")) == 1, option
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{blocker}" in err[0] and "cannot create the folder" in err[0], (option, err)
+        assert err[0].startswith(f"error: {option.split()[-1]} "), (option, err)
+    # a folder that does not exist yet is made (the tool then fails on its missing input, after that)
+    assert metrics.main([str(tmp_path / "none.root"), "--task", "DiHiggs", "--json", str(tmp_path / "new/x.json")]) == 1
+    assert (tmp_path / "new").is_dir() and "no such prediction file" in capsys.readouterr().err

@@ -169,7 +169,8 @@ def test_task_combine_reads_per_group_files_as_one_test_set(tmp_path, capsys):
     parts = [write_predictions(tmp_path / f"{k}.root", {c: v[mask] for c, v in columns.items()})
              for k, mask in (("sig", is_signal), ("bkg", ~is_signal))]  # fmt: skip
     assert main([*map(str, parts), "--task", "DiHiggs", "--bootstrap", "0"]) == 1  # each alone has one class
-    capsys.readouterr()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds jets of one class" in err[0] and "add --combine" in err[0]
     assert main([*map(str, parts), "--task", "DiHiggs", "--bootstrap", "0", "--combine"]) == 0
     combined = capsys.readouterr().out
     assert main([str(whole), "--task", "DiHiggs", "--bootstrap", "0"]) == 0

@@ -27,7 +27,8 @@ NETWORK = REPO / "networks" / "example_ParticleTransformer.py"
 SMALL = {"embed_dims": [16, 16], "pair_embed_dims": [8, 8], "num_heads": 2, "num_layers": 2, "num_cls_layers": 1}
 OPTION_ARGS = [arg for name, value in SMALL.items() for arg in ("--network-option", name, repr(value))]
 WEAVER_LAYOUTS = ("official", "weaver-0.5")
-RUN_ONLY = {"checkpoint", "command", "jets_per_s", "seconds"}  # what differs between two runs of a tool, whatever the weights
+# what differs between two runs of a tool, whatever the weights
+RUN_ONLY = {"checkpoint", "command", "jets_per_s", "seconds"}
 
 
 @pytest.fixture(scope="module")

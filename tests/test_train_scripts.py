@@ -410,6 +410,12 @@ def fake_tools(tmp_path):
     return bin_dir
 
 
+def preflight_calls(log: Path) -> list[list[str]]:
+    """The fake python's calls that ran the preflight, as argument lists."""
+    calls = [call.splitlines() for call in log.read_text().split("----\n") if call]
+    return [call for call in calls if call[:2] == ["-m", "jetattn.preflight"]]
+
+
 def test_launch_runs_preflight_then_weaver(tmp_path):
     top = tmp_path / "top"
     touch(*(top / f"{s}_file.parquet" for s in ("train", "val", "test")))
@@ -420,21 +426,21 @@ def test_launch_runs_preflight_then_weaver(tmp_path):
     result = run("TopLandscape", "PN", *SENTINEL, **env)
     assert result.returncode == 0, result.stderr
 
-    calls = (tmp_path / "python.log").read_text().split("----\n")
-    preflight = calls[1].splitlines()  # calls[0] asked whether jetattn.preflight imports
-    assert preflight == ["-m", "jetattn.preflight", "--data-config", "data/TopLandscape/top_kin.yaml",
-                         "--data-train", f"{top}/train_file.parquet", "--data-val", f"{top}/val_file.parquet",
-                         "--data-test", f"{top}/test_file.parquet"]
+    # the preflight gets the whole weaver command, the user's arguments last, and checks what weaver will read
+    preflight = preflight_calls(tmp_path / "python.log")[-1]
+    assert preflight[2:9] == ["--command", "--processes", "1", "--user-args", str(len(SENTINEL)), "--", "--data-train"]
+    assert preflight[8:] == printed[1:]  # the fake preflight fitted nothing: the command runs as the script has it
     weaver_args = (tmp_path / "weaver.log").read_text().split("----\n")[0].splitlines()
     assert [str(bin_dir / "weaver"), *weaver_args] == printed  # what DRY_RUN prints is what runs
+    assert "checkpoints and log: training/TopLandscape/PN/kin/<run>/" in result.stderr
 
     # testing another sample only: the dataset's files are not needed, and the preflight checks the caller's
     (tmp_path / "python.log").unlink()
     shutil.rmtree(top)
     result = run("TopLandscape", "PN", "--predict", "--data-test", "/elsewhere/*.root", **env)
     assert result.returncode == 0, result.stderr
-    preflight = (tmp_path / "python.log").read_text().split("----\n")[1].splitlines()
-    assert preflight[2:] == ["--data-config", "data/TopLandscape/top_kin.yaml", "--data-test", "/elsewhere/*.root"]
+    preflight = preflight_calls(tmp_path / "python.log")[-1]
+    assert preflight[-3:] == ["--predict", "--data-test", "/elsewhere/*.root"] and "--user-args" in preflight
 
     # QuarkGluon validates on a slice of the training files: no --data-val anywhere
     qg = tmp_path / "qg"
@@ -442,9 +448,9 @@ def test_launch_runs_preflight_then_weaver(tmp_path):
     (tmp_path / "python.log").unlink()
     result = run("QuarkGluon", "PN", "kin", **{**env, "DATADIR_QuarkGluon": str(qg)})
     assert result.returncode == 0, result.stderr
-    preflight = (tmp_path / "python.log").read_text().split("----\n")[1].splitlines()
-    assert preflight[2:] == ["--data-config", "data/QuarkGluon/qg_kin.yaml", "--data-train", f"{qg}/train_file_*.root",
-                             "--data-test", f"{qg}/test_file_*.root"]
+    preflight = preflight_calls(tmp_path / "python.log")[-1]
+    assert preflight[preflight.index("--data-train") + 1] == f"{qg}/train_file_*.root"
+    assert "--data-val" not in preflight and "data/QuarkGluon/qg_kin.yaml" in preflight
 
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))

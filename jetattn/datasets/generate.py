@@ -36,6 +36,9 @@ FLUSH_JETS = 1000  # jets held in memory before they are appended to the file
 REPORT_JETS = 20  # progress messages to the parent every this many jets
 MAX_JETS_PER_FILE = 100_000  # as in the official JetClass files
 MIN_JETS_PER_CHUNK = 1000  # a Pythia initialisation (~1 s) costs about 10 % of a chunk this small
+# JetClass-style files per class and split (--files-per-class overrides): 4 below 8,000 jets per class, else 8 of at
+# least MIN_JETS_PER_FILE; see default_files_per_class and docs/benchmarks.md (the loader)
+FILES_PER_CLASS_SMALL, FILES_PER_CLASS_LARGE, MIN_JETS_PER_FILE = 4, 8, 1000
 TASKS_PER_WORKER = 4  # several chunks per worker, so that the slow classes do not leave a long tail
 
 _NEUTRINOS = np.array([12, 14, 16])
@@ -694,22 +697,44 @@ def _num_chunks(num_jets: int, num_classes: int, workers: int) -> int:
     return max(by_size, min(by_workers, max(1, num_jets // MIN_JETS_PER_CHUNK)))
 
 
+def default_files_per_class(num_jets: int) -> int:
+    """Files per class and split of a JetClass-style sample: enough for the train scripts' loader workers under
+    DDP (2 workers x 2-4 processes; weaver gives each its own files of every class), as few as keep files of about
+    a thousand jets or more, and files below MAX_JETS_PER_FILE."""
+    return max(FILES_PER_CLASS_SMALL if num_jets < 8 * MIN_JETS_PER_FILE else FILES_PER_CLASS_LARGE,
+               -(-num_jets // MAX_JETS_PER_FILE))  # fmt: skip
+
+
 def _plan(spec: DatasetSpec, root: Path, staging: Path | None, num_jets: int, seed: int, workers: int,
-          fractions: list[float], sqrt_s: float) -> list[_Task]:
+          fractions: list[float], sqrt_s: float, files_per_class: int | None = None) -> list[_Task]:
+    """The tasks of a run: chunks of each class (a Pythia run each), writing their jets in order to their files.
+
+    JetClass-style (``staging`` None): each split of each class is spread over ``files_per_class`` files (fewer
+    where a split has fewer jets), ``{class}_{NNN}.root``, the files dealt round-robin to the class's chunks.
+    Merged datasets: one staged file per chunk and split, merged afterwards."""
     n_chunks = _num_chunks(num_jets, len(spec.classes), workers)
-    chunk_sizes = [num_jets // n_chunks + (k < num_jets % n_chunks) for k in range(n_chunks)]
     tasks = []
+    if staging is None:
+        files = files_per_class or default_files_per_class(num_jets)
+        split_jets = _split_counts(num_jets, fractions)
+        for class_index, cls in enumerate(spec.classes):
+            outputs: list[list[tuple[Path, int]]] = [[] for _ in range(n_chunks)]
+            for split_name, n in zip(spec.splits, split_jets, strict=True):
+                n_files = min(files, n)
+                for k in range(n_files):
+                    path = root / split_name / f"{cls.name}_{k:03d}.root"
+                    outputs[k % n_chunks].append((path, n // n_files + (k < n % n_files)))
+            for chunk, chunk_outputs in enumerate(outputs):
+                if chunk_outputs:
+                    tasks.append(_Task(spec.name, class_index, chunk, seed, sqrt_s, tuple(chunk_outputs)))
+        return tasks
+    chunk_sizes = [num_jets // n_chunks + (k < num_jets % n_chunks) for k in range(n_chunks)]
     for class_index, cls in enumerate(spec.classes):
         for chunk, chunk_jets in enumerate(chunk_sizes):
             outputs = []
             for split_name, n in zip(spec.splits, _split_counts(chunk_jets, fractions), strict=True):
-                if n == 0:
-                    continue
-                if staging is None:  # JetClass: files per class and chunk, in one folder per split
-                    path = root / split_name / f"{cls.name}_{chunk:03d}.root"
-                else:
-                    path = staging / f"{cls.name}_{chunk:03d}_{split_name}.root"
-                outputs.append((path, n))
+                if n > 0:
+                    outputs.append((staging / f"{cls.name}_{chunk:03d}_{split_name}.root", n))
             tasks.append(_Task(spec.name, class_index, chunk, seed, sqrt_s, tuple(outputs)))
     return tasks
 
@@ -748,11 +773,13 @@ def generate_dataset(
     workers: int | None = None,
     split: tuple[float, float, float] = (0.8, 0.1, 0.1),
     sqrt_s: float = 14000.0,
+    files_per_class: int | None = None,
 ) -> Path:
     """Generate `num_jets` jets per class of `dataset` ("JetClass", "TopLandscape" or "QuarkGluon") under
     `outdir` and return the data folder to record in env.sh.
 
-    JetClass: outdir/JetClass/Pythia/{train,val,test}/{Prefix}_{NNN}.root, one file per class and chunk.
+    JetClass: outdir/JetClass/Pythia/{train,val,test}/{Prefix}_{NNN}.root, ``files_per_class`` files per class
+    and split (default :func:`default_files_per_class`), so that weaver's loader workers each get their own.
     TopLandscape: outdir/TopLandscape/{train,val,test}_file.root, top and QCD shuffled together, `label` 1 = top.
     QuarkGluon: outdir/QuarkGluon/{train,test}_file_0.root (the validation fraction goes to train: the train
     script splits it off), `label` 1 = quark. A fixed seed (and worker count) reproduces the same jets.
@@ -772,7 +799,12 @@ def generate_dataset(
     workers = workers or os.cpu_count() or 1
     fractions = list(split) if len(spec.splits) == 3 else [split[0] + split[1], split[2]]
     staging = None if dataset == "JetClass" else root / ".parts"
-    tasks = _plan(spec, root, staging, num_jets, seed, workers, fractions, sqrt_s)
+    if files_per_class is not None and staging is not None:
+        raise ValueError(f"files_per_class applies to JetClass-style datasets; {dataset} is one file per split")
+    if files_per_class is not None and (isinstance(files_per_class, bool) or not isinstance(files_per_class, int)
+                                        or files_per_class <= 0):
+        raise ValueError(f"files_per_class must be a positive integer, got {files_per_class!r}")
+    tasks = _plan(spec, root, staging, num_jets, seed, workers, fractions, sqrt_s, files_per_class)
     temporaries = [temp_path(path) for task in tasks for path, _ in task.outputs]
     if staging is None:
         _remove_stale_chunks(spec, folders, {path for task in tasks for path, _ in task.outputs})

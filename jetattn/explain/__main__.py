@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from jetattn.deps import ToolError, exit_if_missing
+from jetattn.io import prepare_outputs
 
 LEPTON_CLASSES = ("Tbl", "Hqql")
 
@@ -277,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.num_jets < 1 or args.batch_size < 1:
             raise ToolError("--num-jets and --batch-size must be positive")
+        prepare_outputs(folders={"--out": args.out})
         result = explain(args)
     except ToolError as err:
         print(f"error: {err}", file=sys.stderr)
