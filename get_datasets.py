@@ -24,7 +24,7 @@ from pathlib import Path
 from jetattn.deps import exit_if_missing  # standard library only: works outside the environment too
 
 with exit_if_missing():
-    from jetattn.datasets import checkpoints, download
+    from jetattn.datasets import checkpoints, download, signals
     from jetattn.datasets.envfile import set_datadir
 
 REPO = Path(__file__).resolve().parent
@@ -153,6 +153,15 @@ def get_models(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        with signals.stop_signals_raise():  # a batch system's SIGTERM (or SIGHUP) cleans up as Ctrl-C does
+            return _run(args)
+    except signals.Stopped as stop:
+        print(stop, file=sys.stderr)
+        return stop.exit_code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.dataset == MODELS:
             print(get_models(args))
