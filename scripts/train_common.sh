@@ -239,10 +239,33 @@ set_launcher() {
     fi
 }
 
+# stoppable COMMAND...: run COMMAND and pass it a SIGTERM, SIGHUP or SIGINT that this script receives, then exit
+# with 128 + the signal's number. Without this bash would die at once and leave COMMAND running: it runs a trap only
+# once its foreground child has ended, hence the background job and `wait` (which a trapped signal interrupts).
+# weaver needs none of this: the script execs it, so a signal reaches weaver, or torchrun, which passes it on to
+# every rank, directly.
+stoppable() {
+    local child status stopped=""
+    "$@" &
+    child=$!
+    trap 'stopped=143; kill "$child" 2>/dev/null' TERM
+    trap 'stopped=129; kill "$child" 2>/dev/null' HUP
+    trap 'stopped=130; kill "$child" 2>/dev/null' INT  # a background job ignores SIGINT: SIGTERM it
+    while true; do
+        status=0
+        wait "$child" || status=$?
+        kill -0 "$child" 2>/dev/null || break  # else `wait` returned for a signal and the command still runs
+    done
+    trap - TERM HUP INT
+    [[ -z $stopped ]] || exit "$stopped"
+    return "$status"
+}
+
 # run_weaver DATA_CONFIG DATASET_OPTIONS...: the weaver command is LAUNCH, the dataset's options (data files, loader,
 # epochs), the options every dataset shares, GPU_OPTS, MODEL_OPTS and last EXTRA_ARGS (weaver takes the last
 # occurrence of an option, so the caller's win). DRY_RUN prints it; otherwise the preflight check runs first on
-# DATA_TRAIN, DATA_VAL and DATA_TEST (arrays set by the script), then the command replaces this shell.
+# DATA_TRAIN, DATA_VAL and DATA_TEST (arrays set by the script), then the command replaces this shell, so that a
+# SIGTERM to the script (a batch system's limit) reaches weaver or torchrun itself.
 run_weaver() {
     local data_config=$1
     shift
@@ -269,7 +292,7 @@ run_weaver() {
                 preflight_args+=("--data-$split" "${!defaults}")
             fi
         done
-        "$PY" -m jetattn.preflight --data-config "$data_config" "${preflight_args[@]}" || exit 1
+        stoppable "$PY" -m jetattn.preflight --data-config "$data_config" "${preflight_args[@]}" || exit 1
     fi
     echo "+ $(shell_quote "${cmd[@]}")" >&2
     exec "${cmd[@]}"

@@ -8,6 +8,7 @@ Processes are found through /proc (Linux), where a zombie counts as gone: an orp
 import http.server
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -241,3 +242,109 @@ def test_stop_signal_ends_a_download_and_keeps_it_resumable(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["archives"]  # no unpacking folder
     assert sorted(p.name for p in part.parent.iterdir()) == ["TopLandscape.tar.part"]
     assert envfile.read_text() == "export OTHER=1\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The train scripts
+
+
+def fake_bin(tmp_path: Path, **scripts: str) -> Path:
+    """Executables named after the keywords, with the given text, in tmp_path/bin."""
+    folder = tmp_path / "bin"
+    folder.mkdir(exist_ok=True)
+    for name, text in scripts.items():
+        (folder / name).write_text(text)
+        (folder / name).chmod(0o755)
+    return folder
+
+
+def train_env(tmp_path: Path, bin_dir: Path, **env: str) -> dict:
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(("DATADIR_", "DDP_", "GPUS", "DRY_RUN"))}
+    return {**kept, "PATH": f"{bin_dir}:{os.environ['PATH']}", "JETATTN_ASSUME_CUDA": "0", **env}
+
+
+def top_landscape_files(folder: Path) -> Path:
+    folder.mkdir()
+    for split in ("train", "val", "test"):
+        (folder / f"{split}_file.root").touch()
+    return folder
+
+
+def test_sigterm_during_the_preflight_stops_it_and_weaver_never_starts(tmp_path):
+    bin_dir = fake_bin(tmp_path, python=f'#!/bin/bash\n[[ $1 == -m ]] || exit 0\necho $$ > {tmp_path}/preflight.pid\n'
+                                        'exec sleep 60\n',
+                       weaver=f"#!/bin/bash\ntouch {tmp_path}/weaver.ran\n")
+    env = train_env(tmp_path, bin_dir, PYTHON=str(bin_dir / "python"),
+                    DATADIR_TopLandscape=str(top_landscape_files(tmp_path / "top")))
+    process = start(["bash", str(REPO / "train_TopLandscape.sh"), "PN"], tmp_path / "output.txt", env=env)
+    pid_file = tmp_path / "preflight.pid"
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 30, "the preflight never started")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 143
+    wait_for(lambda: not living([int(pid_file.read_text())]), 5, "the preflight outlived the script")
+    assert not (tmp_path / "weaver.ran").exists()
+
+
+FAKE_RANK = """import os, sys, time
+from pathlib import Path
+Path(os.environ["RANK_PIDS"], os.environ["LOCAL_RANK"]).write_text(str(os.getpid()))
+time.sleep(120)
+"""
+
+
+def test_sigterm_to_a_ddp_run_reaches_torchrun_and_every_rank(tmp_path):
+    if not shutil.which("torchrun"):
+        pytest.skip("torchrun (PyTorch) is not on PATH")
+    # a stand-in weaver, as torchrun runs it: a Python script per rank, each in a session of its own
+    bin_dir = fake_bin(tmp_path, weaver=FAKE_RANK)
+    pids = tmp_path / "ranks"
+    pids.mkdir()
+    env = train_env(tmp_path, bin_dir, PYTHON="false", JETATTN_ASSUME_CUDA="1", DDP_NGPUS="2",
+                    RANK_PIDS=str(pids), DATADIR_TopLandscape=str(top_landscape_files(tmp_path / "top")))
+    log = tmp_path / "output.txt"
+    process = start(["bash", str(REPO / "train_TopLandscape.sh"), "PN"], log, env=env)
+    wait_for(lambda: len(list(pids.iterdir())) == 2 or process.poll() is not None, 120, "the ranks never started")
+    assert process.poll() is None, log.read_text()[-2000:]
+    ranks = [int(path.read_text()) for path in pids.iterdir()]
+    assert os.path.basename(Path(f"/proc/{process.pid}/exe").resolve()).startswith("python")  # exec'd torchrun
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    wait_for(lambda: not living(ranks) and not group_members(process.pid), 10, "ranks outlived torchrun")
+    assert log.read_text().count("closing signal SIGTERM") == 2  # torchrun passed it on to both ranks
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_cpu_training_which_resumes_from_its_last_epoch(tmp_path):
+    pytest.importorskip("pythia8mc", reason="the training sample is generated: pip install -e .[generate]")
+    from jetattn.datasets.generate import generate_dataset
+
+    data = generate_dataset("JetClass", tmp_path / "gen", 20, seed=1, workers=2)  # 10 classes, 16 training jets each
+    env = train_env(tmp_path, Path(sys.executable).parent, DATADIR_JetClass=str(data), PYTHON=sys.executable)
+    run = tmp_path / "run"
+    argv = [str(REPO / "train_JetClass.sh"), "PFN", "full", "-o", "phi_sizes", "(16, 16)", "-o", "f_sizes", "(16,)",
+            "--batch-size", "16", "--samples-per-epoch", "64", "--samples-per-epoch-val", "32", "--fetch-step", "1",
+            "--num-workers", "1",  # a loader process; 2 would each need a file of every class
+            "--model-prefix", str(run / "net"), "--log-file", str(run / "train.log"),
+            "--predict-output", str(tmp_path / "pred.root")]
+    log = tmp_path / "first.txt"
+    process = start([*argv, "--num-epochs", "1000"], log, env=env)
+    wait_for(lambda: (run / "net_epoch-2_state.pt").exists() or process.poll() is not None, 600,
+             "weaver never finished two epochs")
+    # weaver's data loader has a process of its own while an epoch runs
+    wait_for(lambda: len(group_members(process.pid)) > 1 or process.poll() is not None, 60, "no loader process seen")
+    assert process.poll() is None, log.read_text()[-3000:]
+    process.send_signal(signal.SIGTERM)
+    stopped_at = time.time()
+    assert process.wait(timeout=30) == -signal.SIGTERM  # weaver itself: the script exec'd it
+    wait_for(lambda: not group_members(process.pid), 15, "data-loader processes outlived weaver")
+    assert not list(tmp_path.glob("pred*.root"))  # weaver predicts after the last epoch only
+
+    # the epoch being saved at the stop may be cut short: resume from the one before the last one saved
+    saved = [int(path.name.split("-")[1].split("_")[0]) for path in run.glob("net_epoch-*_optimizer.pt")]
+    resume = max(saved) - 1
+    log = tmp_path / "resumed.txt"
+    process = start([*argv, "--num-epochs", str(resume + 2), "--load-epoch", str(resume)], log, env=env)
+    assert process.wait(timeout=600) == 0, log.read_text()[-3000:]
+    assert f"Resume training from epoch {resume}" in (run / "train.log").read_text()
+    assert (run / f"net_epoch-{resume + 1}_state.pt").stat().st_mtime > stopped_at  # trained anew
+    assert len(list(tmp_path.glob("pred_*.root"))) == 10  # and the test sample predicted, one file per class
