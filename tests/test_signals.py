@@ -259,7 +259,8 @@ def fake_bin(tmp_path: Path, **scripts: str) -> Path:
 
 
 def train_env(tmp_path: Path, bin_dir: Path, **env: str) -> dict:
-    kept = {k: v for k, v in os.environ.items() if not k.startswith(("DATADIR_", "DDP_", "GPUS", "DRY_RUN"))}
+    settings = ("DATADIR_", "DDP_", "GPUS", "NNODES", "NODE_RANK", "MASTER_", "PRETRAINED", "DRY_RUN", "JETATTN_")
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(settings)}  # the user's train-script settings
     return {**kept, "PATH": f"{bin_dir}:{os.environ['PATH']}", "JETATTN_ASSUME_CUDA": "0", **env}
 
 
