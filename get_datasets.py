@@ -9,8 +9,10 @@ download the official pre-trained ParT and ParticleNet checkpoints into models/ 
     ./get_datasets.py models                           # -> models/ParT_kin.pt ... ParticleNet_full.pt (~30 MB)
     ./get_datasets.py models --parts ParT kin          # models/ParT_kin.pt only
 
-A partial download is resumed by rerunning the same command. Set JETATTN_MIRROR (or --mirror) to a base URL
-holding the tar (or .pt) files to download from somewhere other than Zenodo/CERN (GitHub for the models).
+A partial download is resumed by rerunning the same command. SIGTERM or SIGHUP (a batch system's limit, a closed
+terminal) stops it as Ctrl-C does (a partial download kept, unfinished generated files deleted), with exit status
+128 + the signal: 143 for SIGTERM. Set JETATTN_MIRROR (or --mirror) to a base URL holding the tar (or .pt) files to
+download from somewhere other than Zenodo/CERN (GitHub for the models).
 A checkpoint is kept only if it loads with strict=True into our network file built from its JetClass YAML.
 """
 
