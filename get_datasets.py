@@ -9,8 +9,10 @@ download the official pre-trained ParT and ParticleNet checkpoints into models/ 
     ./get_datasets.py models                           # -> models/ParT_kin.pt ... ParticleNet_full.pt (~30 MB)
     ./get_datasets.py models --parts ParT kin          # models/ParT_kin.pt only
 
-A partial download is resumed by rerunning the same command. Set JETATTN_MIRROR (or --mirror) to a base URL
-holding the tar (or .pt) files to download from somewhere other than Zenodo/CERN (GitHub for the models).
+A partial download is resumed by rerunning the same command. SIGTERM or SIGHUP (a batch system's limit, a closed
+terminal) stops it as Ctrl-C does (a partial download kept, unfinished generated files deleted), with exit status
+128 + the signal: 143 for SIGTERM. Set JETATTN_MIRROR (or --mirror) to a base URL holding the tar (or .pt) files to
+download from somewhere other than Zenodo/CERN (GitHub for the models).
 A checkpoint is kept only if it loads with strict=True into our network file built from its JetClass YAML.
 """
 
@@ -24,7 +26,7 @@ from pathlib import Path
 from jetattn.deps import exit_if_missing  # standard library only: works outside the environment too
 
 with exit_if_missing():
-    from jetattn.datasets import checkpoints, download
+    from jetattn.datasets import checkpoints, download, signals
     from jetattn.datasets.envfile import set_datadir
 
 REPO = Path(__file__).resolve().parent
@@ -164,6 +166,15 @@ def get_models(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        with signals.stop_signals_raise():  # a batch system's SIGTERM (or SIGHUP) cleans up as Ctrl-C does
+            return _run(args)
+    except signals.Stopped as stop:
+        print(stop, file=sys.stderr)
+        return stop.exit_code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.dataset == MODELS:
             print(get_models(args))

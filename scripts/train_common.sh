@@ -239,12 +239,35 @@ set_launcher() {
     fi
 }
 
+# stoppable COMMAND...: run COMMAND and pass it a SIGTERM, SIGHUP or SIGINT that this script receives, then exit
+# with 128 + the signal's number. Without this bash would die at once and leave COMMAND running: it runs a trap only
+# once its foreground child has ended, hence the background job and `wait` (which a trapped signal interrupts).
+# weaver needs none of this: the script execs it, so a signal reaches weaver, or torchrun, which passes it on to
+# every rank, directly.
+stoppable() {
+    local child status stopped=""
+    "$@" &
+    child=$!
+    trap 'stopped=143; kill "$child" 2>/dev/null' TERM
+    trap 'stopped=129; kill "$child" 2>/dev/null' HUP
+    trap 'stopped=130; kill "$child" 2>/dev/null' INT  # a background job ignores SIGINT: SIGTERM it
+    while true; do
+        status=0
+        wait "$child" || status=$?
+        kill -0 "$child" 2>/dev/null || break  # else `wait` returned for a signal and the command still runs
+    done
+    trap - TERM HUP INT
+    [[ -z $stopped ]] || exit "$stopped"
+    return "$status"
+}
+
 # run_weaver DATA_CONFIG DATASET_OPTIONS...: the weaver command is LAUNCH, the dataset's options (data files, loader,
 # epochs), the options every dataset shares, GPU_OPTS, MODEL_OPTS and last EXTRA_ARGS (weaver takes the last
 # occurrence of an option, so the caller's win). Before it runs, `python -m jetattn.preflight --command` checks the
 # files weaver will read against the data config it will use (the caller's --data-config and files where given)
 # and fits the loader options to the data (jetattn/loader_settings.py): they go before EXTRA_ARGS, and only where
-# the caller set none. DRY_RUN prints the command, fitted where the training files are there to read.
+# the caller set none. DRY_RUN prints the command, fitted where the training files are there to read. Otherwise the
+# command replaces this shell, so that a SIGTERM to the script (a batch system's limit) reaches weaver or torchrun.
 run_weaver() {
     local data_config=$1
     shift
@@ -255,12 +278,18 @@ run_weaver() {
         --model-prefix "$run/net" --log-file "$run/train.log" --predict-output pred.root
         --batch-size "$BATCH" --start-lr "$LR" --optimizer ranger
         "${GPU_OPTS[@]}" "${MODEL_OPTS[@]}")
-    local fitted=() output
+    local fitted=() options_file checked=0
     if fit_wanted && "$PY" -c 'import jetattn.preflight' 2>/dev/null; then
-        if output=$("$PY" -m jetattn.preflight --command --processes "${DDP_NGPUS:-1}" --user-args "${#EXTRA_ARGS[@]}" \
-            -- "${script_args[@]}" "${EXTRA_ARGS[@]}"); then
-            [[ -n $output ]] && mapfile -t fitted <<<"$output"
-        else
+        # the fitted options come back on stdout, one per line; through a file, not $(...), so that the check runs
+        # in this shell under `stoppable` (a SIGTERM meanwhile stops it too)
+        options_file=$(mktemp)
+        trap 'rm -f "$options_file"' EXIT
+        stoppable "$PY" -m jetattn.preflight --command --processes "${DDP_NGPUS:-1}" \
+            --user-args "${#EXTRA_ARGS[@]}" -- "${script_args[@]}" "${EXTRA_ARGS[@]}" >"$options_file" || checked=$?
+        mapfile -t fitted <"$options_file"
+        rm -f "$options_file"
+        trap - EXIT
+        if ((checked != 0)); then
             dry_run || exit 1
             echo "note: the command below is not fitted to the data (the check above failed)" >&2
         fi

@@ -25,6 +25,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
+from jetattn.datasets import signals
 from jetattn.datasets.detector import apply_detector
 from jetattn.datasets.processes import DATASETS, DatasetSpec, JetClassSpec, pythia_settings
 from jetattn.datasets.writer import TMP_SUFFIX, TreeWriter, merge_shuffled, temp_path
@@ -565,6 +566,7 @@ def _worker_loop(tasks, messages, run_task) -> None:
     import traceback
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it kills the workers
+    signals.stop_with_parent()  # SIGTERM, SIGHUP or the parent's death (even SIGKILL): deletes its open file, exits
     while (item := tasks.get()) is not None:
         index, task = item
         try:
@@ -583,6 +585,7 @@ def _run_tasks(tasks: list, workers: int, progress, run_task: Callable = _run_ta
     # Plain processes rather than multiprocessing.Pool: on Ctrl-C the workers are killed outright, and nothing
     # here waits on a lock that a killed worker may hold (Pool.terminate can hang on its task queue's lock).
     context = mp.get_context("spawn")  # a fresh interpreter per worker: Pythia and FastJet are not fork-safe
+    signals.start_resource_tracker()  # before the queues need it, so that it outlives a hangup
     task_queue, messages = context.Queue(), context.Queue()
     task_queue.cancel_join_thread()  # never block the parent's exit on tasks nobody will read
     for item in enumerate(tasks):
