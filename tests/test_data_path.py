@@ -88,14 +88,14 @@ def test_train_jetclass_with_the_scripts_defaults_trains_and_predicts(generated,
 
 def test_ddp_dry_run_fits_the_generated_layout(generated, tmp_path):
     result = script("train_JetClass.sh", "ParT", "full", cwd=tmp_path, DATADIR_JetClass=str(generated), DRY_RUN="1",
-                    DDP_NGPUS="2", JETATTN_ASSUME_CUDA="1")  # fmt: skip
+                    DDP_NGPUS="2", JETATTN_ASSUME_CUDA="1", GPUS="0")  # fmt: skip
     assert result.returncode == 0, result.stderr
     cmd = fitted_command(result)
     assert cmd[0] == "torchrun" and "--nproc_per_node=2" in cmd
     workers = int(last(cmd, "--num-workers"))
     assert 2 * workers <= default_files_per_class(JETS_PER_CLASS)  # each process and worker gets its own files
     result = script("train_JetClass.sh", "ParT", "full", cwd=tmp_path, DATADIR_JetClass=str(generated),
-                    DDP_NGPUS="8", JETATTN_ASSUME_CUDA="1")  # fmt: skip
+                    DDP_NGPUS="8", JETATTN_ASSUME_CUDA="1", GPUS="0")  # fmt: skip
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 1 and len(errors) == 1 and "--files-per-class" in errors[0], result.stderr
 

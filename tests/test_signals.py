@@ -323,7 +323,7 @@ def test_sigterm_stops_a_cpu_training_which_resumes_from_its_last_epoch(tmp_path
     env = train_env(tmp_path, Path(sys.executable).parent, DATADIR_JetClass=str(data), PYTHON=sys.executable)
     run = tmp_path / "run"
     argv = [str(REPO / "train_JetClass.sh"), "PFN", "full", "-o", "phi_sizes", "(16, 16)", "-o", "f_sizes", "(16,)",
-            "--batch-size", "16", "--samples-per-epoch", "64", "--samples-per-epoch-val", "32", "--fetch-step", "1",
+            "--batch-size", "16", "--samples-per-epoch", "64", "--samples-per-epoch-val", "16", "--fetch-step", "1",
             "--num-workers", "1",  # a loader process; 2 would each need a file of every class
             "--model-prefix", str(run / "net"), "--log-file", str(run / "train.log"),
             "--predict-output", str(tmp_path / "pred.root")]
