@@ -119,6 +119,8 @@ def profile_fetch(args: argparse.Namespace) -> dict:
 
     dataset = train_load(args)[0].dataset
     fetch = iter(dataset)  # an iterator as a worker builds it (it prefetches its first fetch in a thread)
+    if dataset._async_load and fetch.prefetch is not None:
+        fetch.prefetch.result()  # let that thread finish first: it would share the GIL with the timed fetch
     filelist, ranges = fetch.load_filelist_and_ranges[0]
     config, options = dataset.config, fetch._sampler_options
     load_branches = config.train_load_branches
@@ -129,8 +131,11 @@ def profile_fetch(args: argparse.Namespace) -> dict:
     jets = len(table)
     start = time.perf_counter()
     _preprocess(table, config, options)
+    preprocess_s = time.perf_counter() - start
+    # a worker reads and preprocesses one fetch at a time: its rate cannot exceed this, whatever the window timed
     return {"fetches_per_pass": len(fetch.load_filelist_and_ranges), "files_per_fetch": len(filelist),
-            "jets_per_fetch": jets, "read_s": read_s, "preprocess_s": time.perf_counter() - start}  # fmt: skip
+            "jets_per_fetch": jets, "read_s": read_s, "preprocess_s": preprocess_s,
+            "fetch_bound_jets_per_s": jets / (read_s + preprocess_s)}  # fmt: skip
 
 
 def model_train_rate(batch_size: int, steps: int) -> float | None:
@@ -213,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         write_json(args.json, {"rows": rows, "command": " ".join(["python -m jetattn.bench loader", *(argv or [])]),
                                "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                               "torch": torch.__version__})  # fmt: skip
+                               "load_average": os.getloadavg()[0], "torch": torch.__version__})  # fmt: skip
     return 0
 
 
@@ -226,8 +231,8 @@ def print_row(row: dict) -> None:
     line = f"{setting:40s} {row['jets_per_s']:9.1f} jets/s  first batch {row['first_batch_s']:.1f} s"
     if "read_s" in row:
         line += (f"  | one fetch: {row['files_per_fetch']} files, {row['jets_per_fetch']} jets, read "
-                 f"{row['read_s']:.3f} s, preprocess {row['preprocess_s']:.3f} s, {row['fetches_per_pass']} "
-                 f"fetches per pass")  # fmt: skip
+                 f"{row['read_s']:.3f} s, preprocess {row['preprocess_s']:.3f} s ({row['fetch_bound_jets_per_s']:.0f} "
+                 f"jets/s per worker at most), {row['fetches_per_pass']} fetches per pass")  # fmt: skip
     print(line, flush=True)
 
 
