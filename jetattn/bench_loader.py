@@ -86,11 +86,13 @@ def weaver_args(data_config: str, files: list[str], num_workers: int, fetch_step
 
 def time_loader(args: argparse.Namespace, batches: int, warmup: int) -> dict:
     """Jets/s of weaver's training loader over ``batches`` batches after ``warmup`` (workers' start and the
-    first fetches), and the seconds to the first batch."""
+    first fetches), and the seconds to the first batch. The warm-up is at least the batches the workers hold
+    ready (2 per worker, torch's prefetch) plus one: the timed batches are made while timed."""
     from tqdm import tqdm
     from weaver.train import train_load
 
     train_loader = train_load(args)[0]
+    warmup = max(warmup, (train_loader.prefetch_factor or 0) * train_loader.num_workers + 1)
     start = time.perf_counter()
     iterator = iter(train_loader)
     first_s = None
