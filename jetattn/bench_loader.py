@@ -51,9 +51,6 @@ def worker_problem(groups: dict[str, list[str]], num_workers: int) -> str | None
     """Why weaver's loader would fail with these files and workers, or None. weaver gives each loader worker
     ``files[worker_id::num_workers]`` of every group and asserts that none is empty, after lowering the workers
     to the total number of files (``train_load``)."""
-    empty = sorted(name for name, found in groups.items() if not found)
-    if empty:
-        return f"no files match group(s) {', '.join(empty)}"
     workers = min(num_workers, max(1, sum(len(found) for found in groups.values())))
     smallest = min(groups, key=lambda name: len(groups[name]))
     if workers > len(groups[smallest]):
@@ -179,6 +176,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         if not datadir:
             parser.error("no --files and no $DATADIR_JetClass (source env.sh, or pass --files 'name:glob' ...)")
         args.files = jetclass_train_files(datadir)
+    unmatched = [item for item in args.files if not file_groups([item])[item.rpartition(":")[0] or "_"]]
+    if unmatched:
+        parser.error(f"--files: no file matches {' '.join(unmatched)}")
     if not os.path.isfile(args.data_config):
         parser.error(f"--data-config {args.data_config}: no such file")
     if min(args.num_workers) < 0 or args.batches < 1 or args.batch_size < 1:

@@ -8,7 +8,7 @@ from jetattn import bench
 from jetattn.bench_loader import file_groups, time_loader, weaver_args, worker_problem
 
 
-def test_worker_problem_is_weavers_condition(tmp_path):
+def test_worker_problem_is_weavers_condition(tmp_path, capsys):
     for name in ("A_0.root", "A_1.root", "B_0.root"):
         (tmp_path / name).touch()
     groups = file_groups([f"A:{tmp_path}/A_*.root", f"B:{tmp_path}/B_*.root"])
@@ -18,7 +18,9 @@ def test_worker_problem_is_weavers_condition(tmp_path):
     assert "'B' has 1 file" in problem and "--num-workers 1" in problem
     # weaver lowers the workers to the number of files first: one file and four workers is one worker
     assert worker_problem({"_": [str(tmp_path / "A_0.root")]}, 4) is None
-    assert "no files match group(s) C" in worker_problem({**groups, "C": []}, 1)
+    with pytest.raises(SystemExit):
+        bench.main(["loader", "--files", f"C:{tmp_path}/C_*.root", "--model-steps", "0"])
+    assert f"no file matches C:{tmp_path}/C_*.root" in capsys.readouterr().err
 
 
 @pytest.mark.requiresdata
