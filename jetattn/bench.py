@@ -10,6 +10,9 @@
         top-k and LinParT attention: inference and training jets/s and peak memory, one JSON row each.
     python -m jetattn.bench generate [--num-jets 200]
         jets per second per core of the Pythia 8 + FastJet generator, per class.
+    python -m jetattn.bench loader [--files ...] [--num-workers N ...] [--fetch-step F ...] [--json out.json]
+        jets/s that weaver's own data loader delivers for training, per setting, beside ParT's training rate
+        (jetattn/bench_loader.py; --help there).
 """
 
 from __future__ import annotations
@@ -440,6 +443,12 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--seed", type=int, default=1)
     for p in (part, attention, gen):
         p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    sub.add_parser("loader", add_help=False, help="weaver's data loader, jets/s per setting (loader --help)")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["loader"]:
+        from jetattn.bench_loader import main as loader_main
+
+        return loader_main(argv[1:])
     args = parser.parse_args(argv)
     if args.what == "attention":
         rows = bench_attention(args)
