@@ -14,7 +14,6 @@ A setting under which weaver would crash (more workers than files in a group) is
 from __future__ import annotations
 
 import argparse
-import glob
 import logging
 import os
 import platform
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 
 from jetattn.io import write_json
+from jetattn.loader_settings import file_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 JETCLASS_CLASSES = ("HToBB", "HToCC", "HToGG", "HToWW2Q1L", "HToWW4Q", "TTBar", "TTBarLep", "WToQQ", "ZToQQ",
@@ -36,15 +36,6 @@ def jetclass_train_files(datadir: str) -> list[str]:
     train_dir = next((f"{datadir}/{name}" for name in ("train_100M", "train") if os.path.isdir(f"{datadir}/{name}")),
                      f"{datadir}/train_100M")  # fmt: skip
     return [f"{name}:{train_dir}/{name}_*.root" for name in JETCLASS_CLASSES]
-
-
-def file_groups(files: list[str]) -> dict[str, list[str]]:
-    """weaver's reading of ``--data-train`` (``name:glob`` or ``glob``): sorted files per group."""
-    groups: dict[str, list[str]] = {}
-    for item in files:
-        name, _, pattern = item.rpartition(":") if ":" in item else ("_", "", item)
-        groups.setdefault(name, []).extend(glob.glob(pattern))
-    return {name: sorted(found) for name, found in groups.items()}
 
 
 def worker_problem(groups: dict[str, list[str]], num_workers: int) -> str | None:

@@ -95,8 +95,17 @@ def _blocks(path: Path, num_blocks: int) -> Iterator[tuple[int, int]]:
     yield from zip(edges[:-1], edges[1:], strict=True)
 
 
+# Jets per shuffled block of a merged file, and so per ROOT basket: weaver's fetch decompresses whole baskets, so a
+# 20,000-jet basket cost a fetch of a few jets 4 to 7 s, a 1,000-jet one under 1 s (docs/benchmarks.md, the loader)
+MERGE_BLOCK_JETS = 2000
+
+
 def merge_shuffled(
-    parts: Sequence[Path], dest: Path, records: Sequence[str], rng: np.random.Generator, block_jets: int = 20000,
+    parts: Sequence[Path],
+    dest: Path,
+    records: Sequence[str],
+    rng: np.random.Generator,
+    block_jets: int = MERGE_BLOCK_JETS,
     transform: Callable[[dict], dict] | None = None,
 ) -> int:
     """Concatenate part files into `dest`, mixing them: each output block takes an equal share of every part
