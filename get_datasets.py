@@ -25,13 +25,14 @@ from jetattn.deps import exit_if_missing  # standard library only: works outside
 
 with exit_if_missing():
     from jetattn.datasets import checkpoints, download
+    from jetattn.datasets.detector import DETECTORS
     from jetattn.datasets.envfile import set_datadir
 
 REPO = Path(__file__).resolve().parent
 MODELS = "models"  # the dataset argument that downloads the official checkpoints instead
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 DIHIGGS = "DiHiggs"  # events rather than jets, and generated only
-_GENERATE_ONLY = ("num_jets", "num_events", "mass", "seed", "workers", "split", "sqrts")
+_GENERATE_ONLY = ("num_jets", "num_events", "mass", "seed", "workers", "split", "sqrts", "detector")
 
 
 def _fractions(text: str) -> tuple[float, ...]:
@@ -78,6 +79,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     gen.add_argument("--workers", type=int, help="parallel generator processes (default: all cores)")
     gen.add_argument("--split", type=_fractions, help="train,val,test fractions (default 0.8,0.1,0.1)")
     gen.add_argument("--sqrts", type=float, help="collision energy in GeV (default 14000)")
+    gen.add_argument("--detector", choices=DETECTORS,
+                     help="detector model: Delphes-like particle flow with the CMS or ATLAS card, each particle "
+                     "smeared alone (simple), or generator level (none); default: the original sample's (JetClass "
+                     "cms, TopLandscape atlas, QuarkGluon none; docs/generator.md)")
 
     args = parser.parse_args(argv)
     if args.dataset == MODELS:
@@ -89,6 +94,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"{DIHIGGS} is generated only: add --generate --num-events N")
         if args.num_jets is not None:
             parser.error(f"--num-jets does not apply to {DIHIGGS}, which counts events: use --num-events")
+        if args.detector is not None:
+            parser.error(f"--detector applies to the jet datasets; {DIHIGGS} uses the simple detector model")
         if args.num_events is None:
             parser.error("--generate needs --num-events")
     elif args.generate:
@@ -141,6 +148,7 @@ def generate(args: argparse.Namespace) -> Path:
         workers=args.workers,
         split=split,
         sqrt_s=sqrt_s,
+        detector=args.detector,
     )
 
 

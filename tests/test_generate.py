@@ -379,14 +379,15 @@ def test_particles_no_detector_can_see_are_dropped_before_clustering():
     events = generate._EventBatch(offsets=np.array([0, n]), pid=np.array([211, 22, 22, 22, -211]),
                                   status=np.ones(n, int), mother1=np.zeros(n, int), daughter1=np.zeros(n, int),
                                   daughter2=np.zeros(n, int), p4=p4, mass=np.zeros(n), vertex=np.zeros((n, 3)))
-    visible, measured = maker._measure(events)
-    assert visible.tolist() == [0, 1, 4]  # not the zero photon, not the one along the beam
+    counts, measured = maker._measure(events)
+    assert counts.tolist() == [3]  # not the zero photon, not the one along the beam
+    assert measured["pid"].tolist() == [211, 22, -211]
     assert all(np.isfinite(measured[k]).all() for k in ("px", "py", "pz", "energy", "d0val", "dzval"))
-    jets, constituents = maker._cluster(events, visible, measured)
+    jets, constituents = maker._cluster(events, counts, measured)
     assert len(jets[0]) == 1 and sorted(np.concatenate(constituents[0]).tolist()) == [0, 1, 2]
     measured["energy"][1] = np.nan  # and should a NaN ever come out of the detector: an error, not a crash
     with pytest.raises(ValueError, match="non-finite four-momentum.*PDG id \\[22\\]"):
-        maker._cluster(events, visible, measured)
+        maker._cluster(events, counts, measured)
 
 
 def _crash_or_wait(task, report):
