@@ -101,6 +101,15 @@ def test_jetclass_jets_and_constituents(jetclass):
     neutral = jets.part_charge == 0
     assert ak.all(jets.part_d0val[neutral] == 0) and ak.all(jets.part_d0err[~neutral] > 0)
     assert not ak.any(np.isin(abs(ak.flatten(jets.part_pid)), [12, 14, 16]))
+    assert_particle_flow(jets, min_track_pt=0.7)  # CMS card: tracks curl below 0.735 GeV
+
+
+def assert_particle_flow(jets: ak.Array, min_track_pt: float) -> None:
+    """Delphes-like particle flow (the default detector of JetClass and TopLandscape): no ECAL photon below the
+    cards' 0.5 GeV threshold, no curling track, and neutral hadrons made from HCAL towers (pid 0, as Delphes)."""
+    assert ak.min(jets.part_energy[jets.part_isPhoton == 1]) >= 0.5
+    assert ak.min(np.hypot(jets.part_px, jets.part_py)[jets.part_charge != 0]) >= min_track_pt
+    assert ak.any(jets.part_pid == 0) and ak.all(jets.part_isNeutralHadron == (jets.part_pid == 0))
 
 
 def signed_deta(jets: ak.Array) -> ak.Array:
@@ -240,6 +249,7 @@ def test_toplandscape_is_reproducible_and_mixed(tmp_path):
     assert sorted(np.bincount(labels)) == [15, 15]  # balanced, 1 = top
     assert 0 < a.label[: len(a) // 2].to_numpy().mean() < 1  # shuffled: both classes in the first half
     assert ak.all((a.jet_pt >= 550) & (a.jet_pt < 650) & (abs(a.jet_eta) < 2))
+    assert_particle_flow(a, min_track_pt=0.33)  # the ATLAS card: tracks curl below 0.345 GeV
     top = a[a.label == 1]
     assert ak.all(abs(top.aux_genpart_pid[:, 0]) == 6)
     assert not (first / ".parts").exists()
@@ -254,6 +264,14 @@ def test_toplandscape_is_reproducible_and_mixed(tmp_path):
     assert out["obj_features"].shape == (len(a), 15, 9) and np.isfinite(out["obj_features"]).all()
 
 
+@pytest.mark.parametrize(("dataset", "mpi"), [("TopLandscape", False), ("JetClass", True), ("QuarkGluon", True)])
+def test_each_dataset_starts_pythia_with_its_original_settings(dataset, mpi):
+    # TopLandscape: "No MPI/pile-up included"; all three: Pythia's default decays (K0S and Lambda decay)
+    pythia = generate._make_pythia(generate._Task(dataset, 0, 0, 1, 14000.0, ()), 1)
+    assert pythia.flag("PartonLevel:MPI") is mpi and pythia.flag("ParticleDecays:limitTau0") is False
+    assert pythia.particleData.mayDecay(310) and pythia.particleData.mayDecay(3122)
+
+
 def test_quarkgluon_layout(tmp_path):
     root = generate_dataset("QuarkGluon", tmp_path, 10, seed=2, workers=1)
     assert sorted(p.name for p in root.iterdir()) == ["test_file_0.root", "train_file_0.root"]
@@ -264,6 +282,8 @@ def test_quarkgluon_layout(tmp_path):
     assert_conical(jets, 0.4)
     parton = abs(jets.aux_genpart_pid[:, 0])
     assert ak.all((jets.label == 1) == np.isin(parton, [1, 2, 3])) and ak.all(parton[jets.label == 0] == 21)
+    # generator level, as the original: soft photons below any calorimeter threshold are kept
+    assert ak.min(jets.part_energy[jets.part_isPhoton == 1]) < 0.5 and ak.all(jets.part_d0err == 0)
     through_weaver("QuarkGluon/qg_kinpidplus.yaml", root / "train_file_0.root", tmp_path)
 
 
