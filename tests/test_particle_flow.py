@@ -77,6 +77,10 @@ def test_track_pt_resolution() -> None:
     assert np.all(measured["pid"] == 13)
     mass2 = measured["energy"] ** 2 - pt_of(measured) ** 2 - measured["pz"] ** 2
     np.testing.assert_allclose(np.sqrt(mass2), 0.1057, rtol=1e-3)
+    # Delphes 3.4's ATLAS card (TopLandscape) made tracks massless
+    measured = apply_particle_flow(muons, rng, "atlas", one_per_event(n))
+    momentum = np.sqrt(pt_of(measured) ** 2 + measured["pz"] ** 2)
+    np.testing.assert_allclose(measured["energy"], momentum, rtol=1e-9)
 
 
 def ecal_cell(card, eta, phi) -> tuple[np.ndarray, np.ndarray]:

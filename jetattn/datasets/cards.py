@@ -91,6 +91,7 @@ class Card:
     momentum_resolution: dict[str, MomentumResolution]
     ecal: Calorimeter
     hcal: Calorimeter
+    massless_tracks: bool = False  # Delphes 3.4's MomentumSmearing set E = pT cosh(eta); today's keeps the mass
 
 
 def _tower_edges(groups: list[tuple[list[float], int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -202,6 +203,7 @@ def _atlas() -> Card:
             "muon": MomentumResolution(_ETA_THIRDS, ((0.02, 2.0e-4), (0.03, 3.0e-4), (0.06, 6.0e-4)))},
         ecal=Calorimeter(*towers, _atlas_ecal_resolution, 0.5, 1.0, _ECAL_FRACTIONS, 0.0, 22),
         hcal=Calorimeter(*towers, _atlas_hcal_resolution, 1.0, 1.0, _HCAL_FRACTIONS, 1.0, 0),
+        massless_tracks=True,  # the real TopLandscape constituents are all massless
     )
 
 

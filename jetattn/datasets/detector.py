@@ -288,7 +288,8 @@ def apply_particle_flow(
     1. ParticlePropagator: where each particle reaches the calorimeter (`calorimeter_entry`); particles made
        at the origin (displaced production, a few mm at most here, is neglected for the calorimeter position).
     2. Tracking efficiency (by pT and the |eta| of that position, as Delphes' Efficiency module) and log-normal
-       pT smearing at fixed direction and mass (MomentumSmearing, relative resolution capped at 1). A curling
+       pT smearing at fixed direction and mass (MomentumSmearing, relative resolution capped at 1; massless with
+       the ATLAS card of Delphes 3.4). A curling
        track (helix diameter below the calorimeter radius: pT < 0.15 Bz R, 0.735 GeV for CMS, 0.345 GeV for
        ATLAS) is never a track. Today's ParticlePropagator sends it to an endcap, where the efficiency at that
        far-forward position loses most such tracks but not all; the real JetClass sample has no constituent
@@ -324,6 +325,8 @@ def apply_particle_flow(
     true_pt = pt[source]
     pt_scale = _lognormal(true_pt, resolution * true_pt, rng) / true_pt
     mass2 = np.maximum(energy[source] ** 2 - px[source] ** 2 - py[source] ** 2 - pz[source] ** 2, 0.0)
+    if card.massless_tracks:
+        mass2 = np.zeros_like(mass2)
     track_momentum = np.stack([px[source], py[source], pz[source]]) * pt_scale
     track_energy = np.sqrt((track_momentum**2).sum(axis=0) + mass2)
     tracks = {"pid": pid[source], "energy": track_energy, "resolution": resolution, "source": source}
