@@ -106,9 +106,11 @@ def test_jetclass_jets_and_constituents(jetclass):
 
 def assert_particle_flow(jets: ak.Array, min_track_pt: float) -> None:
     """Delphes-like particle flow (the default detector of JetClass and TopLandscape): no ECAL photon below the
-    cards' 0.5 GeV threshold, no curling track, and neutral hadrons made from HCAL towers (pid 0, as Delphes)."""
+    cards' 0.5 GeV threshold, no curling track (true pT below min_track_pt; the sub-GeV tracks of the generator
+    are ~10 % of them), and neutral hadrons made from HCAL towers (pid 0, as Delphes)."""
     assert ak.min(jets.part_energy[jets.part_isPhoton == 1]) >= 0.5
-    assert ak.min(np.hypot(jets.part_px, jets.part_py)[jets.part_charge != 0]) >= min_track_pt
+    track_pt = ak.flatten(np.hypot(jets.part_px, jets.part_py)[jets.part_charge != 0])
+    assert np.mean(track_pt < min_track_pt) < 0.002  # a few, smeared (electrons: 15 %) or scaled in EFlow
     assert ak.any(jets.part_pid == 0) and ak.all(jets.part_isNeutralHadron == (jets.part_pid == 0))
 
 
@@ -264,12 +266,13 @@ def test_toplandscape_is_reproducible_and_mixed(tmp_path):
     assert out["obj_features"].shape == (len(a), 15, 9) and np.isfinite(out["obj_features"]).all()
 
 
-@pytest.mark.parametrize(("dataset", "mpi"), [("TopLandscape", False), ("JetClass", True), ("QuarkGluon", True)])
-def test_each_dataset_starts_pythia_with_its_original_settings(dataset, mpi):
-    # TopLandscape: "No MPI/pile-up included"; all three: Pythia's default decays (K0S and Lambda decay)
+@pytest.mark.parametrize(("dataset", "mpi", "k0s_decays"),
+                         [("TopLandscape", False, True), ("JetClass", True, False), ("QuarkGluon", True, True)])
+def test_each_dataset_starts_pythia_with_its_original_settings(dataset, mpi, k0s_decays):
+    # TopLandscape: "No MPI/pile-up included"; TopLandscape and QuarkGluon: Pythia's default decays; JetClass: particles
+    # with c tau > 10 mm (K0S, Lambda) stable, as CMS generates them for its detector simulation
     pythia = generate._make_pythia(generate._Task(dataset, 0, 0, 1, 14000.0, ()), 1)
-    assert pythia.flag("PartonLevel:MPI") is mpi and pythia.flag("ParticleDecays:limitTau0") is False
-    assert pythia.particleData.mayDecay(310) and pythia.particleData.mayDecay(3122)
+    assert pythia.flag("PartonLevel:MPI") is mpi and pythia.flag("ParticleDecays:limitTau0") is not k0s_decays
 
 
 def test_quarkgluon_layout(tmp_path):

@@ -84,8 +84,7 @@ JETCLASS = DatasetSpec(
     abs_eta_max=2.0,
     use_rapidity=False,
     labels=JETCLASS_LABELS,
-    settings=_DEFAULT_DECAYS,
-    detector="cms",
+    detector="cms",  # K0S, Lambda stay stable (COMMON_SETTINGS), as CMS's Pythia settings and the card expect
     classes=(
         JetClassSpec("ZJetsToNuNu", "label_QCD", _QCD, _JC_PTHAT, match="leading"),
         JetClassSpec("HToBB", "label_Hbb", (*_HZ, "25:onIfMatch = 5 -5"), _JC_PTHAT, resonance=_HIGGS),
