@@ -54,9 +54,10 @@ def delta_r_rapidity(jets: ak.Array) -> ak.Array:
 
 
 def assert_conical(jets: ak.Array, radius: float) -> None:
-    # anti-kT jets are cones in (y, phi), except for soft particles that join via a soft cluster within R
+    # anti-kT jets are cones in (y, phi), except for soft particles that join via a soft cluster within R (more of
+    # them with particle flow, whose tower neutrals lie anywhere in cells up to 0.17 wide)
     distance = ak.to_numpy(ak.flatten(delta_r_rapidity(jets)))
-    assert np.mean(distance < radius) > 0.995 and distance.max() < 1.25 * radius
+    assert np.mean(distance < radius) > 0.995 and distance.max() < 1.3 * radius
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -104,13 +105,13 @@ def test_jetclass_jets_and_constituents(jetclass):
     assert_particle_flow(jets, min_track_pt=0.7)  # CMS card: tracks curl below 0.735 GeV
 
 
-def assert_particle_flow(jets: ak.Array, min_track_pt: float) -> None:
+def assert_particle_flow(jets: ak.Array, min_track_pt: float, max_share: float = 0.002) -> None:
     """Delphes-like particle flow (the default detector of JetClass and TopLandscape): no ECAL photon below the
     cards' 0.5 GeV threshold, no curling track (true pT below min_track_pt; the sub-GeV tracks of the generator
     are ~10 % of them), and neutral hadrons made from HCAL towers (pid 0, as Delphes)."""
     assert ak.min(jets.part_energy[jets.part_isPhoton == 1]) >= 0.5
     track_pt = ak.flatten(np.hypot(jets.part_px, jets.part_py)[jets.part_charge != 0])
-    assert np.mean(track_pt < min_track_pt) < 0.002  # a few, smeared (electrons: 15 %) or scaled in EFlow
+    assert np.mean(track_pt < min_track_pt) < max_share  # a few, smeared or scaled in EFlow
     assert ak.any(jets.part_pid == 0) and ak.all(jets.part_isNeutralHadron == (jets.part_pid == 0))
 
 
@@ -251,7 +252,7 @@ def test_toplandscape_is_reproducible_and_mixed(tmp_path):
     assert sorted(np.bincount(labels)) == [15, 15]  # balanced, 1 = top
     assert 0 < a.label[: len(a) // 2].to_numpy().mean() < 1  # shuffled: both classes in the first half
     assert ak.all((a.jet_pt >= 550) & (a.jet_pt < 650) & (abs(a.jet_eta) < 2))
-    assert_particle_flow(a, min_track_pt=0.33)  # the ATLAS card: tracks curl below 0.345 GeV
+    assert_particle_flow(a, min_track_pt=0.3, max_share=0.01)  # ATLAS: curl below 0.345 GeV, 6-25 % resolution
     top = a[a.label == 1]
     assert ak.all(abs(top.aux_genpart_pid[:, 0]) == 6)
     assert not (first / ".parts").exists()
