@@ -27,13 +27,15 @@ from jetattn.deps import exit_if_missing  # standard library only: works outside
 
 with exit_if_missing():
     from jetattn.datasets import checkpoints, download, signals
+    from jetattn.datasets.detector import DETECTORS
     from jetattn.datasets.envfile import set_datadir
 
 REPO = Path(__file__).resolve().parent
 MODELS = "models"  # the dataset argument that downloads the official checkpoints instead
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 DIHIGGS = "DiHiggs"  # events rather than jets, and generated only
-_GENERATE_ONLY = ("num_jets", "num_events", "mass", "seed", "workers", "split", "sqrts", "files_per_class")
+_GENERATE_ONLY = ("num_jets", "num_events", "mass", "seed", "workers", "split", "sqrts", "files_per_class",
+                  "detector")
 
 
 def _fractions(text: str) -> tuple[float, ...]:
@@ -83,6 +85,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     gen.add_argument("--files-per-class", type=int, metavar="N",
                      help="JetClass: files per class and split (default 4, 8 from 8000 jets per class: enough for the "
                           "train scripts' loader workers and DDP processes, each of which weaver gives its own files)")
+    gen.add_argument("--detector", choices=DETECTORS,
+                     help="detector model: Delphes-like particle flow with the CMS or ATLAS card, each particle "
+                     "smeared alone (simple), or generator level (none); default: the original sample's (JetClass "
+                     "cms, TopLandscape atlas, QuarkGluon none; docs/generator.md)")
 
     args = parser.parse_args(argv)
     if args.dataset == MODELS:
@@ -94,6 +100,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"{DIHIGGS} is generated only: add --generate --num-events N")
         if args.num_jets is not None:
             parser.error(f"--num-jets does not apply to {DIHIGGS}, which counts events: use --num-events")
+        if args.detector is not None:
+            parser.error(f"--detector applies to the jet datasets; {DIHIGGS} uses the simple detector model")
         if args.num_events is None:
             parser.error("--generate needs --num-events")
         if args.files_per_class is not None:
@@ -154,6 +162,7 @@ def generate(args: argparse.Namespace) -> Path:
         split=split,
         sqrt_s=sqrt_s,
         files_per_class=args.files_per_class,
+        detector=args.detector,
     )
 
 

@@ -497,10 +497,14 @@ def test_generate_mode_calls_generator_and_updates_env(cli, envfile, tmp_path, m
         (
             "QuarkGluon",
             # workers=None: the generator uses every core
-            dict(outdir=tmp_path, num_jets=500, seed=7, workers=None, split=(0.5, 0.25, 0.25), sqrt_s=14000.0),
+            dict(outdir=tmp_path, num_jets=500, seed=7, workers=None, split=(0.5, 0.25, 0.25), sqrt_s=14000.0,
+                 detector=None),  # None: the dataset's own (generate.py's default)
         )
     ]
     assert _source(envfile, "DATADIR_QuarkGluon") == str(tmp_path / "QuarkGluon")
+    calls.clear()
+    assert cli.main([*argv, "--detector", "cms"]) == 0
+    assert calls[0][1]["detector"] == "cms"
 
 
 @pytest.mark.parametrize(
@@ -556,6 +560,9 @@ def test_dihiggs_generate_mode_calls_its_generator(cli, envfile, tmp_path, monke
     (["JetClass", "--generate", "--num-events", "10"], "--num-events applies to DiHiggs only"),
     (["TopLandscape", "--generate", "--num-jets", "10", "--mass", "500"], "--mass applies to DiHiggs only"),
     (["DiHiggs", "--generate", "--num-events", "10", "--parts", "val"], "applies to downloads"),
+    (["DiHiggs", "--generate", "--num-events", "10", "--detector", "cms"], "--detector applies to the jet datasets"),
+    (["TopLandscape", "--generate", "--num-jets", "10", "--detector", "delphes"], "invalid choice: 'delphes'"),
+    (["TopLandscape", "--detector", "cms"], "--detector needs --generate"),
 ])
 def test_dihiggs_option_errors(cli, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:

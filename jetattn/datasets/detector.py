@@ -1,7 +1,12 @@
-"""A small CMS-like detector model for generator-level particles: track impact parameters and calorimeter smearing.
+"""Detector models for generator-level particles: `measure(particles, event, rng, detector)` with detector
 
-No detector simulation is available here, so each event's visible final-state particles are measured with a few
-Gaussian (log-normal for energies) resolutions. Units: GeV and mm, c = 1. Every number and why:
+- "cms", "atlas": `apply_particle_flow`, an emulation of Delphes' particle flow with the numbers of its CMS or ATLAS
+  card (`jetattn.datasets.cards`): tracks, plus photons and neutral hadrons from ECAL and HCAL towers;
+- "simple": `apply_detector`, each particle smeared alone (below);
+- "none": the particles as generated (generator level).
+
+No detector simulation package is available here, so the simple model measures each event's visible final-state
+particles with a few Gaussian (log-normal for energies) resolutions. Units: GeV and mm, c = 1. Every number and why:
 
 Beam spot (`BEAM_SPOT_SIGMA_MM`), σx = σy = 0.012 mm, σz = 45 mm. LHC optics with β* = 0.3-0.55 m and normalised
 emittance 2.5-3.75 µm give a beam size of 10-17 µm at 6.5-7 TeV, and the luminous region is 1/√2 of that (7-12 µm);
@@ -48,6 +53,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from jetattn.datasets.cards import CARDS, Calorimeter, Card
+
 BEAM_SPOT_SIGMA_MM = np.array([0.012, 0.012, 45.0])
 D0_RESOLUTION = (0.015, 0.090)  # (a / mm, b / (mm GeV))
 DZ_RESOLUTION = (0.030, 0.150)
@@ -56,6 +63,9 @@ NEUTRAL_HADRON_RESOLUTION = (1.00, 0.05)
 
 PARTICLE_KEYS = ("px", "py", "pz", "energy", "charge", "pid", "xprod", "yprod", "zprod")
 _NEUTRINOS = (12, 14, 16)
+DETECTORS = ("cms", "atlas", "simple", "none")
+# pT (GeV) of a charge-1 particle whose helix has a radius of 1 m in a 1 T field
+_GEV_PER_TESLA_METRE = 0.299792458
 
 
 def sample_primary_vertex(rng: np.random.Generator) -> np.ndarray:
@@ -92,6 +102,24 @@ def _lognormal_around(mean: np.ndarray, relative_sigma: np.ndarray, standard_nor
     return mean * np.exp(np.sqrt(log_sigma2) * standard_normal - log_sigma2 / 2)
 
 
+def _checked(particles: Mapping[str, np.ndarray], caller: str) -> dict[str, np.ndarray]:
+    """The PARTICLE_KEYS arrays as numpy (float64 but pid), in that order; refuses missing keys and neutrinos."""
+    missing = [key for key in PARTICLE_KEYS if key not in particles]
+    if missing:
+        raise KeyError(f"{caller}: particle arrays lack {', '.join(missing)} (needs {', '.join(PARTICLE_KEYS)})")
+    arrays = {key: np.asarray(particles[key], dtype=None if key == "pid" else np.float64) for key in PARTICLE_KEYS}
+    if np.isin(np.abs(arrays["pid"]), _NEUTRINOS).any():
+        raise ValueError(f"{caller}: neutrinos are invisible; drop pid ±12, ±14, ±16 before measuring")
+    return arrays
+
+
+def _checked_pv(pv: np.ndarray | None, caller: str) -> np.ndarray:
+    pv = np.zeros(3) if pv is None else np.asarray(pv, dtype=np.float64)
+    if pv.shape != (3,):
+        raise ValueError(f"{caller}: pv must be (x, y, z) in mm, got shape {pv.shape}")
+    return pv
+
+
 def apply_detector(
     particles: Mapping[str, np.ndarray], rng: np.random.Generator, pv: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
@@ -103,18 +131,8 @@ def apply_detector(
     Pythia puts the hard interaction without `Beams:allowVertexSpread`.
     Returns px, py, pz, energy (measured), charge, pid (passed through), d0val, d0err, dzval, dzerr (mm).
     """
-    missing = [key for key in PARTICLE_KEYS if key not in particles]
-    if missing:
-        raise KeyError(f"apply_detector: particle arrays lack {', '.join(missing)} (needs {', '.join(PARTICLE_KEYS)})")
-    px, py, pz, energy, x, y, z = (
-        np.asarray(particles[key], dtype=np.float64) for key in ("px", "py", "pz", "energy", "xprod", "yprod", "zprod")
-    )
-    charge, pid = np.asarray(particles["charge"]), np.asarray(particles["pid"])
-    if np.isin(np.abs(pid), _NEUTRINOS).any():
-        raise ValueError("apply_detector: neutrinos are invisible; drop pid ±12, ±14, ±16 before measuring")
-    pv = np.zeros(3) if pv is None else np.asarray(pv, dtype=np.float64)
-    if pv.shape != (3,):
-        raise ValueError(f"apply_detector: pv must be (x, y, z) in mm, got shape {pv.shape}")
+    px, py, pz, energy, charge, pid, x, y, z = _checked(particles, "apply_detector").values()
+    pv = _checked_pv(pv, "apply_detector")
     # one draw of each kind per particle, whatever its type, so a seed fixes the whole event
     d0_noise, dz_noise, energy_noise = rng.standard_normal((3, len(px)))
 
@@ -145,3 +163,228 @@ def apply_detector(
         "dzval": np.where(charged, dz_true + dzerr * dz_noise, 0.0),
         "dzerr": dzerr,
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Particle flow as Delphes builds it
+
+
+def calorimeter_entry(
+    px: np.ndarray, py: np.ndarray, pz: np.ndarray, charge: np.ndarray, card: Card
+) -> tuple[np.ndarray, np.ndarray]:
+    """(eta, phi) where particles made at the origin reach the calorimeter: straight lines for neutrals, helices in
+    the card's field Bz for charged particles, leaving the field volume through the barrel (radius R) or, when the
+    helix is too tight (2 r < R) or too steep, through an endcap (|z| = half-length). Positive particles bend
+    clockwise seen from +z (B along +z), as in Delphes' ParticlePropagator."""
+    pt = np.hypot(px, py)
+    phi0 = np.arctan2(py, px)
+    charged = charge != 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        radius = pt / (_GEV_PER_TESLA_METRE * np.abs(charge) * card.bz)  # helix radius, m
+        turn_to_barrel = np.where(2 * radius >= card.radius, 2 * np.arcsin(np.minimum(card.radius / (2 * radius), 1)),
+                                  np.inf)
+        turn_to_endcap = np.where(pz != 0, card.half_length * pt / (np.abs(pz) * radius), np.inf)
+        turn = np.minimum(turn_to_barrel, turn_to_endcap)  # angle the momentum turns by on the way
+        rho = 2 * radius * np.abs(np.sin(turn / 2))
+        z = np.sign(pz) * radius * turn * np.abs(pz) / pt
+        charged_eta = np.arcsinh(z / rho)
+    eta = np.where(charged, charged_eta, np.arcsinh(pz / pt))
+    phi = np.where(charged, phi0 - np.sign(charge) * turn / 2, phi0)
+    return eta, (phi + np.pi) % (2 * np.pi) - np.pi
+
+
+def _lognormal(mean: np.ndarray, sigma: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Delphes' LogNormal: mean and absolute sigma, 0 where the mean is not positive."""
+    positive = mean > 0
+    safe_mean = np.where(positive, mean, 1.0)
+    return np.where(positive, _lognormal_around(safe_mean, sigma / safe_mean, rng.standard_normal(mean.shape)), 0.0)
+
+
+def _tower_cells(calorimeter: Calorimeter, eta: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eta bin k (lower_bound in the edges; 0 or len(edges) = outside) and phi bin of each position."""
+    eta_bin = np.searchsorted(calorimeter.eta_edges, eta, side="left")
+    inside = (eta_bin > 0) & (eta_bin < len(calorimeter.eta_edges))
+    n_phi = calorimeter.phi_bins[np.where(inside, eta_bin, 1)]
+    phi_bin = np.minimum(((phi + np.pi) / (2 * np.pi) * n_phi).astype(np.int64), n_phi - 1)
+    return np.where(inside, eta_bin, -1), phi_bin
+
+
+def _flow_through(
+    calorimeter: Calorimeter,
+    particles: dict[str, np.ndarray],
+    tracks: dict[str, np.ndarray],
+    rng: np.random.Generator,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One SimpleCalorimeter pass: towers from the particles' deposits, then Delphes' EFlow.
+
+    particles: event, pid, energy, eta, phi (at the calorimeter); tracks: the same plus resolution and `source`
+    (index into particles). Each tower's energy is log-normal smeared with the card's resolution at the tower's
+    centre and zeroed below EnergyMin or EnergySignificanceMin sigma. Its excess over the energy of the tracks in
+    it is a neutral when above both thresholds (significance against the calorimeter and track errors together);
+    otherwise the tracks are scaled to the error-weighted mean of track and tower energy. Returns the neutrals
+    (event, energy, eta, phi; drawn uniformly in the cell, as the cards' SmearTowerCenter) and the track scale
+    factors."""
+    deposit = particles["energy"] * calorimeter.fraction(particles["pid"])
+    eta_bin, phi_bin = _tower_cells(calorimeter, particles["eta"], particles["phi"])
+    hit = (deposit > 0) & (eta_bin >= 0)
+    n_phi_max = int(calorimeter.phi_bins.max())
+    cell = (particles["event"] * len(calorimeter.eta_edges) + eta_bin) * n_phi_max + phi_bin
+    towers, tower_of_hit = np.unique(cell[hit], return_inverse=True)
+    true_energy = np.bincount(tower_of_hit, deposit[hit], minlength=len(towers))
+
+    track_deposit = tracks["energy"] * calorimeter.fraction(tracks["pid"])
+    tracked = (track_deposit > 0) & hit[tracks["source"]]
+    track_tower = np.searchsorted(towers, cell[tracks["source"]][tracked])
+    track_energy = np.bincount(track_tower, track_deposit[tracked], minlength=len(towers))
+    track_sigma = np.sqrt(np.bincount(track_tower, (tracks["resolution"] * track_deposit)[tracked] ** 2,
+                                      minlength=len(towers)))
+
+    tower_eta_bin = towers // n_phi_max % len(calorimeter.eta_edges)
+    tower_phi_bin = towers % n_phi_max
+    eta_low, eta_high = calorimeter.eta_edges[tower_eta_bin - 1], calorimeter.eta_edges[tower_eta_bin]
+    eta_centre = (eta_low + eta_high) / 2
+    energy = _lognormal(true_energy, calorimeter.resolution(eta_centre, true_energy), rng)
+    sigma = calorimeter.resolution(eta_centre, energy)
+    energy[(energy < calorimeter.energy_min) | (energy < calorimeter.significance_min * sigma)] = 0.0
+
+    excess = np.maximum(energy - track_energy, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        significance = excess / np.hypot(track_sigma, sigma)
+        neutral = (excess > calorimeter.energy_min) & (significance > calorimeter.significance_min)
+        weight_track = np.where(track_sigma > 0, 1 / track_sigma**2, 0.0)
+        weight_calo = np.where(sigma > 0, 1 / sigma**2, 0.0)
+        best = (weight_track * track_energy + weight_calo * energy) / (weight_track + weight_calo)
+        tower_scale = np.where(~neutral & (track_energy > 0), best / track_energy, 1.0)
+    scale = np.ones(len(tracks["energy"]))
+    scale[tracked] = tower_scale[track_tower]
+
+    n_phi = calorimeter.phi_bins[tower_eta_bin[neutral]]
+    phi_width = 2 * np.pi / n_phi
+    cell_position = rng.random((2, int(neutral.sum())))
+    neutrals = {
+        "event": towers[neutral] // (len(calorimeter.eta_edges) * n_phi_max),
+        "energy": excess[neutral],
+        "eta": eta_low[neutral] + cell_position[0] * (eta_high - eta_low)[neutral],
+        "phi": -np.pi + (tower_phi_bin[neutral] + cell_position[1]) * phi_width,
+    }
+    return neutrals, scale
+
+
+def _track_kind(pid: np.ndarray) -> np.ndarray:
+    abs_pid = np.abs(pid)
+    return np.where(abs_pid == 11, "electron", np.where(abs_pid == 13, "muon", "hadron"))
+
+
+def apply_particle_flow(
+    particles: Mapping[str, np.ndarray],
+    rng: np.random.Generator,
+    card: Card | str = "cms",
+    event: np.ndarray | None = None,
+    pv: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Delphes' particle-flow objects of one or more events, with the numbers of `card` ("cms", "atlas").
+
+    The chain of the cards, every step vectorised over all particles of all events:
+    1. ParticlePropagator: where each particle reaches the calorimeter (`calorimeter_entry`); particles made
+       at the origin (displaced production, a few mm at most here, is neglected for the calorimeter position).
+    2. Tracking efficiency (by pT and the |eta| of that position, as Delphes' Efficiency module) and log-normal
+       pT smearing at fixed direction and mass (MomentumSmearing, relative resolution capped at 1; massless with
+       the ATLAS card of Delphes 3.4). A curling
+       track (helix diameter below the calorimeter radius: pT < 0.15 Bz R, 0.735 GeV for CMS, 0.345 GeV for
+       ATLAS) is never a track. Today's ParticlePropagator sends it to an endcap, where the efficiency at that
+       far-forward position loses most such tracks but not all; the real JetClass sample has no constituent
+       below 0.8 GeV but a few, so we drop them all. Its energy still reaches the calorimeter, at the endcap.
+    3. ECAL, then HCAL towers (`_flow_through`): every visible particle deposits its energy times the card's
+       fraction for its species in the cell at its calorimeter position; the tracks' energies are subtracted
+       there. Tracks pass on, scaled where their tower had no significant neutral excess.
+    Output, tracks first then ECAL photons (pid 22) then HCAL neutral hadrons (pid 0, as Delphes), stably sorted
+    by event: px, py, pz, energy (GeV; neutrals massless), charge, pid, d0val, d0err, dzval, dzerr (mm; impact
+    parameters of the tracks as in `apply_detector`, 0 for neutrals), and `event`.
+    particles: as `apply_detector`; event: (n,) event number of each particle (None: all one event).
+    """
+    card = CARDS[card] if isinstance(card, str) else card
+    px, py, pz, energy, charge, pid, x, y, z = _checked(particles, "apply_particle_flow").values()
+    pv = _checked_pv(pv, "apply_particle_flow")
+    event = np.zeros(len(px), np.int64) if event is None else np.asarray(event, dtype=np.int64)
+    pt = np.hypot(px, py)
+    eta, phi = calorimeter_entry(px, py, pz, charge, card)
+    at_calorimeter = {"event": event, "pid": pid, "energy": energy, "eta": eta, "phi": phi}
+
+    charged = np.flatnonzero(charge != 0)
+    kind = _track_kind(pid[charged])
+    abs_eta = np.abs(eta[charged])
+    efficiency, resolution = np.zeros(len(charged)), np.zeros(len(charged))
+    for name, table in card.tracking_efficiency.items():
+        of_kind = kind == name
+        efficiency[of_kind] = table(pt[charged][of_kind], abs_eta[of_kind])
+        resolution[of_kind] = card.momentum_resolution[name](pt[charged][of_kind], abs_eta[of_kind])
+    # a helix narrower than the calorimeter radius never reaches the barrel: no track (see the docstring)
+    curls = pt[charged] < _GEV_PER_TESLA_METRE * np.abs(charge[charged]) * card.bz * card.radius / 2
+    found = (rng.random(len(charged)) < efficiency) & ~curls
+    source, resolution = charged[found], np.minimum(resolution[found], 1.0)
+    true_pt = pt[source]
+    pt_scale = _lognormal(true_pt, resolution * true_pt, rng) / true_pt
+    mass2 = np.maximum(energy[source] ** 2 - px[source] ** 2 - py[source] ** 2 - pz[source] ** 2, 0.0)
+    if card.massless_tracks:
+        mass2 = np.zeros_like(mass2)
+    track_momentum = np.stack([px[source], py[source], pz[source]]) * pt_scale
+    track_energy = np.sqrt((track_momentum**2).sum(axis=0) + mass2)
+    tracks = {"pid": pid[source], "energy": track_energy, "resolution": resolution, "source": source}
+
+    photons, ecal_scale = _flow_through(card.ecal, at_calorimeter, tracks, rng)
+    tracks["energy"] = track_energy * ecal_scale
+    hadrons, hcal_scale = _flow_through(card.hcal, at_calorimeter, tracks, rng)
+    track_scale = ecal_scale * hcal_scale
+    track_momentum = track_momentum * track_scale
+    d0_true, dz_true = straight_track_impact_parameters(px[source], py[source], pz[source], x[source] - pv[0],
+                                                        y[source] - pv[1], z[source] - pv[2])
+    d0err = impact_parameter_resolution(pt[source], D0_RESOLUTION)
+    dzerr = impact_parameter_resolution(pt[source], DZ_RESOLUTION)
+    d0_noise, dz_noise = rng.standard_normal((2, len(source)))
+
+    neutrals = {key: np.concatenate([photons[key], hadrons[key]]) for key in photons}
+    neutral_pid = np.repeat([card.ecal.neutral_pid, card.hcal.neutral_pid],
+                            [len(photons["energy"]), len(hadrons["energy"])]).astype(pid.dtype)
+    neutral_pt = neutrals["energy"] / np.cosh(neutrals["eta"])
+    no_track = np.zeros(len(neutral_pt))
+    columns = {
+        "px": [track_momentum[0], neutral_pt * np.cos(neutrals["phi"])],
+        "py": [track_momentum[1], neutral_pt * np.sin(neutrals["phi"])],
+        "pz": [track_momentum[2], neutral_pt * np.sinh(neutrals["eta"])],
+        "energy": [track_energy * track_scale, neutrals["energy"]],
+        "charge": [charge[source], no_track],
+        "pid": [pid[source], neutral_pid],
+        "d0val": [d0_true + d0err * d0_noise, no_track],
+        "d0err": [d0err, no_track],
+        "dzval": [dz_true + dzerr * dz_noise, no_track],
+        "dzerr": [dzerr, no_track],
+        "event": [event[source], neutrals["event"]],
+    }
+    merged = {name: np.concatenate(parts) for name, parts in columns.items()}
+    order = np.argsort(merged["event"], kind="stable")
+    return {name: value[order] for name, value in merged.items()}
+
+
+def generator_level(particles: Mapping[str, np.ndarray], event: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The particles as generated ("none"): true four-momenta and impact parameters, errors 0."""
+    px, py, pz, energy, charge, pid, x, y, z = _checked(particles, "generator_level").values()
+    d0, dz = straight_track_impact_parameters(px, py, pz, x, y, z)
+    charged = charge != 0
+    zeros = np.zeros(len(px))
+    return {"px": px, "py": py, "pz": pz, "energy": energy, "charge": charge, "pid": pid,
+            "d0val": np.where(charged, d0, 0.0), "d0err": zeros, "dzval": np.where(charged, dz, 0.0), "dzerr": zeros,
+            "event": np.zeros(len(px), np.int64) if event is None else np.asarray(event, dtype=np.int64)}
+
+
+def measure(
+    particles: Mapping[str, np.ndarray], event: np.ndarray, rng: np.random.Generator, detector: str
+) -> dict[str, np.ndarray]:
+    """Measured objects of a batch of events with `detector` (one of DETECTORS), sorted by `event` (given per
+    particle, non-decreasing); each output carries its `event`."""
+    if detector in CARDS:
+        return apply_particle_flow(particles, rng, detector, event)
+    if detector == "simple":
+        return {**apply_detector(particles, rng), "event": np.asarray(event, dtype=np.int64)}
+    if detector == "none":
+        return generator_level(particles, event)
+    raise ValueError(f"unknown detector {detector!r}: choose one of {', '.join(DETECTORS)}")

@@ -100,8 +100,8 @@ class _EventMaker:
 
     def events(self, events: "gen._EventBatch") -> Iterator[tuple[int, dict]]:
         """(position of the event in the batch, its columns) for each selected event."""
-        visible, measured = self.jets._measure(events)
-        jets_p4, jets_constituents = self.jets._cluster(events, visible, measured)
+        counts, measured = self.jets._measure(events)
+        jets_p4, jets_constituents = self.jets._cluster(events, counts, measured)
         for event in range(events.num_events):
             selected = self._select(jets_p4[event], jets_constituents[event], measured)
             if selected is not None:

@@ -19,14 +19,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import awkward as ak
 import numpy as np
 
 from jetattn.datasets import signals
-from jetattn.datasets.detector import apply_detector
+from jetattn.datasets.detector import DETECTORS, measure
 from jetattn.datasets.processes import DATASETS, DatasetSpec, JetClassSpec, pythia_settings
 from jetattn.datasets.writer import TMP_SUFFIX, TreeWriter, merge_shuffled, temp_path
 
@@ -276,18 +276,19 @@ class _JetMaker:
     """Turns batches of events into selected, truth-matched jets of one class."""
 
     def __init__(self, dataset: DatasetSpec, cls: JetClassSpec, particles: _ParticleTable,
-                 rng: np.random.Generator):
+                 rng: np.random.Generator, detector: str = "simple"):
         import fastjet
 
         self.dataset = dataset
         self.cls = cls
         self.particles = particles
         self.rng = rng
+        self.detector = detector
         self.jet_definition = fastjet.JetDefinition(fastjet.antikt_algorithm, dataset.radius)
         self._first_clustering = True
 
     def _measure(self, events: _EventBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Visible final-state particles of the whole batch (global indices) through the detector model."""
+        """The measured objects of the whole batch (event by event) and how many each event has."""
         # Pythia can emit a final-state photon of exactly zero four-momentum, and a particle along the beam has
         # no pT: neither reaches a detector (the model would turn them into NaN, which crashes FastJet)
         measurable = (events.p4[:, 3] > 0) & (np.hypot(events.p4[:, 0], events.p4[:, 1]) > 0)
@@ -296,15 +297,15 @@ class _JetMaker:
         particles = {"px": p4[:, 0], "py": p4[:, 1], "pz": p4[:, 2], "energy": p4[:, 3],
                      "charge": self.particles.charge(events.pid[visible]), "pid": events.pid[visible],
                      "xprod": vertex[:, 0], "yprod": vertex[:, 1], "zprod": vertex[:, 2]}
-        # the model acts on each particle alone, so one call serves the whole batch
-        return visible, apply_detector(particles, self.rng)
+        event = np.searchsorted(events.offsets, visible, side="right") - 1
+        measured = measure(particles, event, self.rng, self.detector)  # one call serves the whole batch
+        return np.bincount(measured.pop("event"), minlength=events.num_events), measured
 
-    def _cluster(self, events: _EventBatch, visible: np.ndarray, measured: dict[str, np.ndarray]):
-        """anti-kT on the measured particles: per event, jet four-momenta (n_jets, 4) and, per jet, the
-        positions of its constituents in the `visible` arrays."""
+    def _cluster(self, events: _EventBatch, counts: np.ndarray, measured: dict[str, np.ndarray]):
+        """anti-kT on the measured objects (`counts` per event): per event, jet four-momenta (n_jets, 4) and, per
+        jet, the positions of its constituents in the `measured` arrays."""
         import fastjet
 
-        counts = np.diff(np.searchsorted(visible, events.offsets))
         bad = ~np.isfinite(np.stack([measured[k] for k in ("px", "py", "pz", "energy")])).all(axis=0)
         if bad.any():  # FastJet segfaults on NaN momenta: say which particle instead
             raise ValueError(f"detector model returned a non-finite four-momentum for {self.cls.name} particle(s) "
@@ -334,14 +335,16 @@ class _JetMaker:
     def jets(self, events: _EventBatch) -> Iterator[_Jet]:
         if self.cls.n_leptons:
             self._symmetrise_charge(events)
-        visible, measured = self._measure(events)
-        jets_p4, jets_constituents = self._cluster(events, visible, measured)
+        counts, measured = self._measure(events)
+        jets_p4, jets_constituents = self._cluster(events, counts, measured)
         for event in range(events.num_events):
             if len(jets_p4[event]) == 0:
                 continue
             truth = _Truth(events, event)
             order = np.argsort(-np.hypot(jets_p4[event][:, 0], jets_p4[event][:, 1]))
-            if self.cls.match == "leading":
+            if self.dataset.leading_jets is not None:
+                order = order[:self.dataset.leading_jets]
+            elif self.cls.match == "leading":
                 order = order[:2]
             targets = self._targets(truth)
             if self.cls.match != "leading" and not targets:
@@ -478,6 +481,11 @@ class _Task:
     seed: int
     sqrt_s: float
     outputs: tuple[tuple[Path, int], ...]  # (file, number of jets), filled in this order
+    detector: str | None = None  # None: the dataset's own
+
+    @property
+    def detector_name(self) -> str:
+        return self.detector or DATASETS[self.dataset].detector
 
     @property
     def cls(self) -> JetClassSpec:
@@ -514,7 +522,8 @@ def start_pythia(settings: list[str], name: str):
 
 
 def _make_pythia(task: _Task, pythia_seed: int):
-    return start_pythia(pythia_settings(task.cls, task.sqrt_s, pythia_seed), f"class {task.cls.name}")
+    settings = pythia_settings(task.cls, task.sqrt_s, pythia_seed, DATASETS[task.dataset].settings)
+    return start_pythia(settings, f"class {task.cls.name}")
 
 
 def _jet_batches(task: _Task, pythia=None) -> Iterator[list[_Jet]]:
@@ -523,7 +532,7 @@ def _jet_batches(task: _Task, pythia=None) -> Iterator[list[_Jet]]:
     pythia_seed, rng = task.seeds()
     if pythia is None:
         pythia = _make_pythia(task, pythia_seed)
-    maker = _JetMaker(DATASETS[task.dataset], task.cls, _ParticleTable(pythia.particleData), rng)
+    maker = _JetMaker(DATASETS[task.dataset], task.cls, _ParticleTable(pythia.particleData), rng, task.detector_name)
     while True:
         yield list(maker.jets(_EventBatch.from_awkward(pythia.nextBatch(EVENTS_PER_BATCH))))
 
@@ -655,9 +664,11 @@ class _Progress:
 
 
 def _check_arguments(dataset: str, num_jets: int, split: tuple[float, float, float], workers: int | None,
-                     sqrt_s: float) -> None:
+                     sqrt_s: float, detector: str | None = None) -> None:
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+    if detector is not None and detector not in DETECTORS:
+        raise ValueError(f"unknown detector {detector!r}: choose one of {', '.join(DETECTORS)}")
     if isinstance(num_jets, bool) or not isinstance(num_jets, int) or num_jets <= 0:
         raise ValueError(f"num_jets must be a positive integer (jets per class), got {num_jets!r}")
     if len(split) != 3 or any(f < 0 for f in split) or not math.isclose(sum(split), 1.0, abs_tol=1e-6):
@@ -777,9 +788,11 @@ def generate_dataset(
     split: tuple[float, float, float] = (0.8, 0.1, 0.1),
     sqrt_s: float = 14000.0,
     files_per_class: int | None = None,
+    detector: str | None = None,
 ) -> Path:
     """Generate `num_jets` jets per class of `dataset` ("JetClass", "TopLandscape" or "QuarkGluon") under
-    `outdir` and return the data folder to record in env.sh.
+    `outdir` and return the data folder to record in env.sh. `detector` (detector.DETECTORS) defaults to the
+    original sample's: "cms" for JetClass, "atlas" for TopLandscape, "none" (generator level) for QuarkGluon.
 
     JetClass: outdir/JetClass/Pythia/{train,val,test}/{Prefix}_{NNN}.root, ``files_per_class`` files per class
     and split (default :func:`default_files_per_class`), so that weaver's loader workers each get their own.
@@ -787,7 +800,7 @@ def generate_dataset(
     QuarkGluon: outdir/QuarkGluon/{train,test}_file_0.root (the validation fraction goes to train: the train
     script splits it off), `label` 1 = quark. A fixed seed (and worker count) reproduces the same jets.
     """
-    _check_arguments(dataset, num_jets, split, workers, sqrt_s)
+    _check_arguments(dataset, num_jets, split, workers, sqrt_s, detector)
     spec = DATASETS[dataset]
     if dataset == "JetClass":
         root = Path(outdir) / "JetClass" / "Pythia"
@@ -807,7 +820,8 @@ def generate_dataset(
     if files_per_class is not None and (isinstance(files_per_class, bool) or not isinstance(files_per_class, int)
                                         or files_per_class <= 0):
         raise ValueError(f"files_per_class must be a positive integer, got {files_per_class!r}")
-    tasks = _plan(spec, root, staging, num_jets, seed, workers, fractions, sqrt_s, files_per_class)
+    tasks = [replace(task, detector=detector) for task in _plan(spec, root, staging, num_jets, seed, workers,
+                                                                 fractions, sqrt_s, files_per_class)]
     temporaries = [temp_path(path) for task in tasks for path, _ in task.outputs]
     if staging is None:
         _remove_stale_chunks(spec, folders, {path for task in tasks for path, _ in task.outputs})
@@ -835,13 +849,14 @@ def generate_dataset(
     return root
 
 
-def benchmark(num_jets: int = 200, seed: int = 1) -> dict[str, float]:
-    """Jets per second per core for every JetClass class, one process: jets over the CPU time this process spent
-    making them (Pythia's initialisation excluded), so other load on the machine does not count against it."""
+def benchmark(num_jets: int = 200, seed: int = 1, dataset: str = "JetClass", detector: str | None = None
+              ) -> dict[str, float]:
+    """Jets per second per core for every class of `dataset`, one process: jets over the CPU time this process
+    spent making them (Pythia's initialisation excluded), so other load on the machine does not count against it."""
     _require_generators()
     rates = {}
-    for class_index, cls in enumerate(DATASETS["JetClass"].classes):
-        task = _Task("JetClass", class_index, 0, seed, 14000.0, ())
+    for class_index, cls in enumerate(DATASETS[dataset].classes):
+        task = _Task(dataset, class_index, 0, seed, 14000.0, (), detector)
         batches = _jet_batches(task, _make_pythia(task, task.seeds()[0]))
         start = time.process_time()
         made = 0

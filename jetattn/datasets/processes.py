@@ -57,12 +57,20 @@ class DatasetSpec:
     classes: tuple[JetClassSpec, ...]
     splits: tuple[str, ...] = ("train", "val", "test")
     labels: tuple[str, ...] = field(default=())  # one-hot label branches (JetClass); empty: a single `label`
+    # the original sample's generation, as far as its paper says (docs/generator.md gives the sources):
+    settings: tuple[str, ...] = ()  # Pythia settings of every class, read after COMMON_SETTINGS
+    detector: str = "simple"  # jetattn.datasets.detector.DETECTORS
+    leading_jets: int | None = None  # keep only this many leading jets of each event (None: every matched jet)
 
 
 JETCLASS_LABELS = (
     "label_QCD", "label_Hbb", "label_Hcc", "label_Hgg", "label_H4q",
     "label_Hqql", "label_Zqq", "label_Wqq", "label_Tbqq", "label_Tbl",
 )
+
+# Pythia's default decays, as the papers ran it: K0S, Lambda and the other hyperons decay (COMMON_SETTINGS keeps
+# them stable, as the detector models before particle flow expected)
+_DEFAULT_DECAYS = ("ParticleDecays:limitTau0 = off",)
 
 _JC_PTHAT = (500.0, 1000.0)
 # the neutrino of a leptonic W leaves the jet: a harder process keeps the jet in the window twice as often
@@ -76,6 +84,7 @@ JETCLASS = DatasetSpec(
     abs_eta_max=2.0,
     use_rapidity=False,
     labels=JETCLASS_LABELS,
+    detector="cms",  # K0S, Lambda stay stable (COMMON_SETTINGS), as CMS's Pythia settings and the card expect
     classes=(
         JetClassSpec("ZJetsToNuNu", "label_QCD", _QCD, _JC_PTHAT, match="leading"),
         JetClassSpec("HToBB", "label_Hbb", (*_HZ, "25:onIfMatch = 5 -5"), _JC_PTHAT, resonance=_HIGGS),
@@ -104,6 +113,9 @@ TOPLANDSCAPE = DatasetSpec(
     pt_range=(550.0, 650.0),
     abs_eta_max=2.0,
     use_rapidity=False,
+    settings=("PartonLevel:MPI = off", *_DEFAULT_DECAYS),
+    detector="atlas",
+    leading_jets=1,
     classes=(
         JetClassSpec("QCD", "label", _QCD, _TL_PTHAT, match="leading", label_value=0),
         JetClassSpec("Top", "label", (*_TTBAR, *_W_HADRONIC), _TL_PTHAT, resonance=(6,), label_value=1),
@@ -120,6 +132,8 @@ QUARKGLUON = DatasetSpec(
     abs_eta_max=1.7,
     use_rapidity=True,
     splits=("train", "test"),
+    settings=_DEFAULT_DECAYS,
+    detector="none",
     classes=(
         JetClassSpec("Gluon", "label", ("WeakBosonAndParton:qqbar2gmZg = on", *_ZJ), _QG_PTHAT,
                      match="parton", partons=(21,), label_value=0),
@@ -131,11 +145,12 @@ QUARKGLUON = DatasetSpec(
 DATASETS = {spec.name: spec for spec in (JETCLASS, TOPLANDSCAPE, QUARKGLUON)}
 
 
-def pythia_settings(cls: JetClassSpec, sqrt_s: float, seed: int) -> list[str]:
-    """All `readString` lines for one class and one random seed."""
+def pythia_settings(cls: JetClassSpec, sqrt_s: float, seed: int, dataset_settings: tuple[str, ...] = ()) -> list[str]:
+    """All `readString` lines for one class (of a dataset with `dataset_settings`) and one random seed."""
     return [
         f"Beams:eCM = {sqrt_s}",
         *COMMON_SETTINGS,
+        *dataset_settings,
         *cls.settings,
         f"PhaseSpace:pTHatMin = {cls.pt_hat[0]}",
         f"PhaseSpace:pTHatMax = {cls.pt_hat[1]}",
