@@ -163,7 +163,7 @@ def fit(args: list[str], user_args: list[str], processes: int = 1, treename: str
                 f"(./get_datasets.py ... --generate --files-per-class {processes * max(opts.num_workers, 1)})"
             )
 
-    # workers: each must get at least one file of every group of its process's share
+    # workers: each must get at least one file of every group of its process's share (0: the main process loads)
     workers = opts.num_workers
     allowed = min(_fewest_files_per_process(groups, processes)[1] for groups in (train, val))
     name = min(train, key=lambda g: len(train[g]))
@@ -243,7 +243,7 @@ def fit(args: list[str], user_args: list[str], processes: int = 1, treename: str
                    "would read some of them twice")  # fmt: skip
 
     # validation epochs no longer than the data: a worker that cycles scores the same jets twice
-    val_workers = min(workers, min(len(files) for files in val.values()) // processes)
+    val_workers = max(1, min(workers, min(len(files) for files in val.values()) // processes))
     val_per_worker = int(min(worker_jets(val, entries, processes, val_workers, val_share)))
     batch_val = opts.batch_size_val or batch
     if batch_val > val_per_worker:
@@ -266,10 +266,17 @@ def fit(args: list[str], user_args: list[str], processes: int = 1, treename: str
             asked = opts.samples_per_epoch_val
             result.set("--samples-per-epoch-val", distinct_val,
                        f"the validation files hold {n_val} jets; {asked} would repeat them")  # fmt: skip
-    one_pass = workers * (int(per_worker) // batch) * batch
-    if opts.steps_per_epoch is None and opts.samples_per_epoch is not None and "samples_per_epoch" not in user:
-        if opts.samples_per_epoch > one_pass:
+    one_pass = max(workers, 1) * (int(per_worker) // batch) * batch
+    if opts.steps_per_epoch is None and "samples_per_epoch" not in user:
+        if opts.samples_per_epoch is None and in_memory:
+            result.set("--samples-per-epoch", one_pass, "weaver needs an epoch length in memory: one pass")
+        elif opts.samples_per_epoch is not None and opts.samples_per_epoch > one_pass:
             result.set("--samples-per-epoch", one_pass, f"one pass over the {n_train} training jets per epoch")
+    epochs_set = opts.steps_per_epoch is not None or opts.samples_per_epoch is not None
+    if (epochs_set or "--samples-per-epoch" in result.options) and opts.steps_per_epoch_val is None \
+            and opts.samples_per_epoch_val is None:
+        # weaver would derive the validation epoch from the training one (--train-val-split), repeating jets
+        result.set("--samples-per-epoch-val", distinct_val, f"the {n_val} validation jets, once each")
     return result
 
 

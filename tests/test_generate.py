@@ -69,13 +69,17 @@ def test_jetclass_layout_and_branches(jetclass):
     for cls in JETCLASS.classes:
         counts = {}
         for split in ("train", "val", "test"):
-            (path,) = (jetclass / split).glob(f"{cls.name}_*.root")
-            assert path.name == f"{cls.name}_000.root"
-            tree = uproot.open(path)["tree"]
-            assert set(PARTICLE_BRANCHES + JET_BRANCHES + list(JETCLASS_LABELS) + TRUTH_BRANCHES) <= set(tree.keys())
-            counts[split] = tree.num_entries
-            labels = np.stack([tree[name].array(library="np") for name in JETCLASS_LABELS], axis=1)
-            assert (labels.sum(axis=1) == 1).all() and labels[:, JETCLASS_LABELS.index(cls.label)].all()
+            paths = sorted((jetclass / split).glob(f"{cls.name}_*.root"))
+            # spread over files for weaver's loader workers (get_datasets.py --files-per-class)
+            assert [p.name for p in paths] == [f"{cls.name}_{k:03d}.root" for k in range(4)]
+            counts[split] = 0
+            for path in paths:
+                tree = uproot.open(path)["tree"]
+                expected = set(PARTICLE_BRANCHES + JET_BRANCHES + list(JETCLASS_LABELS) + TRUTH_BRANCHES)
+                assert expected <= set(tree.keys())
+                counts[split] += tree.num_entries
+                labels = np.stack([tree[name].array(library="np") for name in JETCLASS_LABELS], axis=1)
+                assert (labels.sum(axis=1) == 1).all() and labels[:, JETCLASS_LABELS.index(cls.label)].all()
         assert counts == {"train": 96, "val": 12, "test": 12}
     assert not list(jetclass.rglob("*.tmp"))
 
@@ -349,7 +353,7 @@ def test_interrupt_in_process_leaves_no_temporary_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(generate, "_columns", columns_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        generate_dataset("JetClass", tmp_path, 10, workers=1)
+        generate_dataset("JetClass", tmp_path, 10, workers=1, files_per_class=1)
     assert not list(tmp_path.rglob("*.tmp"))
     assert not list(tmp_path.rglob("*.root"))  # the only file begun was never completed
 

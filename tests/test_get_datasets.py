@@ -498,7 +498,7 @@ def test_generate_mode_calls_generator_and_updates_env(cli, envfile, tmp_path, m
             "QuarkGluon",
             # workers=None: the generator uses every core
             dict(outdir=tmp_path, num_jets=500, seed=7, workers=None, split=(0.5, 0.25, 0.25), sqrt_s=14000.0,
-                 detector=None),  # None: the dataset's own (generate.py's default)
+                 detector=None, files_per_class=None),  # None: the dataset's own (generate.py's default)
         )
     ]
     assert _source(envfile, "DATADIR_QuarkGluon") == str(tmp_path / "QuarkGluon")

@@ -232,7 +232,7 @@ class _ParticleTable:
 class _Jet:
     columns: dict[str, float]  # one value per jet
     particles: dict[str, np.ndarray]  # constituents, pT-ordered, at most MAX_PARTICLES
-    subjets: dict[str, np.ndarray]  # exclusive-kT subjets of all constituents (jetattn.subjets)
+    subjets: dict[str, np.ndarray]  # exclusive-kT subjets of all constituents (observables.subjet_columns)
     genparts: dict[str, np.ndarray]
     hadrons: dict[str, np.ndarray]
 
@@ -398,8 +398,7 @@ class _JetMaker:
         kept = constituents[np.argsort(-np.hypot(p4[:, 0], p4[:, 1]))[:MAX_PARTICLES]]
         particles = _particle_columns({name: value[kept] for name, value in measured.items()},
                                       float(jet_eta), float(jet_phi))
-        from jetattn.datasets.observables import substructure
-        from jetattn.subjets import subjet_columns
+        from jetattn.datasets.observables import subjet_columns, substructure
 
         mass = math.sqrt(max(jet_p4[3] ** 2 - jet_p4[0] ** 2 - jet_p4[1] ** 2 - jet_p4[2] ** 2, 0.0))
         columns = {"pt": jet_pt, "eta": jet_eta, "phi": jet_phi, "energy": jet_p4[3], "mass": mass,
