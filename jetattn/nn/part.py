@@ -195,7 +195,7 @@ class ParticleTransformer(nn.Module):
         input_dim: int,
         num_classes: int | None = None,
         pair_input_type: str = "pp",
-        pair_input_dim: int | None = 4,
+        pair_input_dim: int | None = None,
         pair_extra_dim: int = 0,
         remove_self_pair: bool = False,
         use_pre_activation_pair: bool = True,
