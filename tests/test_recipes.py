@@ -61,7 +61,8 @@ def perturbed(model: torch.nn.Module, seed: int, num_classes: int) -> torch.nn.M
 
 
 def predict(
-    network: Path, checkpoint: Path, yaml: Path, sample: Path, out: Path, classes: list[str], options: dict = None
+    network: Path, checkpoint: Path, yaml: Path, sample: Path, out: Path, classes: list[str],
+    options: dict | None = None,
 ) -> np.ndarray:
     weaver(
         "--predict", "--data-config", yaml, "--network-config", network, "--model-prefix", checkpoint,

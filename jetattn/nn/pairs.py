@@ -121,7 +121,7 @@ class PairEmbed(nn.Module):
         batch, _, length = p4.shape
         real_pairs = mask.unsqueeze(-1) & mask.unsqueeze(-2)  # B, 1, L, L
         pairs = torch.ones_like(real_pairs) if self.dense else real_pairs
-        jet, _, a, b = pairs.tril(self.diagonal).nonzero(as_tuple=True)  # one entry per pair a >= b
+        jet, _, a, b = pairs.tril(self.diagonal).nonzero(as_tuple=True)  # one entry per pair a >= b (a > b)
         if jet.numel() == 0:  # a batch of empty jets
             return p4.new_zeros(batch, self.num_heads, length, length)
         kin = particle_kinematics(p4).transpose(0, 1)  # 3, B, L
