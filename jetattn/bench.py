@@ -1,6 +1,6 @@
 """Benchmarks that print figures (not tests).
 
-    python -m jetattn.bench part [--batch-size 256] [--json out.json]
+    python -m jetattn.bench part [--batch-size 256] [--version 3.5] [--json out.json]
         inference and training jets/s of our ParT and weaver-core's ParticleTransformer, same configuration
         and weights, JetClass ``full`` shapes (17 features, 128 particles, multiplicities like JetClass),
         both trimming each batch at its longest jet.
@@ -131,7 +131,7 @@ def bench_part(args: argparse.Namespace) -> dict:
 
     logging.getLogger("weaver").setLevel(logging.WARNING)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    cfg = dict(input_dim=17, num_classes=10, fc_params=[])
+    cfg = dict(input_dim=17, num_classes=10, fc_params=[], version=args.version)
     torch.manual_seed(0)
     weaver_model = WeaverParT(**cfg).to(device)
     ours = ParticleTransformer(**cfg).to(device)
@@ -143,8 +143,10 @@ def bench_part(args: argparse.Namespace) -> dict:
     models = {"ours": ours, "weaver": weaver_model}
     batch = jetclass_like_batch(args.batch_size)
     mean_n = batch[2].sum(-1).mean().item()
-    print(f"device: {device_name(device)}; batch {args.batch_size}, 128 slots, {mean_n:.1f} particles per jet")
-    result = {"device": device_name(device), "batch_size": args.batch_size, "mean_particles": mean_n}
+    print(f"device: {device_name(device)}; ParT version {args.version}; batch {args.batch_size}, 128 slots, "
+          f"{mean_n:.1f} particles per jet")  # fmt: skip
+    result = {"device": device_name(device), "version": args.version, "batch_size": args.batch_size,
+              "mean_particles": mean_n}  # fmt: skip
     for mode in ("infer", "train"):
         steps = {name: make_step(model, batch, device, mode == "train") for name, model in models.items()}
         rates = interleaved_rates(steps, args.batch_size, args.steps, args.warmup, device)
@@ -438,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     part.add_argument("--steps", type=int, default=6, help="timed steps per model and mode")
     part.add_argument("--warmup", type=int, default=6, help="untimed steps first")
     part.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    part.add_argument("--version", type=float, default=1, help="weaver-core's ParT version (1, 2, 3, 3.5, 3.6)")
     attention = sub.add_parser("attention", help="every attention variant, precision and compilation")
     attention.add_argument("--batch-size", type=int, default=None, help="JetClass-shape batch (256 CPU, 512 GPU)")
     attention.add_argument("--sweep", type=int, nargs="*", default=[64, 128, 256, 512, 1024],

@@ -328,10 +328,10 @@ class Attention(nn.Module):
         context = x if context is None else context
         batch, len_q, _ = x.shape
         len_k = context.size(1)
-        q = self.q_proj(x).view(batch, len_q, self.num_heads, self.head_dim).transpose(1, 2)  # B, H, Lq, D
-        kv = self.kv_proj(context).view(batch, len_k, 2, self.num_heads, self.head_dim)
-        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each B, H, Lk, D
-        q, k = self.q_norm(q), self.k_norm(k)
+        # QK-norm on the projections' own (B, L, H, D) layout, where each head's channels are contiguous
+        q = self.q_norm(self.q_proj(x).view(batch, len_q, self.num_heads, self.head_dim)).transpose(1, 2)
+        k, v = self.kv_proj(context).view(batch, len_k, 2, self.num_heads, self.head_dim).unbind(2)
+        k, v = self.k_norm(k).transpose(1, 2), v.transpose(1, 2)  # each B, H, Lk, D
         if bias is not None:
             bias = bias.to(q.dtype)
         if self.recorder is not None:
