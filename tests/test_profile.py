@@ -25,9 +25,8 @@ def test_version_3_5_lists_every_layer(tmp_path, capsys):
     layers = {row["name"]: row for row in result["layers"]}
     for name in MATMUL_LAYERS:
         assert layers[name]["flops"] > 0 and layers[name]["seconds"] >= 0, name
-    # SwiGLU and the gate add matmuls: more work per block than version 1's
-    baseline, _ = run(tmp_path, capsys)
-    assert layers["blocks.0"]["flops"] > {r["name"]: r for r in baseline["layers"]}["blocks.0"]["flops"]
+    assert layers["blocks.0"]["flops"] == layers["blocks.1"]["flops"]  # same shapes, same work
+    assert "blocks.0" in out and "cls_blocks.0" in out
 
 
 def test_table_lists_every_layer_and_the_trace_is_chrome_json(tmp_path, capsys):
