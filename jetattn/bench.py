@@ -1,6 +1,6 @@
 """Benchmarks that print figures (not tests).
 
-    python -m jetattn.bench part [--batch-size 256] [--json out.json]
+    python -m jetattn.bench part [--batch-size 256] [--version 3.5] [--json out.json]
         inference and training jets/s of our ParT and weaver-core's ParticleTransformer, same configuration
         and weights, JetClass ``full`` shapes (17 features, 128 particles, multiplicities like JetClass),
         both trimming each batch at its longest jet.
@@ -134,7 +134,7 @@ def bench_part(args: argparse.Namespace) -> dict:
 
     logging.getLogger("weaver").setLevel(logging.WARNING)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    cfg = dict(input_dim=17, num_classes=10, fc_params=[])
+    cfg = dict(input_dim=17, num_classes=10, fc_params=[], version=args.version)
     torch.manual_seed(0)
     weaver_model = WeaverParT(**cfg).to(device)
     ours = ParticleTransformer(**cfg).to(device)
@@ -146,8 +146,10 @@ def bench_part(args: argparse.Namespace) -> dict:
     models = {"ours": ours, "weaver": weaver_model}
     batch = jetclass_like_batch(args.batch_size)
     mean_n = batch[2].sum(-1).mean().item()
-    print(f"device: {device_name(device)}; batch {args.batch_size}, 128 slots, {mean_n:.1f} particles per jet")
-    result = {"device": device_name(device), "batch_size": args.batch_size, "mean_particles": mean_n}
+    print(f"device: {device_name(device)}; ParT version {args.version}; batch {args.batch_size}, 128 slots, "
+          f"{mean_n:.1f} particles per jet")  # fmt: skip
+    result = {"device": device_name(device), "version": args.version, "batch_size": args.batch_size,
+              "mean_particles": mean_n}  # fmt: skip
     for mode in ("infer", "train"):
         steps = {name: make_step(model, batch, device, mode == "train") for name, model in models.items()}
         rates = interleaved_rates(steps, args.batch_size, args.steps, args.warmup, device)
@@ -166,6 +168,7 @@ class Variant:
     compiled: bool = False
     variant: str = "padded"  # padded, bucketed (padding-free), flex
     k: int | None = None  # top-k keys or Linformer projection
+    version: float = 1  # weaver-core's ParT version (3.5: RMSNorm, SwiGLU, QK-norm, output gate)
 
     def options(self, n_particles: int) -> dict:
         """Constructor options of our ParT for this variant."""
@@ -192,10 +195,23 @@ def jetclass_variants(compile_models: bool, cuda: bool, compiled_only: bool = Fa
     rows += [Variant("ParT", variant="bucketed"), Variant("ParT", "bf16", variant="bucketed"),
              Variant("ParT", "int8", variant="bucketed"), Variant("ParT", variant="flex")]  # fmt: skip
     rows += [Variant("ParT-topk", k=k) for k in (4, 30)] + [Variant("LinParT", k=32)]
+    rows += [Variant("weaver-ParT", version=3.5), Variant("ParT", version=3.5),
+             Variant("ParT", variant="bucketed", version=3.5), Variant("ParT", "int8", version=3.5)]  # fmt: skip
     if compile_models:
         rows += [Variant(m, p, compiled=True) for m in ("weaver-ParT", "ParT") for p in ("fp32", "bf16")]
         rows += [Variant("ParT", "bf16", compiled=True, variant="bucketed")]
     return rows
+
+
+def weaver_states(versions: set[float]) -> dict[float, dict]:
+    """The weights every row of a version shares: weaver's paper-size ParT of that version, seeded."""
+    from weaver.nn.model.ParticleTransformer import ParticleTransformer as WeaverParT
+
+    states = {}
+    for version in sorted(versions):
+        torch.manual_seed(0)
+        states[version] = WeaverParT(input_dim=17, num_classes=10, fc_params=[], version=version).state_dict()
+    return states
 
 
 def build_model(variant: Variant, weaver_state: dict, n_particles: int, device: torch.device) -> torch.nn.Module:
@@ -204,7 +220,7 @@ def build_model(variant: Variant, weaver_state: dict, n_particles: int, device: 
 
     from jetattn.nn.part import ParticleTransformer
 
-    cfg = dict(input_dim=17, num_classes=10, fc_params=[], compile_model=variant.compiled)
+    cfg = dict(input_dim=17, num_classes=10, fc_params=[], compile_model=variant.compiled, version=variant.version)
     if variant.model == "weaver-ParT":
         model = WeaverParT(**cfg)
         model.trimmer.target = (1.0, 1.0)  # trim at the longest jet, as ours below: the draw would decide
@@ -288,18 +304,19 @@ def tensor_peak_mb(step: Callable[[], None]) -> float:
     return peak / 2**20
 
 
-def measure(variant: Variant, weaver_state: dict, batch, device: torch.device, steps: int, warmup: int,
+def measure(variant: Variant, states: dict[float, dict], batch, device: torch.device, steps: int, warmup: int,
             modes: tuple[str, ...] = ("infer", "train"), tensor_memory: bool = False) -> dict:
     """Inference and training jets/s (training: not for int8) and peak memory of one variant, for ``modes``;
     ``tensor_memory`` (CPU): also ``peak_tensor_mb``, the tensors' peak over one step of each mode."""
     n_particles, batch_size = batch[0].size(-1), batch[0].size(0)
-    row = {"model": variant.model, "k": variant.k, "precision": variant.precision, "compiled": variant.compiled,
+    row = {"model": variant.model, "version": variant.version, "k": variant.k, "precision": variant.precision,
+           "compiled": variant.compiled,
            "variant": variant.variant, "n_particles": n_particles, "batch": batch_size, "infer_jets_per_s": None,
            "train_jets_per_s": None, "peak_mem_mb": None, "device": device_name(device)}  # fmt: skip
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(variant.precision)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
     try:
-        model = build_model(variant, weaver_state, n_particles, device)
+        model = build_model(variant, states[variant.version], n_particles, device)
         for mode in [m for m in modes if m == "infer" or variant.precision != "int8"]:
             step = make_step(model, batch, device, train=mode == "train")
             with autocast:
@@ -320,6 +337,7 @@ def print_row(row: dict) -> None:
         return f"{value:{width}.1f}" if value is not None else " " * (width - 1) + "-"
 
     name = row["model"] if row["k"] is None else f"{row['model']}(k={row['k']})"
+    name += f" v{row['version']}" if row.get("version", 1) != 1 else ""
     mode = "compiled" if row["compiled"] else "eager"
     tensors = f" (tensors {row['peak_tensor_mb']:.1f} MB)" if "peak_tensor_mb" in row else ""
     print(f"{name:14s} {row['precision']:5s} {mode:8s} {row['variant']:8s} N={row['n_particles']:<5d} "
@@ -334,7 +352,7 @@ def attention_targets(rows: list[dict], sweep_rows: list[dict]) -> list[str]:
         values = [r[key] for r in rows if r[key] is not None and all(r.get(k) == v for k, v in match.items())]
         return max(values) if values else None
 
-    shape = dict(n_particles=128)
+    shape = dict(n_particles=128, version=1)
     weaver_fp32 = rate("infer_jets_per_s", model="weaver-ParT", precision="fp32", compiled=False, **shape)
     weaver_best = rate("infer_jets_per_s", model="weaver-ParT", **shape)
     ours_best = max(filter(None, [rate("infer_jets_per_s", model="ParT", **shape)]), default=None)
@@ -364,17 +382,20 @@ def attention_targets(rows: list[dict], sweep_rows: list[dict]) -> list[str]:
                     mem_ratio = dense[key] / lin[key]
                     lines.append(f"dense / LinParT {what} at N={n}: {mem_ratio:.2f}x (target {memory}x: "
                                  f"{'met' if mem_ratio >= memory else 'NOT met'})")  # fmt: skip
+    v35 = dict(n_particles=128, version=3.5, precision="fp32", compiled=False)
+    for key in ("infer_jets_per_s", "train_jets_per_s"):
+        ours, weaver = rate(key, model="ParT", **v35), rate(key, model="weaver-ParT", **v35)
+        if ours and weaver:
+            verdict = "met" if ours >= weaver else "NOT met"
+            lines.append(f"version 3.5, ours (best fp32 eager) / weaver fp32 eager {key[:5]}: {ours / weaver:.2f}x "
+                         f"(target 1x: {verdict})")  # fmt: skip
     return lines
 
 
 def bench_attention(args: argparse.Namespace) -> list[dict]:
-    from weaver.nn.model.ParticleTransformer import ParticleTransformer as WeaverParT
-
     logging.getLogger("weaver").setLevel(logging.WARNING)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     batch_size = args.batch_size or (512 if device.type == "cuda" else 256)
-    torch.manual_seed(0)
-    weaver_state = WeaverParT(input_dim=17, num_classes=10, fc_params=[]).state_dict()
     batch = jetclass_like_batch(batch_size)
     print(f"device: {device_name(device)}; torch {torch.__version__}; JetClass shapes: batch {batch_size}, 128 "
           f"slots, {batch[2].sum(-1).mean().item():.1f} particles per jet")  # fmt: skip
@@ -384,9 +405,11 @@ def bench_attention(args: argparse.Namespace) -> list[dict]:
     variants = [] if args.sweep_only else jetclass_variants(not args.no_compile, cuda, args.compile_only)
     variants = [v for v in variants if (not args.models or v.model in args.models)
                 and (not args.precisions or v.precision in args.precisions)
-                and (not args.variants or v.variant in args.variants)]  # fmt: skip
+                and (not args.variants or v.variant in args.variants)
+                and (not args.versions or v.version in args.versions)]  # fmt: skip
+    states = weaver_states({1} | {v.version for v in variants})
     for variant in variants:
-        rows.append(measure(variant, weaver_state, batch, device, args.steps, args.warmup, tuple(args.modes),
+        rows.append(measure(variant, states, batch, device, args.steps, args.warmup, tuple(args.modes),
                             args.tensor_memory))
         print_row(rows[-1])
     sweep_batch = args.sweep_batch or (64 if device.type == "cuda" else 8)
@@ -394,7 +417,7 @@ def bench_attention(args: argparse.Namespace) -> list[dict]:
     for n in args.sweep:
         full = jetclass_like_batch(sweep_batch, length=n, multiplicity=n)
         for variant in (Variant("ParT"), Variant("ParT-topk", k=30), Variant("LinParT", k=32)):
-            sweep_rows.append(measure(variant, weaver_state, full, device, args.steps, args.warmup, tuple(args.modes),
+            sweep_rows.append(measure(variant, states, full, device, args.steps, args.warmup, tuple(args.modes),
                                       args.tensor_memory))
             print_row(sweep_rows[-1])
     for line in attention_targets(rows, sweep_rows):
@@ -420,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     part.add_argument("--steps", type=int, default=6, help="timed steps per model and mode")
     part.add_argument("--warmup", type=int, default=6, help="untimed steps first")
     part.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    part.add_argument("--version", type=float, default=1, help="weaver-core's ParT version (1, 2, 3, 3.5, 3.6)")
     attention = sub.add_parser("attention", help="every attention variant, precision and compilation")
     attention.add_argument("--batch-size", type=int, default=None, help="JetClass-shape batch (256 CPU, 512 GPU)")
     attention.add_argument("--sweep", type=int, nargs="*", default=[64, 128, 256, 512, 1024],
@@ -436,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     attention.add_argument("--models", nargs="+", help="JetClass-shape rows of these models only (e.g. ParT)")
     attention.add_argument("--precisions", nargs="+", help="... of these precisions only (fp32 bf16 int8)")
     attention.add_argument("--variants", nargs="+", help="... of these variants only (padded bucketed flex)")
+    attention.add_argument("--versions", nargs="+", type=float, help="... of these weaver ParT versions only (1 3.5)")
     attention.add_argument("--tensor-memory", action="store_true",
                            help="CPU: also the tensors' peak memory (torch.profiler), besides the resident set size")
     gen = sub.add_parser("generate", help="Pythia 8 + FastJet generation speed per class")

@@ -127,17 +127,19 @@ def test_cross_attention_maps_are_objects_by_leading_constituents():
 
 
 @pytest.mark.requiresdata
-def test_explain_a_tiny_part_on_real_hbb_jets(hbb_sample, tmp_path):
+@pytest.mark.parametrize("version", [1, 3.5])
+def test_explain_a_tiny_part_on_real_hbb_jets(hbb_sample, tmp_path, version):
     from jetattn.weaver import build_network
 
     torch.manual_seed(1)
-    model, _ = build_network(REPO / "networks/example_ParticleTransformer.py", JETCLASS_YAML, TINY_PART, False)
+    tiny_part = {**TINY_PART, "version": version}
+    model, _ = build_network(REPO / "networks/example_ParticleTransformer.py", JETCLASS_YAML, tiny_part, False)
     torch.save(model.state_dict(), tmp_path / "part.pt")
     out = tmp_path / "out"
     network = REPO / "networks/example_ParticleTransformer.py"
     args = [str(tmp_path / "part.pt"), "--network", str(network), "--data-config", str(JETCLASS_YAML),
             "--files", str(hbb_sample), "--out", str(out), "--num-jets", "120", "--batch-size", "60",
-            "--graph-classes", "label_Hbb", "label_Tbl", *option_args(TINY_PART)]  # fmt: skip
+            "--graph-classes", "label_Hbb", "label_Tbl", *option_args(tiny_part)]  # fmt: skip
     assert main(args) == 0
     result = json.loads((out / "explain.json").read_text())
     assert result["jets_per_class"] == {"Hbb": 120}

@@ -19,6 +19,16 @@ def run(tmp_path, capsys, *extra):
     return json.loads((tmp_path / "p.json").read_text()), capsys.readouterr().out
 
 
+def test_version_3_5_lists_every_layer(tmp_path, capsys):
+    """weaver-core's version 3.5 (RMSNorm, SwiGLU, QK-norm, output gate): the same layers, each with its work."""
+    result, out = run(tmp_path, capsys, "--network-option", "version", "3.5")
+    layers = {row["name"]: row for row in result["layers"]}
+    for name in MATMUL_LAYERS:
+        assert layers[name]["flops"] > 0 and layers[name]["seconds"] >= 0, name
+    assert layers["blocks.0"]["flops"] == layers["blocks.1"]["flops"]  # same shapes, same work
+    assert "blocks.0" in out and "cls_blocks.0" in out
+
+
 def test_table_lists_every_layer_and_the_trace_is_chrome_json(tmp_path, capsys):
     result, out = run(tmp_path, capsys, "--trace", str(tmp_path / "trace.json"))
     layers = {row["name"]: row for row in result["layers"]}

@@ -52,6 +52,22 @@ def test_every_linear_becomes_int8_and_scores_stay_close(tiny, jets):
     assert quantize.serialized_bytes(int8) < quantize.serialized_bytes(model)
 
 
+def test_version_3_5_every_linear_becomes_int8(jets):
+    """weaver-core's version 3.5 adds SwiGLU gates (fc1_g) and attention output gates (gate_proj): Linears too."""
+    torch.manual_seed(0)
+    model, _ = build_network(NETWORK, TOP_YAML, {**OPTIONS, "version": 3.5})
+    int8 = quantize.quantize_int8(model)
+    # embed 2, particle block 7 (q, kv, out, gate, fc1, fc1_g, fc2), class block 7, classifier 1
+    assert quantize.count_linears(model) == 17
+    assert quantize.count_int8_linears(int8) == 17 and quantize.count_linears(int8) == 0
+    block = int8.mod.blocks[0]
+    assert all(type(m).__module__.startswith("torch.ao.nn.quantized.dynamic")
+               for m in (block.attn.gate_proj, block.fc1_g))  # fmt: skip
+    with torch.no_grad():
+        expected, got = model(*jets), int8(*jets)
+    assert (got - expected).abs().max().item() < 0.05
+
+
 def test_weaver_part_attention_breaks_under_quantize_dynamic():
     """weaver's attention hands `in_proj.weight` to F._in_projection_packed; the int8 Linear has no such tensor."""
     from weaver.nn.model.ParticleTransformer import ParticleTransformer as WeaverParT

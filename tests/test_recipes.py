@@ -21,6 +21,7 @@ from weaver_run import (
     TOP_YAML,
     load_network,
     official_layout,
+    option_args,
     perturbed,
     read_predictions,
     real_batch,
@@ -33,11 +34,14 @@ pytestmark = [pytest.mark.requiresdata, pytest.mark.slow]
 N_JETS = 200  # of the 1000 real jets: --data-fraction 0.2
 
 
-def predict(network: Path, checkpoint: Path, yaml: Path, sample: Path, out: Path, classes: list[str]) -> np.ndarray:
+def predict(
+    network: Path, checkpoint: Path, yaml: Path, sample: Path, out: Path, classes: list[str],
+    options: dict | None = None,
+) -> np.ndarray:
     weaver(
         "--predict", "--data-config", yaml, "--network-config", network, "--model-prefix", checkpoint,
         "--data-test", sample, "--data-fraction", N_JETS / 1000, "--batch-size", "100", "--predict-output", out,
-        pythonpath=RECIPES,
+        *option_args(options or {}), pythonpath=RECIPES,
     )  # fmt: skip
     return read_predictions(out, classes)
 
@@ -73,6 +77,35 @@ def test_network_file_computes_the_recipe(name, request, tmp_path):
     ours_file = REPO / "networks" / f"example_{name}.py"
     ours = predict(ours_file, checkpoint, yaml, sample, tmp_path / "ours.root", classes)
     recipe = predict(RECIPES / f"recipe_{name}.py", checkpoint, yaml, sample, tmp_path / "recipe.root", classes)
+    assert ours.shape == (N_JETS, len(classes))
+    assert recipe.std(axis=0).max() > 1e-3, "the reference does not tell the jets apart: a useless comparison"
+    assert np.abs(ours - recipe).max() <= 1e-5
+
+
+# weaver-core's later ParT versions, written out as a user passes them to weaver (`--network-option version 3`) on
+# top of the recipe's file; weaver's class (the reference) and ours each apply the version's own block defaults
+VERSION_OPTIONS = {
+    "v2": {"version": 2},
+    "v3": {"version": 3},
+    "v3.5": {"version": 3.5},
+}
+
+
+@pytest.mark.parametrize("name", VERSION_OPTIONS)
+def test_network_file_computes_weavers_later_versions(name, hbb_sample, tmp_path):
+    options = VERSION_OPTIONS[name]
+    data_config = DataConfig.load(str(JETCLASS_YAML), load_observers=False)
+    classes = list(data_config.label_value)
+    torch.manual_seed(3)
+    model, _ = reference("ParticleTransformer").get_model(data_config, **options)
+    assert model.mod.blocks[0].fc1_g is not None  # the reference really is a later version (SwiGLU)
+    checkpoint = tmp_path / f"ParT_{name}.pt"
+    torch.save(official_layout(perturbed(model, seed=4, num_classes=len(classes)).state_dict()), checkpoint)
+
+    ours_file = REPO / "networks" / "example_ParticleTransformer.py"
+    args = (checkpoint, JETCLASS_YAML, hbb_sample)
+    ours = predict(ours_file, *args, tmp_path / "ours.root", classes, options)
+    recipe = predict(RECIPES / "recipe_ParticleTransformer.py", *args, tmp_path / "recipe.root", classes, options)
     assert ours.shape == (N_JETS, len(classes))
     assert recipe.std(axis=0).max() > 1e-3, "the reference does not tell the jets apart: a useless comparison"
     assert np.abs(ours - recipe).max() <= 1e-5

@@ -28,14 +28,16 @@ def test_jetclass_metrics_perfect_and_blind_taggers():
 
 
 @pytest.mark.requiresdata
-def test_scan_of_a_dense_checkpoint(ten_class_sample, tmp_path):
+@pytest.mark.parametrize("version", [1, 3.5])
+def test_scan_of_a_dense_checkpoint(ten_class_sample, tmp_path, version):
     data_config = DataConfig.load(str(JETCLASS_YAML), load_observers=False)
     torch.manual_seed(0)
-    dense, info = load_network(REPO / "networks/example_ParticleTransformer.py").get_model(data_config, **SMALL)
+    small = {**SMALL, "version": version}
+    dense, info = load_network(REPO / "networks/example_ParticleTransformer.py").get_model(data_config, **small)
     checkpoint = tmp_path / "dense.pt"
     torch.save(dense.state_dict(), checkpoint)
 
-    options = [arg for name, value in SMALL.items() for arg in ("--network-option", name, repr(value))]
+    options = [arg for name, value in small.items() for arg in ("--network-option", name, repr(value))]
     code = main([str(checkpoint), "--data-config", str(JETCLASS_YAML), "--files", str(ten_class_sample),
                  *options, "--k", "1", "3", "all", "--num-jets", "300", "--out", str(tmp_path / "out")])  # fmt: skip
     assert code == 0

@@ -512,6 +512,29 @@ def test_dihiggs_dry_run_command(model, mode):
     assert ("no CUDA device found" in stderr) == (mode == "cpu")
 
 
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_part_version_option_reaches_weaver_and_builds_that_version(dataset):
+    """``-o version 3.5`` goes to weaver as given, and the network file it names builds weaver's version 3.5."""
+    from weaver.utils.data.config import DataConfig
+    from weaver.utils.import_tools import import_module
+
+    from jetattn.weaver import parse_options
+
+    argv, _ = dry(dataset, "ParT", "-o", "version", "3.5", "-o", "block_params", "{'drop_path_rate': 0.2}")
+    _, options = split_launcher(argv)
+    assert options[-6:] == ["-o", "version", "3.5", "-o", "block_params", "{'drop_path_rate': 0.2}"]
+    network = REPO / last(options, "--network-config")[0]
+    yaml = REPO / last(options, "--data-config")[0]
+
+    chosen = parse_options([options[-5:-3], options[-2:]])
+    model, _ = import_module(str(network), "_network").get_model(
+        DataConfig.load(str(yaml), load_observers=False), **chosen
+    )
+    block = model.mod.blocks[0]
+    assert block.fc1_g is not None and block.attn.gate_proj is not None  # SwiGLU, output gate
+    assert block.config.norm == "rms" and block.config.qk_norm and block.config.drop_path == 0.2
+
+
 def test_dihiggs_config_option_is_quoted_for_weaver():
     _, options = split_launcher(dry("DiHiggs", "MST", "-o", "config", "model_2", "--network-option", "config",
                                     "model_1", "-o", "config", "objects", "-o", "dim", "16")[0])

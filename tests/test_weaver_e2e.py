@@ -15,6 +15,7 @@ from weaver_run import (
     REPO,
     SHORT_TRAINING,
     SMALL_OPTIONS,
+    SMALL_PART,
     TOP_YAML,
     base_name,
     load_keys_report,
@@ -49,11 +50,18 @@ def _finetune_start(network: Path, options: dict, tmp_path: Path, request) -> tu
     return checkpoint, options, 0.2, []
 
 
+# every network file with its small options, and ParT as weaver-core's version 3.5 (RMSNorm, SwiGLU, QK-norm,
+# element-wise output gate; RMSNorm exported as weaver does)
+E2E_CASES = [pytest.param(n, SMALL_OPTIONS.get(base_name(n), {}), id=n.stem) for n in NETWORKS] + [
+    pytest.param(REPO / "networks" / "example_ParticleTransformer.py", {**SMALL_PART, "version": 3.5},
+                 id="example_ParticleTransformer-v3.5"),
+]  # fmt: skip
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("network", NETWORKS, ids=lambda p: p.stem)
-def test_train_predict_export(network: Path, real_data: Path, tmp_path: Path, request):
+@pytest.mark.parametrize("network, options", E2E_CASES)
+def test_train_predict_export(network: Path, options: dict, real_data: Path, tmp_path: Path, request):
     top = real_data / "TopLandscape_sample_1000.root"
-    options = SMALL_OPTIONS.get(base_name(network), {})
     fraction, extra = 0.2, []  # of the 1000 jets: training takes 80% of them, validation and prediction 20%
     checkpoint = None
     if network.stem.endswith("_finetune"):

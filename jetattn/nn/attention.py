@@ -161,6 +161,8 @@ class AttentionRecord:
         query_padding: ``(B, Lq)`` for self-attention (the keys' padding); None where the queries are another
             sequence (class token, cross-attention), whose padding the module does not know.
         projected: True for ``linformer``: the last axis of ``weights`` counts projections, not particles.
+        output_gate: ``(B, Lq, H, 1 | D)`` the sigmoid gate that multiplied each head's output (after the weights
+            were applied, so the weights stay the softmax), or None without an output gate.
     """
 
     weights: torch.Tensor
@@ -169,6 +171,7 @@ class AttentionRecord:
     key_padding: torch.Tensor
     query_padding: torch.Tensor | None
     projected: bool = False
+    output_gate: torch.Tensor | None = None
 
     def per_jet(self, what: str = "weights", query_padding: torch.Tensor | None = None) -> list[torch.Tensor]:
         """``weights``, ``logits`` or ``bias`` of each jet without padding: a list of ``(H, n_q, n_k)``.
@@ -268,6 +271,10 @@ class Attention(nn.Module):
         topk: keys kept per query by the ``topk`` kernel.
         proj_dim, max_len, share_kv_proj: the ``linformer`` kernel's :class:`LinformerProjection` (made only
             for that kernel; no other kernel adds parameters).
+        qk_norm: a norm factory (``nn.LayerNorm``, an RMSNorm) applied to each head's queries and keys before their
+            product (QK-norm); None for none. The kernels and the recorded logits see the normalised ones.
+        output_gate: ``headwise`` (one sigmoid gate per head) or ``elementwise`` (one per channel) multiplying the
+            attention output before ``out_proj``, from a Linear of the queries' input (``gate_proj``); None for none.
     """
 
     def __init__(
@@ -281,6 +288,8 @@ class Attention(nn.Module):
         proj_dim: int = 32,
         max_len: int = 128,
         share_kv_proj: bool = False,
+        qk_norm: Callable[[int], nn.Module] | None = None,
+        output_gate: str | None = None,
     ) -> None:
         super().__init__()
         if dim % num_heads:
@@ -296,6 +305,12 @@ class Attention(nn.Module):
         self.q_proj = nn.Linear(dim, dim, bias=bias)
         self.kv_proj = nn.Linear(dim, 2 * dim, bias=bias)  # keys and values in one matmul
         self.out_proj = nn.Linear(dim, dim, bias=bias)
+        self.q_norm = qk_norm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = qk_norm(self.head_dim) if qk_norm else nn.Identity()
+        if output_gate not in (None, "headwise", "elementwise"):
+            raise ValueError(f"output_gate={output_gate!r}: choose None, 'headwise' or 'elementwise'")
+        gates = {None: 0, "headwise": num_heads, "elementwise": dim}[output_gate]
+        self.gate_proj = nn.Linear(dim, gates, bias=bias) if gates else None
         self.linformer = LinformerProjection(proj_dim, max_len, share_kv_proj) if kernel == "linformer" else None
         self.recorder: Callable[[Attention, AttentionRecord], None] | None = None
 
@@ -313,9 +328,10 @@ class Attention(nn.Module):
         context = x if context is None else context
         batch, len_q, _ = x.shape
         len_k = context.size(1)
-        q = self.q_proj(x).view(batch, len_q, self.num_heads, self.head_dim).transpose(1, 2)  # B, H, Lq, D
-        kv = self.kv_proj(context).view(batch, len_k, 2, self.num_heads, self.head_dim)
-        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # each B, H, Lk, D
+        # QK-norm on the projections' own (B, L, H, D) layout, where each head's channels are contiguous
+        q = self.q_norm(self.q_proj(x).view(batch, len_q, self.num_heads, self.head_dim)).transpose(1, 2)
+        k, v = self.kv_proj(context).view(batch, len_k, 2, self.num_heads, self.head_dim).unbind(2)
+        k, v = self.k_norm(k).transpose(1, 2), v.transpose(1, 2)  # each B, H, Lk, D
         if bias is not None:
             bias = bias.to(q.dtype)
         if self.recorder is not None:
@@ -327,6 +343,9 @@ class Attention(nn.Module):
         kernel = KERNELS[self.kernel or _default_kernel]
         dropout_p = self.dropout if self.training else 0.0
         out, weights = kernel(q, k, v, bias, dropout_p, self.recorder is not None, self.topk)
+        gate = None
+        if self.gate_proj is not None:  # B, Lq, H, 1 | D
+            gate = torch.sigmoid(self.gate_proj(x)).view(batch, len_q, self.num_heads, -1)
         if self.recorder is not None:
             # the same q, k and bias as the kernel's: the logits it softmaxed (for math and topk, bit for bit)
             logits = attention_logits(q, k, bias)
@@ -337,10 +356,13 @@ class Attention(nn.Module):
                 padding,
                 padding if context is x else None,
                 projected=self.linformer is not None,
+                output_gate=None if gate is None else gate.detach(),
             )
             self.recorder(self, record)
-        out = out.transpose(1, 2).reshape(batch, len_q, self.dim)
-        return self.out_proj(out)
+        out = out.transpose(1, 2)  # B, Lq, H, D
+        if gate is not None:
+            out = out * gate
+        return self.out_proj(out.reshape(batch, len_q, self.dim))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # weaver layouts: nn.MultiheadAttention (`in_proj_weight`, the official ParT checkpoints) and

@@ -85,6 +85,8 @@ class PairEmbed(nn.Module):
         dense: compute every pair of the padded sequence (ONNX-friendly, fixed shapes) instead of only the
             pairs of real particles (faster on jets with padding).
         min_delta: floor on Δ (see :func:`pair_features`); None is weaver's definition.
+        bias: whether the convolutions carry biases (weaver's ParT drops them from version 3 on).
+        remove_self_pair: leave each particle's pair with itself out (bias 0 on the diagonal).
     """
 
     def __init__(
@@ -94,12 +96,14 @@ class PairEmbed(nn.Module):
         pre_activation: bool = True,
         dense: bool = False,
         min_delta: float | None = None,
+        bias: bool = True,
+        remove_self_pair: bool = False,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.BatchNorm1d(num_features)]
         width = num_features
         for dim in dims:
-            layers += [nn.Conv1d(width, dim, 1), nn.BatchNorm1d(dim), nn.GELU()]
+            layers += [nn.Conv1d(width, dim, 1, bias=bias), nn.BatchNorm1d(dim), nn.GELU()]
             width = dim
         if pre_activation:
             layers = layers[:-1]
@@ -107,6 +111,7 @@ class PairEmbed(nn.Module):
         self.num_heads = dims[-1]
         self.dense = dense
         self.min_delta = min_delta
+        self.diagonal = -1 if remove_self_pair else 0
 
     def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``p4: (B, 4, L)``, ``mask: (B, 1, L)`` bool (True = real)  ->  ``(B, heads, L, L)``, 0 off real pairs.
@@ -116,7 +121,7 @@ class PairEmbed(nn.Module):
         batch, _, length = p4.shape
         real_pairs = mask.unsqueeze(-1) & mask.unsqueeze(-2)  # B, 1, L, L
         pairs = torch.ones_like(real_pairs) if self.dense else real_pairs
-        jet, _, a, b = pairs.tril().nonzero(as_tuple=True)  # one entry per pair a >= b
+        jet, _, a, b = pairs.tril(self.diagonal).nonzero(as_tuple=True)  # one entry per pair a >= b (a > b)
         if jet.numel() == 0:  # a batch of empty jets
             return p4.new_zeros(batch, self.num_heads, length, length)
         kin = particle_kinematics(p4).transpose(0, 1)  # 3, B, L

@@ -8,32 +8,40 @@ attention goes through :class:`jetattn.nn.attention.Attention`, so kernels and r
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from jetattn.nn.attention import Attention, LinformerProjection, padding_bias
-from jetattn.nn.blocks import Block, classifier_head
+from jetattn.nn.blocks import Block, BlockConfig, classifier_head, version_config
 from jetattn.nn.inputs import finite
 from jetattn.nn.pairs import PairEmbed, pair_feature_matrix
 
 
 class Embed(nn.Module):
-    """Per-particle embedding: BatchNorm over the input features, then (LayerNorm, Linear, GELU) per width."""
+    """Per-particle embedding: BatchNorm over the input features, then (LayerNorm, Linear, GELU) per width; with
+    ``conv``, weaver's ``use_conv_embed``: (bias-free 1×1 Conv, BatchNorm, GELU) per width, no last GELU."""
 
-    def __init__(self, input_dim: int, dims: tuple[int, ...], activation: str = "gelu") -> None:
+    def __init__(self, input_dim: int, dims: tuple[int, ...], activation: str = "gelu", conv: bool = False) -> None:
         super().__init__()
         self.input_bn = nn.BatchNorm1d(input_dim)
         layers: list[nn.Module] = []
         for dim in dims:
             act = nn.GELU() if activation == "gelu" else nn.ReLU()
-            layers += [nn.LayerNorm(input_dim), nn.Linear(input_dim, dim), act]
+            if conv:
+                layers += [nn.Conv1d(input_dim, dim, 1, bias=False), nn.BatchNorm1d(dim), act]
+            else:
+                layers += [nn.LayerNorm(input_dim), nn.Linear(input_dim, dim), act]
             input_dim = dim
-        self.embed = nn.Sequential(*layers)
+        # key layout as weaver's: `conv_embed.<i>` or `embed.<i>`
+        self.conv_embed = nn.Sequential(*layers[:-1]) if conv else nn.Identity()
+        self.embed = nn.Identity() if conv else nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, L)`` -> ``(B, L, dims[-1])``."""
-        return self.embed(self.input_bn(x).transpose(1, 2))
+        return self.embed(self.conv_embed(self.input_bn(x)).transpose(1, 2))
 
 
 class SequenceTrimmer(nn.Module):
@@ -88,20 +96,72 @@ def length_buckets(mask: torch.Tensor, buckets: int, multiple: int = 1) -> list[
     return groups
 
 
+def refuse_weaver_options(
+    pair_input_type: str, pair_input_dim: int | None, pair_extra_dim: int, for_segmentation: bool, weight_init
+) -> None:
+    """One line for each weaver-core ParT option (or value) that jetattn does not implement."""
+    if pair_input_type != "pp":
+        raise ValueError(f"pair_input_type={pair_input_type!r}: jetattn's ParT has the hadron-collider pair "
+                         "features only ('pp')")  # fmt: skip
+    if pair_input_dim not in (None, 0, 4):
+        raise ValueError(f"pair_input_dim={pair_input_dim}: ParT's pair features are 4 (ln kT, ln z, ln Δ, ln m²)")
+    if pair_extra_dim:
+        raise ValueError(f"pair_extra_dim={pair_extra_dim}: extra pair features from the data (weaver's uu inputs) "
+                         "are not supported by jetattn's ParT")  # fmt: skip
+    if for_segmentation:
+        raise ValueError("for_segmentation: per-particle outputs are out of scope for jetattn's ParT (jet tagging)")
+    if weight_init not in (None, "moco", "timm"):
+        raise ValueError(f"weight_init={weight_init!r}: choose 'moco', 'timm' or None")
+
+
+def block_setup(
+    base: BlockConfig, ours: dict, params: dict | None, num_heads: int
+) -> tuple[int, BlockConfig]:
+    """Heads and config of a kind of block: ``base`` with our settings, then the user's ``block_params`` (weaver's
+    names too; ``num_heads`` overrides the heads; weaver's ``for_inference``, its choice of RMSNorm code, is
+    dropped: ours exports either way)."""
+    params = {k: v for k, v in (params or {}).items() if k != "for_inference"}
+    return params.pop("num_heads", num_heads), base.updated({**ours, **params})
+
+
 class ParticleTransformer(nn.Module):
     """ParT: particle embedding, pair-feature attention bias, particle blocks, class-attention blocks, classifier.
+
+    Every constructor option of weaver-core 0.5.3's ``ParticleTransformer`` is taken with its meaning and default,
+    except those refused with a message (``pair_input_type`` other than ``pp``, ``pair_extra_dim``,
+    ``for_segmentation``; see docs/compatibility.md).
 
     Args:
         input_dim: number of per-particle input features.
         num_classes: classifier outputs; None with ``fc_params=None`` returns the class-token embedding.
-        pair_input_dim: pair features from the four-vectors (4: ln k_T, ln z, ln Δ, ln m²; 0: none).
+        pair_input_type: ``pp`` (hadron-collider pair features; the only kind here).
+        pair_input_dim: pair features from the four-vectors (4 or None: ln k_T, ln z, ln Δ, ln m²; 0: none).
+        pair_extra_dim: extra pair features read from the data (weaver's ``uu``): 0 only.
+        remove_self_pair: leave each particle's pair with itself out of the pair embedding.
         use_pre_activation_pair: no GELU after the last pair-embedding layer.
+        use_conv_embed: particle embedding by bias-free 1×1 convolutions and BatchNorms (see :class:`Embed`).
         embed_dims: widths of the particle embedding; the last is the model width.
         pair_embed_dims: widths of the pair embedding before its last layer (which has ``num_heads`` outputs).
+        pair_embed_sparse_eval: weaver's choice of how to compute the pair embedding; outputs do not depend on it,
+            and here only the real particles' pairs are computed (every pair with ``for_inference``).
         num_heads, num_layers, num_cls_layers: attention heads, particle blocks, class-attention blocks.
-        block_params, cls_block_params: overrides of :class:`Block` arguments for each kind of block.
-        fc_params: hidden classifier layers as ``(width, dropout)``; None for no classifier.
+        block_params, cls_block_params: overrides of the :class:`BlockConfig` of each kind of block, by our field
+            names or weaver's (``use_rmsnorm``, ``use_qk_norm``, ``elementwise_attn_output_gate``, ...), and
+            ``num_heads``.
+        block_ids_with_attn_mask: indices of the particle blocks that get the pair bias (default: all); the others
+            see the padding only.
+        include_global_token: a token prepended to the particles, attending with them in the particle blocks and
+            read out as the jet (instead of class-attention blocks: ``num_cls_layers`` must be 0).
+        fc_params: hidden classifier layers as ``(width, dropout)`` or ``(width, dropout, activation)``; None for
+            no classifier.
         activation: ``gelu`` or ``relu``.
+        version: weaver-core's ParT version (1, 2, 3, 3.5, 3.6): the block defaults of :func:`version_config`,
+            RMSNorm for the final norm and bias-free pair embedding and hidden classifier layers from 3 on, and
+            from 3.6 a global token instead of class attention. Without class-attention blocks or a global token,
+            the jet is the mean of its particles.
+        weight_init: ``moco`` (weaver's default), ``timm`` or None (PyTorch's defaults); fix_init: shrink each
+            particle block's output projections by 1/√(2·depth).
+        for_segmentation: per-particle outputs; refused (jetattn's models tag jets).
         trim: drop trailing padding (see :class:`SequenceTrimmer`); off for inference.
         for_inference: softmax output, no trimming, fixed-shape pair embedding (ONNX export).
         attention: attention kernel of the particle blocks (see :mod:`jetattn.nn.attention`; None: the global
@@ -134,19 +194,30 @@ class ParticleTransformer(nn.Module):
         self,
         input_dim: int,
         num_classes: int | None = None,
-        pair_input_dim: int = 4,
+        pair_input_type: str = "pp",
+        pair_input_dim: int | None = None,
+        pair_extra_dim: int = 0,
+        remove_self_pair: bool = False,
         use_pre_activation_pair: bool = True,
+        use_conv_embed: bool = False,
         embed_dims: tuple[int, ...] = (128, 512, 128),
         pair_embed_dims: tuple[int, ...] | None = (64, 64, 64),
+        pair_embed_sparse_eval: tuple[bool, bool] | None = None,
         num_heads: int = 8,
         num_layers: int = 8,
-        num_cls_layers: int = 2,
         block_params: dict | None = None,
+        block_ids_with_attn_mask: list[int] | None = None,
+        include_global_token: bool = False,
+        num_cls_layers: int = 2,
         cls_block_params: dict | None = None,
         fc_params: list | tuple | None = (),
         activation: str = "gelu",
+        version: float = 1,
+        weight_init: str | None = "moco",
+        fix_init: bool = True,
         trim: bool = True,
         for_inference: bool = False,
+        for_segmentation: bool = False,
         attention: str | None = None,
         topk: int = 30,
         proj_dim: int = 32,
@@ -161,64 +232,89 @@ class ParticleTransformer(nn.Module):
         compile: bool | str = False,
     ) -> None:
         super().__init__()
-        if pair_input_dim not in (0, 4):
-            raise ValueError(f"pair_input_dim={pair_input_dim}: ParT's pair features are 4 (ln kT, ln z, ln Δ, ln m²)")
+        refuse_weaver_options(pair_input_type, pair_input_dim, pair_extra_dim, for_segmentation, weight_init)
+        pair_input_dim = 4 if pair_input_dim is None else pair_input_dim
         self.for_inference = for_inference
         dim = embed_dims[-1] if embed_dims else input_dim
+        base = version_config(version)
+        base = replace(base, activation=activation) if version == 1 else base
+        if version == 3.6:
+            include_global_token, num_cls_layers = True, 0
+        if include_global_token and num_cls_layers > 0:
+            raise ValueError(f"include_global_token reads the jet from the global token: set num_cls_layers=0, "
+                             f"not {num_cls_layers}")  # fmt: skip
         kernel_options = dict(topk=topk, proj_dim=proj_dim, max_len=max_len, share_kv_proj=share_kv_proj)
-        block_cfg = dict(dim=dim, num_heads=num_heads, activation=activation)
-        self.embed = Embed(input_dim, tuple(embed_dims), activation) if embed_dims else nn.Identity()
+        block_heads, particle_config = block_setup(
+            base, {"kernel": attention, "kernel_options": kernel_options}, block_params, num_heads
+        )
+        self.embed = Embed(input_dim, tuple(embed_dims), activation, use_conv_embed) if embed_dims else nn.Identity()
         self.pair_embed = (
             PairEmbed(
-                (*pair_embed_dims, num_heads),
+                (*pair_embed_dims, block_heads),
                 pair_input_dim,
                 use_pre_activation_pair,
                 dense=for_inference,
                 min_delta=pair_min_delta,
+                bias=base.bias,
+                remove_self_pair=remove_self_pair,
             )
             if pair_embed_dims is not None and pair_input_dim > 0
             else None
         )
-        particle_cfg = {**block_cfg, "kernel": attention, "kernel_options": kernel_options, **(block_params or {})}
-        self.blocks = nn.ModuleList([Block(**particle_cfg) for _ in range(num_layers)])
+        self.blocks = nn.ModuleList([Block(dim, block_heads, particle_config) for _ in range(num_layers)])
+        ids = range(num_layers) if block_ids_with_attn_mask is None else block_ids_with_attn_mask
+        self.pair_bias_blocks = [i in ids for i in range(num_layers)]
         self.pair_projection = None
         if linear_pairs:
             if attention != "linformer":
                 raise ValueError(f"linear_pairs needs attention='linformer', not {attention!r}")
+            if include_global_token or not all(self.pair_bias_blocks):
+                raise ValueError("linear_pairs projects one pair bias for every block: it takes neither "
+                                 "include_global_token nor block_ids_with_attn_mask")  # fmt: skip
             self.pair_projection = LinformerProjection(proj_dim, max_len, share_kv_proj)
             for block in self.blocks:
                 block.attn.linformer = self.pair_projection
         elif checkpoint_pairs:
             raise ValueError("checkpoint_pairs needs linear_pairs (the dense pair bias is not checkpointed)")
         self.checkpoint_pairs = checkpoint_pairs
-        cls_cfg = {**block_cfg, "dropout": 0.0, "attn_dropout": 0.0, "activation_dropout": 0.0}
-        cls_cfg["kernel"] = attention if attention in (None, "sdpa", "math") else "sdpa"
-        cls_cfg.update(cls_block_params or {})
-        self.cls_blocks = nn.ModuleList([Block(**cls_cfg) for _ in range(num_cls_layers)])
-        self.norm = nn.LayerNorm(dim)
-        self.fc = classifier_head(dim, num_classes, fc_params) if fc_params is not None else None
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        cls_kernel = attention if attention in (None, "sdpa", "math") else "sdpa"
+        cls_options = {"kernel": cls_kernel, "dropout": 0.0, "attn_dropout": 0.0, "activation_dropout": 0.0}
+        cls_heads, cls_config = block_setup(base, cls_options, cls_block_params, num_heads)
+        self.cls_blocks = nn.ModuleList([Block(dim, cls_heads, cls_config) for _ in range(num_cls_layers)])
+        self.include_global_token = include_global_token
+        self.norm = base.norm_layer(dim)
+        self.fc = (
+            classifier_head(dim, num_classes, fc_params, bias=base.bias, norm_layer=base.norm_layer)
+            if fc_params is not None
+            else None
+        )
+        has_token = include_global_token or num_cls_layers > 0
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if has_token else None
         self.multiple = 32 if (compile_model or compile) else 1
         self.trimmer = SequenceTrimmer(multiple=self.multiple) if trim and not for_inference else None
         self.buckets = 1 if for_inference else buckets  # an exported graph has fixed control flow
         if compile:
             self.attend = torch.compile(self.attend, backend="inductor" if compile in (True, 1) else compile)
-        self._init_weights()
+        self._init_weights(weight_init, fix_init)
 
-    def _init_weights(self) -> None:
-        # MoCo-v3 style (as weaver): Xavier-uniform Linears with q, k and v each treated as its own matrix,
-        # zero biases, a small class token, and block output projections shrunk by 1/√(2·depth).
+    def _init_weights(self, mode: str | None, fix_init: bool) -> None:
+        # moco (MoCo-v3, as weaver): Xavier-uniform Linears with q, k and v each treated as its own matrix, zero
+        # biases; timm: truncated normal (std 0.02). fix_init: block output projections shrunk by 1/√(2·depth).
         for name, module in self.named_modules():
-            if isinstance(module, nn.Linear):
-                fan_in = module.weight.shape[1]
-                fan_out = module.weight.shape[0] // (2 if name.endswith("kv_proj") else 1)
-                bound = math.sqrt(6.0 / (fan_in + fan_out))
-                nn.init.uniform_(module.weight, -bound, bound)
+            if isinstance(module, nn.Linear) and mode is not None:
+                if mode == "timm":
+                    nn.init.trunc_normal_(module.weight, std=0.02)
+                else:
+                    fan_in = module.weight.shape[1]
+                    fan_out = module.weight.shape[0] // (2 if name.endswith("kv_proj") else 1)
+                    bound = math.sqrt(6.0 / (fan_in + fan_out))
+                    nn.init.uniform_(module.weight, -bound, bound)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.cls_token is not None:
+            nn.init.trunc_normal_(self.cls_token, std=0.02)
         with torch.no_grad():
-            for depth, block in enumerate(self.blocks, start=1):
+            for depth, block in enumerate(self.blocks if fix_init else [], start=1):
                 block.attn.out_proj.weight.div_(math.sqrt(2.0 * depth))
                 block.fc2.weight.div_(math.sqrt(2.0 * depth))
 
@@ -270,6 +366,20 @@ class ParticleTransformer(nn.Module):
             output[jets] = part
         return output
 
+    def read_out(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """The jet from the particle blocks' output ``(B, L, C)``: the global token, the class-attention blocks'
+        class token, or (with neither) the mean over real particles  ->  ``(B, C)``."""
+        if self.include_global_token:
+            return x[:, 0]
+        if len(self.cls_blocks) == 0:
+            real = (~padding).unsqueeze(-1).to(x.dtype)  # B, L, 1
+            return (x * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)
+        cls_bias = padding_bias(torch.cat((padding.new_zeros(padding.size(0), 1), padding), dim=1), x.dtype)
+        cls_token = self.cls_token.expand(x.size(0), -1, -1)
+        for block in self.cls_blocks:
+            cls_token = block(x, cls_token=cls_token, bias=cls_bias)
+        return cls_token.squeeze(1)
+
     def attend(self, x: torch.Tensor, bias: torch.Tensor | None, padding: torch.Tensor) -> torch.Tensor:
         """Particle blocks, class-attention blocks and the classifier: what ``compile`` compiles.
 
@@ -278,14 +388,16 @@ class ParticleTransformer(nn.Module):
         ``padding: (B, L)`` True where padded.
         """
         key_padding = padding if self.pair_projection is not None else None
-        for block in self.blocks:
-            x = block(x, bias=bias, key_padding=key_padding)
+        if self.include_global_token:  # one more particle, first, never padded, without pair bias
+            x = torch.cat((self.cls_token.expand(x.size(0), -1, -1), x), dim=1)
+            padding = F.pad(padding, (1, 0), value=False)
+            bias = F.pad(bias, (1, 0, 1, 0) if self.pair_embed is not None else (1, 0))
+            bias = bias.masked_fill(padding[:, None, None, :], float("-inf"))
+        padding_only = None if all(self.pair_bias_blocks) else padding_bias(padding, x.dtype)
+        for block, with_pairs in zip(self.blocks, self.pair_bias_blocks, strict=True):
+            x = block(x, bias=bias if with_pairs else padding_only, key_padding=key_padding)
 
-        cls_bias = padding_bias(torch.cat((padding.new_zeros(padding.size(0), 1), padding), dim=1), x.dtype)
-        cls_token = self.cls_token.expand(x.size(0), -1, -1)
-        for block in self.cls_blocks:
-            cls_token = block(x, cls_token=cls_token, bias=cls_bias)
-        x_cls = self.norm(cls_token.squeeze(1))
+        x_cls = self.norm(self.read_out(x, padding))
         if self.fc is None:
             return x_cls
         output = self.fc(x_cls)
