@@ -144,140 +144,170 @@ def fit(args: list[str], user_args: list[str], processes: int = 1, treename: str
     ``processes``: DDP processes per node (weaver splits the files of each group among them, then among each
     one's loader workers). Raises :class:`LoaderError` for settings that would crash weaver or repeat jets.
     """
-    parser = weaver_loader_parser()
-    opts, _ = parser.parse_known_args(args + user_args)
-    user = given_options(user_args)
-    result = Fit()
+    opts, _ = weaver_loader_parser().parse_known_args(args + user_args)
     if opts.predict or not opts.data_train:
-        return result  # weaver's test loader reads whole files, one worker at most per file: nothing to fit
+        return Fit()  # weaver's test loader reads whole files, one worker at most per file: nothing to fit
+    fitter = _Fitter(opts, given_options(user_args), processes, treename)
+    fitter.workers()
+    fitter.batches()
+    fitter.memory_and_fetches()
+    fitter.validation()
+    fitter.epochs()
+    return fitter.result
 
-    train = file_groups(opts.data_train)
-    val = file_groups(opts.data_val) if opts.data_val else train
-    for groups, option in ((train, "--data-train"), (val, "--data-val")):
-        name, share = _fewest_files_per_process(groups, processes)
-        if share == 0:
-            what = f"the class group '{name}'" if name != "_" else "the files"
+
+class _Fitter:
+    """The stages of :func:`fit`, in order, on one command: each reads what the earlier ones decided."""
+
+    def __init__(self, opts: argparse.Namespace, user: set[str], processes: int, treename: str | None) -> None:
+        self.opts, self.user, self.processes, self.result = opts, user, processes, Fit()
+        self.train = file_groups(opts.data_train)
+        self.val = file_groups(opts.data_val) if opts.data_val else self.train
+        for groups, option in ((self.train, "--data-train"), (self.val, "--data-val")):
+            name, share = _fewest_files_per_process(groups, processes)
+            if share == 0:
+                what = f"the class group '{name}'" if name != "_" else "the files"
+                raise LoaderError(
+                    f"{option}: {what} has {len(groups[name])} file(s), fewer than the {processes} DDP processes "
+                    f"that weaver gives each its own files; run on fewer GPUs (DDP_NGPUS) or split the data into "
+                    f"more files (./get_datasets.py ... --generate --files-per-class "
+                    f"{processes * max(opts.num_workers, 1)})"
+                )
+        self.entries = {path: count_entries(path, treename) for groups in (self.train, self.val)
+                        for files in groups.values() for path in files}  # fmt: skip
+        self.train_share = (1.0 if opts.data_val else opts.train_val_split) * opts.data_fraction
+        self.val_share = (1.0 if opts.data_val else 1 - opts.train_val_split) * opts.data_fraction
+        self.n_train = self._jets(self.train, self.train_share, sum)
+        self.n_val = self._jets(self.val, self.val_share, sum)
+        self.n_workers, self.batch, self.in_memory, self.fetch_step = opts.num_workers, opts.batch_size, False, 0.0
+
+    def _jets(self, groups: dict[str, list[str]], share: float, how) -> float:
+        return how(self.entries[p] for files in groups.values() for p in files) * share
+
+    def _per_worker(self, workers: int) -> float:
+        return min(worker_jets(self.train, self.entries, self.processes, workers, self.train_share))
+
+    def workers(self) -> None:
+        """Each worker must get at least one file of every group of its process's share (0: the main process)."""
+        allowed = min(_fewest_files_per_process(groups, self.processes)[1] for groups in (self.train, self.val))
+        name = min(self.train, key=lambda g: len(self.train[g]))
+        if self.n_workers <= allowed:
+            return
+        if "num_workers" in self.user:
             raise LoaderError(
-                f"{option}: {what} has {len(groups[name])} file(s), fewer than the {processes} DDP processes that "
-                f"weaver gives each its own files; run on fewer GPUs (DDP_NGPUS) or split the data into more files "
-                f"(./get_datasets.py ... --generate --files-per-class {processes * max(opts.num_workers, 1)})"
+                f"--num-workers {self.n_workers}: weaver gives each loader worker its own files of every class group, "
+                f"and '{name}' has {len(self.train[name])} file(s) for {self.processes} process(es): use "
+                f"--num-workers {allowed} or split the data into more files"
+            )
+        self.n_workers = allowed
+        processes = f" for {self.processes} processes" if self.processes > 1 else ""
+        self.result.set("--num-workers", allowed, f"{len(self.train[name])} file(s) in the class group '{name}'"
+                        + processes)  # fmt: skip
+
+    def batches(self) -> None:
+        """A loader worker makes whole batches from its own jets: a batch larger than its share repeats jets."""
+        batch, per_worker = self.batch, self._per_worker(self.n_workers)
+        if batch > per_worker and "num_workers" not in self.user:
+            fewer = max((w for w in range(1, self.n_workers) if self._per_worker(w) >= batch), default=None)
+            if fewer is not None:
+                self.n_workers, per_worker = fewer, self._per_worker(fewer)
+                self.result.set("--num-workers", fewer, f"each worker makes batches of {batch} from its own jets")
+        if batch > per_worker:
+            if "batch_size" in self.user or per_worker < 1:
+                raise LoaderError(
+                    f"--batch-size {batch}: a loader worker holds {int(per_worker)} training jets ({int(self.n_train)} "
+                    f"in all, {self.processes} process(es), {self.n_workers} worker(s) each) and makes whole batches "
+                    f"from them, so a batch would repeat jets; pass a smaller --batch-size, fewer --num-workers, or "
+                    f"make more jets"
+                )
+            self.batch = int(per_worker)
+            self.result.set("--batch-size", self.batch, f"a loader worker holds {self.batch} of the "
+                            f"{int(self.n_train)} training jets")  # fmt: skip
+
+    def memory_and_fetches(self) -> None:
+        """In memory when the training set fits (read once); else fetches of many jets, and never one that reads
+        a jet twice."""
+        opts, user = self.opts, self.user
+        self.in_memory, self.fetch_step = opts.in_memory, opts.fetch_step
+        size = self.n_train * bytes_per_jet(opts.data_config) if opts.data_config else 0
+        budget = min(IN_MEMORY_SHARE * available_memory(), IN_MEMORY_MAX_BYTES)
+        if not self.in_memory and "in_memory" not in user and opts.data_config and size <= budget:
+            self.in_memory = True
+            self.result.set("--in-memory", None, f"the {int(self.n_train)} training jets take "
+                            f"{size / 2**30:.2f} GiB padded")  # fmt: skip
+        smallest = self._jets(self.train, self.train_share, min)
+        if self.in_memory and self.fetch_step < 1 and "fetch_step" not in user:
+            self.fetch_step = 1
+            self.result.set("--fetch-step", 1, "in memory, weaver keeps only what the first fetch read")
+        elif not self.in_memory and "fetch_step" not in user:
+            per_worker = self._per_worker(self.n_workers)
+            wanted = min(1.0, max(self.fetch_step, JETS_PER_FETCH / per_worker, 1 / max(smallest, 1)))
+            if wanted > self.fetch_step:
+                self.fetch_step = float(f"{wanted:.3g}")
+                jets = min(JETS_PER_FETCH, int(per_worker))
+                reason = f"about {jets} jets per fetch and worker: every fetch opens and preprocesses all its files"
+                self.result.set("--fetch-step", self.fetch_step, reason)
+        if self.fetch_step < 1 and self.fetch_step * smallest < 1 and not opts.fetch_by_files:
+            raise LoaderError(
+                f"--fetch-step {self.fetch_step}: a file holds {int(smallest)} training jets, and weaver reads at "
+                f"least one per file and fetch, so jets would repeat; use --fetch-step {1 / smallest:.3g} or more"
             )
 
-    # workers: each must get at least one file of every group of its process's share (0: the main process loads)
-    workers = opts.num_workers
-    allowed = min(_fewest_files_per_process(groups, processes)[1] for groups in (train, val))
-    name = min(train, key=lambda g: len(train[g]))
-    if workers > allowed:
-        if "num_workers" in user:
-            raise LoaderError(
-                f"--num-workers {workers}: weaver gives each loader worker its own files of every class group, and "
-                f"'{name}' has {len(train[name])} file(s) for {processes} process(es): use --num-workers {allowed} "
-                f"or split the data into more files"
-            )
-        workers = allowed
-        result.set("--num-workers", workers, f"{len(train[name])} file(s) in the class group '{name}'"
-                   + (f" for {processes} processes" if processes > 1 else ""))  # fmt: skip
-
-    entries = {path: count_entries(path, treename) for groups in (train, val) for files in groups.values()
-               for path in files}  # fmt: skip
-    train_share = (1.0 if opts.data_val else opts.train_val_split) * opts.data_fraction
-    val_share = (1.0 if opts.data_val else 1 - opts.train_val_split) * opts.data_fraction
-    n_train = int(sum(entries[p] for files in train.values() for p in files) * train_share)
-    n_val = int(sum(entries[p] for files in val.values() for p in files) * val_share)
-    smallest_train = min(entries[p] for files in train.values() for p in files) * train_share
-    smallest_val = min(entries[p] for files in val.values() for p in files) * val_share
-
-    # a loader worker makes whole batches from its own jets: a batch larger than its share repeats jets in it
-    batch = opts.batch_size
-    per_worker = min(worker_jets(train, entries, processes, workers, train_share))
-    if batch > per_worker and "num_workers" not in user:
-        fewer = max((w for w in range(1, workers) if min(worker_jets(train, entries, processes, w, train_share))
-                     >= batch), default=None)  # fmt: skip
-        if fewer is not None:
-            workers = fewer
-            per_worker = min(worker_jets(train, entries, processes, workers, train_share))
-            result.set("--num-workers", workers, f"each worker makes batches of {batch} from its own jets")
-    if batch > per_worker:
-        if "batch_size" in user or per_worker < 1:
-            raise LoaderError(
-                f"--batch-size {batch}: a loader worker holds {int(per_worker)} training jets ({n_train} in all, "
-                f"{processes} process(es), {workers} worker(s) each) and makes whole batches from them, so a batch "
-                f"would repeat jets; pass a smaller --batch-size, fewer --num-workers, or make more jets"
-            )
-        batch = int(per_worker)
-        result.set("--batch-size", batch, f"a loader worker holds {batch} of the {n_train} training jets")
-
-    # in memory when the training set fits: read once, then every batch comes from memory
-    in_memory = opts.in_memory
-    fetch_step = opts.fetch_step
-    size = n_train * bytes_per_jet(opts.data_config) if opts.data_config else 0
-    budget = min(IN_MEMORY_SHARE * available_memory(), IN_MEMORY_MAX_BYTES)
-    if not in_memory and "in_memory" not in user and opts.data_config and size <= budget:
-        in_memory = True
-        result.set("--in-memory", None, f"the {n_train} training jets take {size / 2**30:.2f} GiB padded")
-    if in_memory and fetch_step < 1 and "fetch_step" not in user:
-        fetch_step = 1
-        result.set("--fetch-step", 1, "in memory, weaver keeps only what the first fetch read")
-    elif not in_memory and "fetch_step" not in user:
-        wanted = min(1.0, max(fetch_step, JETS_PER_FETCH / per_worker, 1 / max(smallest_train, 1)))
-        if wanted > fetch_step:
-            fetch_step = float(f"{wanted:.3g}")
-            result.set("--fetch-step", fetch_step, f"about {min(JETS_PER_FETCH, int(per_worker))} jets per fetch "
-                       "and worker: every fetch opens and preprocesses all its files")  # fmt: skip
-    if fetch_step < 1 and fetch_step * smallest_train < 1 and not opts.fetch_by_files:
-        raise LoaderError(
-            f"--fetch-step {fetch_step}: a file holds {int(smallest_train)} training jets, and weaver reads at least "
-            f"one per file and fetch, so jets would repeat; use --fetch-step {1 / smallest_train:.3g} or more"
-        )
-
-    val_in_memory = in_memory if opts.in_memory_val is None else opts.in_memory_val
-    fetch_step_val = fetch_step if opts.fetch_step_val is None else opts.fetch_step_val
-    if not val_in_memory and fetch_step_val < 1 and fetch_step_val * smallest_val < 1 and not opts.fetch_by_files:
-        if "fetch_step_val" in user or "fetch_step" in user:
-            raise LoaderError(
-                f"--fetch-step {fetch_step_val} for validation: a file holds {int(smallest_val)} validation jets, "
-                f"and weaver reads at least one per file and fetch, so validation would repeat jets; use "
-                f"--fetch-step-val {1 / max(smallest_val, 1):.3g} or more"
-            )
-        result.set("--fetch-step-val", 1, f"a validation file holds {int(smallest_val)} jets: smaller fetches "
-                   "would read some of them twice")  # fmt: skip
-
-    # validation epochs no longer than the data: a worker that cycles scores the same jets twice
-    val_workers = max(1, min(workers, min(len(files) for files in val.values()) // processes))
-    val_per_worker = int(min(worker_jets(val, entries, processes, val_workers, val_share)))
-    batch_val = opts.batch_size_val or batch
-    if batch_val > val_per_worker:
-        if "batch_size_val" in user or val_per_worker < 1:
-            raise LoaderError(
-                f"--batch-size-val {batch_val}: a loader worker holds {val_per_worker} of the {n_val} validation jets "
-                f"and makes whole batches from them, so a batch would repeat jets"
-            )
-        batch_val = val_per_worker
-        result.set("--batch-size-val", batch_val, f"a loader worker holds {batch_val} of the {n_val} validation jets")
-    distinct_val = val_workers * (val_per_worker // batch_val) * batch_val  # per process, in whole batches
-    if opts.steps_per_epoch_val is None and opts.samples_per_epoch_val is not None:
-        if opts.samples_per_epoch_val > distinct_val:
+    def validation(self) -> None:
+        """Validation fetches, batches and epochs no larger than the validation jets: nothing scored twice."""
+        opts, user, n_val = self.opts, self.user, int(self.n_val)
+        smallest = self._jets(self.val, self.val_share, min)
+        in_memory = self.in_memory if opts.in_memory_val is None else opts.in_memory_val
+        fetch_step = self.fetch_step if opts.fetch_step_val is None else opts.fetch_step_val
+        if not in_memory and fetch_step < 1 and fetch_step * smallest < 1 and not opts.fetch_by_files:
+            if "fetch_step_val" in user or "fetch_step" in user:
+                raise LoaderError(
+                    f"--fetch-step {fetch_step} for validation: a file holds {int(smallest)} validation jets, and "
+                    f"weaver reads at least one per file and fetch, so validation would repeat jets; use "
+                    f"--fetch-step-val {1 / max(smallest, 1):.3g} or more"
+                )
+            self.result.set("--fetch-step-val", 1, f"a validation file holds {int(smallest)} jets: smaller fetches "
+                            "would read some of them twice")  # fmt: skip
+        val_workers = max(1, min(self.n_workers, min(len(files) for files in self.val.values()) // self.processes))
+        per_worker = int(min(worker_jets(self.val, self.entries, self.processes, val_workers, self.val_share)))
+        batch = opts.batch_size_val or self.batch
+        if batch > per_worker:
+            if "batch_size_val" in user or per_worker < 1:
+                raise LoaderError(
+                    f"--batch-size-val {batch}: a loader worker holds {per_worker} of the {n_val} validation jets "
+                    f"and makes whole batches from them, so a batch would repeat jets"
+                )
+            batch = per_worker
+            self.result.set("--batch-size-val", batch, f"a loader worker holds {batch} of the {n_val} validation jets")
+        self.distinct_val = val_workers * (per_worker // batch) * batch  # per process, in whole batches
+        asked = opts.samples_per_epoch_val
+        if opts.steps_per_epoch_val is None and asked is not None and asked > self.distinct_val:
             if "samples_per_epoch_val" in user:
                 raise LoaderError(
-                    f"--samples-per-epoch-val {opts.samples_per_epoch_val}: the validation files hold {n_val} jets "
-                    f"({processes} process(es), {val_workers} worker(s) each), so validation would score the same "
-                    f"jets again; ask for at most {distinct_val}"
+                    f"--samples-per-epoch-val {asked}: the validation files hold {n_val} jets ({self.processes} "
+                    f"process(es), {val_workers} worker(s) each), so validation would score the same jets again; "
+                    f"ask for at most {self.distinct_val}"
                 )
-            asked = opts.samples_per_epoch_val
-            result.set("--samples-per-epoch-val", distinct_val,
-                       f"the validation files hold {n_val} jets; {asked} would repeat them")  # fmt: skip
-    one_pass = max(workers, 1) * (int(per_worker) // batch) * batch
-    if opts.steps_per_epoch is None and "samples_per_epoch" not in user:
-        if opts.samples_per_epoch is None and in_memory:
-            result.set("--samples-per-epoch", one_pass, "weaver needs an epoch length in memory: one pass")
-        elif opts.samples_per_epoch is not None and opts.samples_per_epoch > one_pass:
-            result.set("--samples-per-epoch", one_pass, f"one pass over the {n_train} training jets per epoch")
-    epochs_set = opts.steps_per_epoch is not None or opts.samples_per_epoch is not None
-    if (epochs_set or "--samples-per-epoch" in result.options) and opts.steps_per_epoch_val is None \
-            and opts.samples_per_epoch_val is None:
-        # weaver would derive the validation epoch from the training one (--train-val-split), repeating jets
-        result.set("--samples-per-epoch-val", distinct_val, f"the {n_val} validation jets, once each")
-    return result
+            self.result.set("--samples-per-epoch-val", self.distinct_val,
+                            f"the validation files hold {n_val} jets; {asked} would repeat them")  # fmt: skip
+
+    def epochs(self) -> None:
+        """One pass over the training jets per epoch at most; weaver needs an epoch length for --in-memory, and
+        derives a validation epoch from the training one unless given one."""
+        opts = self.opts
+        one_pass = max(self.n_workers, 1) * (int(self._per_worker(self.n_workers)) // self.batch) * self.batch
+        if opts.steps_per_epoch is None and "samples_per_epoch" not in self.user:
+            if opts.samples_per_epoch is None and self.in_memory:
+                self.result.set("--samples-per-epoch", one_pass, "weaver needs an epoch length in memory: one pass")
+            elif opts.samples_per_epoch is not None and opts.samples_per_epoch > one_pass:
+                self.result.set("--samples-per-epoch", one_pass,
+                                f"one pass over the {int(self.n_train)} training jets per epoch")  # fmt: skip
+        epochs_set = opts.steps_per_epoch is not None or opts.samples_per_epoch is not None
+        if (epochs_set or "--samples-per-epoch" in self.result.options) and opts.steps_per_epoch_val is None \
+                and opts.samples_per_epoch_val is None:
+            # weaver would derive the validation epoch from the training one (--train-val-split), repeating jets
+            self.result.set("--samples-per-epoch-val", self.distinct_val,
+                            f"the {int(self.n_val)} validation jets, once each")  # fmt: skip
 
 
 def worker_jets(groups: dict[str, list[str]], entries: dict[str, int], processes: int, workers: int,
