@@ -15,6 +15,7 @@ from torch import nn
 from jetattn.nn.attention import Attention, LinformerProjection, padding_bias
 from jetattn.nn.blocks import Block, classifier_head
 from jetattn.nn.inputs import finite
+from jetattn.nn.packed import check_packable, packed_forward, run_packed
 from jetattn.nn.pairs import PairEmbed, pair_feature_matrix
 
 
@@ -123,6 +124,8 @@ class ParticleTransformer(nn.Module):
             sorted by length into this many groups, each run through the attention blocks at its own longest
             jet's length, so short jets do not pay for the longest one. Outputs equal the padded model's, in
             training too (the blocks hold LayerNorms only).
+        packed: packed execution (see :mod:`jetattn.nn.packed`): real particles and real pairs only, attention
+            within each jet; same weights and outputs. Not for ONNX export (``for_inference``).
         compile_model: set by weaver's ``--compile``: trimmed lengths are rounded up to multiples of 32 so that
             the compiled model sees few shapes. ``compile``: compile the attention blocks and the head here
             (``--network-option compile 1``, or a torch.compile backend name), for weaver runs without
@@ -156,6 +159,7 @@ class ParticleTransformer(nn.Module):
         checkpoint_pairs: bool = False,
         pair_min_delta: float | None = None,
         buckets: int = 1,
+        packed: bool = False,
         use_amp: bool = False,
         compile_model: bool = False,
         compile: bool | str = False,
@@ -201,8 +205,13 @@ class ParticleTransformer(nn.Module):
         self.multiple = 32 if (compile_model or compile) else 1
         self.trimmer = SequenceTrimmer(multiple=self.multiple) if trim and not for_inference else None
         self.buckets = 1 if for_inference else buckets  # an exported graph has fixed control flow
+        self.packed = bool(packed)
+        if self.packed:
+            check_packable(self, for_inference, attention, buckets)
         if compile:
-            self.attend = torch.compile(self.attend, backend="inductor" if compile in (True, 1) else compile)
+            backend = "inductor" if compile in (True, 1) else compile
+            self.attend = torch.compile(self.attend, backend=backend)
+            self.run_packed = torch.compile(self.run_packed, backend=backend)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -239,6 +248,8 @@ class ParticleTransformer(nn.Module):
             with torch.no_grad():
                 x, v, mask = self.trimmer(x, v, mask)
 
+        if self.packed:
+            return packed_forward(self, x, v, mask)
         padding = ~mask.squeeze(1)  # B, L; True = padded
         # a jet with no particles would have nothing to attend to (softmax of all -inf = NaN): let it see its padding
         padding = padding & ~padding.all(dim=1, keepdim=True)
@@ -280,7 +291,10 @@ class ParticleTransformer(nn.Module):
         key_padding = padding if self.pair_projection is not None else None
         for block in self.blocks:
             x = block(x, bias=bias, key_padding=key_padding)
+        return self.classify(x, padding)
 
+    def classify(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """Class-attention blocks and the classifier on per-jet tokens ``x: (B, L, C)``, ``padding: (B, L)``."""
         cls_bias = padding_bias(torch.cat((padding.new_zeros(padding.size(0), 1), padding), dim=1), x.dtype)
         cls_token = self.cls_token.expand(x.size(0), -1, -1)
         for block in self.cls_blocks:
@@ -290,6 +304,10 @@ class ParticleTransformer(nn.Module):
             return x_cls
         output = self.fc(x_cls)
         return torch.softmax(output, dim=1) if self.for_inference else output
+
+    def run_packed(self, tokens, kinematics, four_vectors, packed) -> torch.Tensor:
+        """The packed model after packing (:func:`jetattn.nn.packed.run_packed`): what ``compile`` compiles."""
+        return run_packed(self, tokens, kinematics, four_vectors, packed)
 
 
 __all__ = ["Attention", "Block", "Embed", "ParticleTransformer", "SequenceTrimmer"]
