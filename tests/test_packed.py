@@ -77,10 +77,18 @@ def test_packed_training_step_equals_the_padded_one():
         torch.testing.assert_close(stats[1][name], value, atol=1e-5, rtol=1e-5, msg=name)
 
 
-@pytest.mark.parametrize("option", [dict(attention="topk"), dict(buckets=4), dict(for_inference=True)])
+@pytest.mark.parametrize("option", [dict(attention="topk"), dict(buckets=4)])
 def test_packed_refuses_what_it_cannot_run(option):
     with pytest.raises(ValueError, match="packed=1"):
         ParticleTransformer(**SMALL, packed=True, **option)
+
+
+def test_an_export_runs_the_padded_model():
+    model = ParticleTransformer(**SMALL, packed=True, for_inference=True)
+    x, v, mask = jets_of_every_length(8)
+    assert not model.packed
+    with torch.no_grad():
+        assert model(x, v, mask).shape == (8, 5)
 
 
 @pytest.mark.slow

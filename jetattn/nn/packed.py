@@ -36,10 +36,8 @@ from jetattn.nn.pairs import pair_features, particle_kinematics
 ROW_MULTIPLE = 32  # row length R: the longest jet rounded up to this
 
 
-def check_packable(model, for_inference: bool, attention: str | None, buckets: int) -> None:
+def check_packable(attention: str | None, buckets: int) -> None:
     """One clear line for the options packed execution cannot honour."""
-    if for_inference:
-        raise ValueError("packed=1 cannot be exported (for_inference): export the padded model, same weights")
     if attention not in (None, "sdpa", "math"):
         raise ValueError(f"packed=1 runs dense attention within each jet: attention {attention!r} is not supported")
     if buckets != 1:

@@ -125,7 +125,7 @@ class ParticleTransformer(nn.Module):
             jet's length, so short jets do not pay for the longest one. Outputs equal the padded model's, in
             training too (the blocks hold LayerNorms only).
         packed: packed execution (see :mod:`jetattn.nn.packed`): real particles and real pairs only, attention
-            within each jet; same weights and outputs. Not for ONNX export (``for_inference``).
+            within each jet; same weights and outputs. Off with ``for_inference`` (ONNX export keeps fixed shapes).
         compile_model: set by weaver's ``--compile``: trimmed lengths are rounded up to multiples of 32 so that
             the compiled model sees few shapes. ``compile``: compile the attention blocks and the head here
             (``--network-option compile 1``, or a torch.compile backend name), for weaver runs without
@@ -205,9 +205,10 @@ class ParticleTransformer(nn.Module):
         self.multiple = 32 if (compile_model or compile) else 1
         self.trimmer = SequenceTrimmer(multiple=self.multiple) if trim and not for_inference else None
         self.buckets = 1 if for_inference else buckets  # an exported graph has fixed control flow
-        self.packed = bool(packed)
+        # an export (and the tools, which build for inference) runs the padded model: same weights and outputs
+        self.packed = bool(packed) and not for_inference
         if self.packed:
-            check_packable(self, for_inference, attention, buckets)
+            check_packable(attention, buckets)
         if compile:
             backend = "inductor" if compile in (True, 1) else compile
             self.attend = torch.compile(self.attend, backend=backend)
