@@ -129,3 +129,44 @@ def test_packed_compiled_part_trains_and_predicts_under_weaver(real_data, tmp_pa
     )  # fmt: skip
     scores = read_predictions(tmp_path / "pred.root", ["jet_isTop", "jet_isQCD"])
     assert scores.shape == (200, 2) and abs(scores.sum(axis=1) - 1).max() < 1e-5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_packed_on_cuda_equals_padded_and_compiles_once():
+    """On CUDA: eval outputs and a training step's gradients as the padded model's (fp32), and the inductor-compiled
+    packed model trains in bf16 with no graph break and nothing compiled after the first batch."""
+    from torch._dynamo.utils import counters
+
+    device = torch.device("cuda")
+    padded, packed = trained_looking(**NO_DROPOUT).to(device), trained_looking(packed=True, **NO_DROPOUT).to(device)
+    torch.manual_seed(1)
+    x, v, mask = (t.to(device) for t in jetclass_like_batch(64, length=128, input_dim=17, seed=1))
+    with torch.no_grad():
+        torch.testing.assert_close(packed(x, v, mask), padded(x, v, mask), atol=1e-5, rtol=0)
+    grads = []
+    for model in (padded, packed):
+        model.train()
+        model.trimmer.quantile_range = (1.0, 1.0)
+        torch.manual_seed(1)
+        torch.nn.functional.cross_entropy(model(x, v, mask), torch.arange(64, device=device) % 5).backward()
+        grads.append({name: p.grad for name, p in model.named_parameters()})
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = trained_looking(packed=True, compile=True).to(device).train()
+    compiled.trimmer.quantile_range = (1.0, 1.0)
+    graphs = []
+    for seed in (1, 2, 3):  # batches of 24 rows of 128 (see the CPU test above)
+        torch.manual_seed(seed)
+        x, v, mask = (t.to(device) for t in jetclass_like_batch(64, length=128, input_dim=17, seed=seed))
+        mask[0] = 1
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = compiled(x, v, mask).float().logsumexp(dim=1).mean()
+        loss.backward()
+        assert torch.isfinite(loss)
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert graphs == [graphs[0]] * 3
