@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from jetattn.nn.pairs import pair_features, particle_kinematics
 
@@ -176,6 +178,18 @@ def packed_inputs(model, x: torch.Tensor, v: torch.Tensor, packed: PackedBatch) 
     return tokens, kinematics, four_vectors
 
 
+def embed_pairs(embed: nn.Sequential, features: torch.Tensor) -> torch.Tensor:
+    """:class:`~jetattn.nn.pairs.PairEmbed`'s layers on ``(P, 4)`` pairs  ->  ``(P, heads)``, the 1×1 convolutions
+    as the matrix products they are: same weights and BatchNorm statistics (over the P pairs), and no convolution,
+    whose backward inductor compiles for one length only (it would recompile for every pair count)."""
+    for layer in embed:
+        if isinstance(layer, nn.Conv1d):
+            features = F.linear(features, layer.weight[..., 0], layer.bias)
+        else:  # BatchNorm1d on (P, C) normalises over the pairs, as on (1, C, P); GELU
+            features = layer(features)
+    return features
+
+
 def run_packed(model, tokens, kinematics, four_vectors, packed: PackedBatch) -> torch.Tensor:
     """Embeddings, pair bias, particle blocks, class attention and head on a packed batch: what ``compile``
     compiles. Returns what the padded model's :meth:`~jetattn.nn.part.ParticleTransformer.attend` returns."""
@@ -197,7 +211,7 @@ def run_packed(model, tokens, kinematics, four_vectors, packed: PackedBatch) -> 
             min_delta=model.pair_embed.min_delta,
         )  # fmt: skip
         features = torch.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0)  # as the padded PairEmbed
-        elements = model.pair_embed.embed(features.unsqueeze(0)).squeeze(0).T.to(bias.dtype)  # P, heads
+        elements = embed_pairs(model.pair_embed.embed, features.T).to(bias.dtype)  # P, heads
     else:
         elements = bias.new_zeros(packed.num_pairs, heads)
     bias = bias.index_copy(0, packed.pair_slot_mirror, elements).index_copy(0, packed.pair_slot, elements)
