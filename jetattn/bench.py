@@ -1,13 +1,15 @@
 """Benchmarks that print figures (not tests).
 
-    python -m jetattn.bench part [--batch-size 256] [--version 3.5] [--json out.json]
+    python -m jetattn.bench part [--batch-size 256] [--version 3.5] [--packed] [--json out.json]
         inference and training jets/s of our ParT and weaver-core's ParticleTransformer, same configuration
         and weights, JetClass ``full`` shapes (17 features, 128 particles, multiplicities like JetClass),
-        both trimming each batch at its longest jet.
-    python -m jetattn.bench attention [--json rows.json] [--no-compile | --compile-only | --sweep-only]
+        both trimming each batch at its longest jet; ``--packed``: ours packed too (``-o packed 1``).
+    python -m jetattn.bench attention [--json rows.json] [--quick | --no-compile | --compile-only | --sweep-only]
         weaver-core's ParT against ours in every precision, compilation and attention variant (dense, padding-
         free, flex, top-k, LinParT) at JetClass shapes, then a sweep over the number of particles for dense,
-        top-k and LinParT attention: inference and training jets/s and peak memory, one JSON row each.
+        top-k and LinParT attention: inference and training jets/s and peak memory, one JSON row each (the file
+        rewritten after every row). ``--quick``: only the rows of the packed ParT's targets (weaver eager and
+        compiled, ours padded and packed), with a time budget, for a GPU session of a few minutes.
     python -m jetattn.bench generate [--num-jets 200]
         jets per second per core of the Pythia 8 + FastJet generator, per class.
     python -m jetattn.bench loader [--files ...] [--num-workers N ...] [--fetch-step F ...] [--json out.json]
@@ -117,12 +119,16 @@ def interleaved_rates(steps: dict, batch_size: int, repeats: int, warmup: int, d
     seconds = dict.fromkeys(steps, 0.0)
     for _ in range(repeats):
         for name, step in steps.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            if device.type == "cuda":  # CUDA events: the GPU's time, not the launch queue's
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                step()
+                end.record()
+                end.synchronize()
+                seconds[name] += start.elapsed_time(end) / 1000
+                continue
             start = time.perf_counter()
             step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
             seconds[name] += time.perf_counter() - start
     return {name: batch_size * repeats / total for name, total in seconds.items()}
 
@@ -144,12 +150,19 @@ def bench_part(args: argparse.Namespace) -> dict:
     ours.trimmer.quantile_range = (1.0, 1.0)
     weaver_model.trimmer.target = (1.0, 1.0)
     models = {"ours": ours, "weaver": weaver_model}
+    if args.packed:
+        models["ours-packed"] = ParticleTransformer(**cfg, packed=True).to(device)
+        models["ours-packed"].load_state_dict(weaver_model.state_dict(), strict=True)
+        models["ours-packed"].trimmer.quantile_range = (1.0, 1.0)
     batch = jetclass_like_batch(args.batch_size)
     mean_n = batch[2].sum(-1).mean().item()
     print(f"device: {device_name(device)}; ParT version {args.version}; batch {args.batch_size}, 128 slots, "
           f"{mean_n:.1f} particles per jet")  # fmt: skip
     result = {"device": device_name(device), "version": args.version, "batch_size": args.batch_size,
               "mean_particles": mean_n}  # fmt: skip
+    if args.packed:
+        result.update(pair_counts(batch[2]))
+        print(", ".join(f"{key} {value:,}" for key, value in pair_counts(batch[2]).items()))
     for mode in ("infer", "train"):
         steps = {name: make_step(model, batch, device, mode == "train") for name, model in models.items()}
         rates = interleaved_rates(steps, args.batch_size, args.steps, args.warmup, device)
@@ -166,7 +179,7 @@ class Variant:
     model: str  # weaver-ParT, ParT, ParT-topk, LinParT
     precision: str = "fp32"  # fp32, bf16, fp16 (autocast) or int8 (dynamic quantization, inference only)
     compiled: bool = False
-    variant: str = "padded"  # padded, bucketed (padding-free), flex
+    variant: str = "padded"  # padded, bucketed (padding-free), packed, flex
     k: int | None = None  # top-k keys or Linformer projection
     version: float = 1  # weaver-core's ParT version (3.5: RMSNorm, SwiGLU, QK-norm, output gate)
 
@@ -175,6 +188,8 @@ class Variant:
         options: dict = {}
         if self.variant == "bucketed":
             options["buckets"] = 4
+        if self.variant == "packed":  # compiled: -o compile 1 (after the packing, which reads the lengths)
+            options.update(packed=True, compile=self.compiled)
         if self.variant == "flex":  # flex_attention has no attention dropout
             options.update(attention="flex", block_params={"attn_dropout": 0.0})
         if self.model == "ParT-topk":
@@ -194,12 +209,13 @@ def jetclass_variants(compile_models: bool, cuda: bool, compiled_only: bool = Fa
     rows += [Variant("ParT"), *(Variant("ParT", p) for p in half), Variant("ParT", "int8")]
     rows += [Variant("ParT", variant="bucketed"), Variant("ParT", "bf16", variant="bucketed"),
              Variant("ParT", "int8", variant="bucketed"), Variant("ParT", variant="flex")]  # fmt: skip
+    rows += [Variant("ParT", variant="packed"), Variant("ParT", "bf16", variant="packed")]
     rows += [Variant("ParT-topk", k=k) for k in (4, 30)] + [Variant("LinParT", k=32)]
     rows += [Variant("weaver-ParT", version=3.5), Variant("ParT", version=3.5),
              Variant("ParT", variant="bucketed", version=3.5), Variant("ParT", "int8", version=3.5)]  # fmt: skip
     if compile_models:
         rows += [Variant(m, p, compiled=True) for m in ("weaver-ParT", "ParT") for p in ("fp32", "bf16")]
-        rows += [Variant("ParT", "bf16", compiled=True, variant="bucketed")]
+        rows += [Variant("ParT", "bf16", compiled=True, variant=v) for v in ("bucketed", "packed")]
     return rows
 
 
@@ -212,6 +228,29 @@ def weaver_states(versions: set[float]) -> dict[float, dict]:
         torch.manual_seed(0)
         states[version] = WeaverParT(input_dim=17, num_classes=10, fc_params=[], version=version).state_dict()
     return states
+
+
+def quick_variants(compile_models: bool) -> list[Variant]:
+    """The rows that decide the packed ParT's targets, most telling first (a run cut short keeps those):
+    weaver as users run it (fp32, ``--use-amp`` bf16), ours padded and packed, then the compiled bf16 rows."""
+    rows = [Variant("weaver-ParT"), Variant("weaver-ParT", "bf16"), Variant("ParT", "bf16"),
+            Variant("ParT", "bf16", variant="packed"), Variant("ParT", variant="packed")]  # fmt: skip
+    if compile_models:
+        rows += [Variant("ParT", "bf16", True, "packed"), Variant("weaver-ParT", "bf16", compiled=True)]
+    return rows
+
+
+def pair_counts(mask: torch.Tensor) -> dict:
+    """What a batch costs in pairs (``mask: (B, 1, L)``): the real pairs Σ nᵢ², the pairs a >= b that both our
+    models embed, Σ nᵢ(nᵢ+1)/2, and the attention entries per head of the padded model cut at its longest jet,
+    B·L², and of the packed one, rows·R²."""
+    from jetattn.nn.packed import pack_batch
+
+    lengths = mask.sum(dim=(1, 2)).long()
+    packed = pack_batch(mask.bool())
+    return {"real_pairs": int((lengths**2).sum()), "embedded_pairs": packed.num_pairs,
+            "padded_attention_entries": len(lengths) * int(lengths.max()) ** 2,
+            "packed_attention_entries": packed.rows * packed.row_len**2}  # fmt: skip
 
 
 def build_model(variant: Variant, weaver_state: dict, n_particles: int, device: torch.device) -> torch.nn.Module:
@@ -234,7 +273,7 @@ def build_model(variant: Variant, weaver_state: dict, n_particles: int, device: 
     model = model.to(device)
     if variant.precision == "int8":
         model = torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
-    return torch.compile(model) if variant.compiled else model
+    return torch.compile(model) if variant.compiled and variant.variant != "packed" else model
 
 
 def release_freed_memory() -> None:
@@ -365,6 +404,7 @@ def attention_targets(rows: list[dict], sweep_rows: list[dict]) -> list[str]:
         ("ours training / weaver training (best of each)", 1.3,
          rate("train_jets_per_s", model="ParT", **shape), rate("train_jets_per_s", model="weaver-ParT", **shape)),
     ]  # fmt: skip
+    checks += packed_checks(rate)
     lines = []
     for text, target, ours, theirs in checks:
         if ours and theirs:
@@ -392,6 +432,31 @@ def attention_targets(rows: list[dict], sweep_rows: list[dict]) -> list[str]:
     return lines
 
 
+def packed_checks(rate: Callable[..., float | None]) -> list[tuple[str, float, float | None, float | None]]:
+    """The packed ParT's targets (issue 18) as (text, target ratio, ours, theirs); the 30,000 jets/s one against 1."""
+
+    def train(**match) -> float | None:
+        return rate("train_jets_per_s", n_particles=128, **match)
+
+    ours = dict(model="ParT", precision="bf16", variant="packed")
+    weaver = dict(model="weaver-ParT", precision="bf16")
+    checks = [(f"packed / our padded training, {p} eager", 1.5,
+               train(model="ParT", precision=p, variant="packed", compiled=False),
+               train(model="ParT", precision=p, variant="padded", compiled=False)) for p in ("fp32", "bf16")]
+    checks += [
+        ("ours bf16 compiled training, jets/s / 30,000", 1.0, train(**ours, compiled=True), 30_000.0),
+        ("ours bf16 compiled training / weaver's bf16 compiled", 2.5,
+         train(**ours, compiled=True), train(**weaver, compiled=True)),
+        ("ours bf16 eager training / weaver's --use-amp eager", 2.5,
+         train(**ours, compiled=False), train(**weaver, compiled=False)),
+        ("our packed inference (best) / weaver's bf16 compiled", 2.0,
+         rate("infer_jets_per_s", model="ParT", variant="packed"), rate("infer_jets_per_s", **weaver, compiled=True)),
+        ("weaver's bf16 eager peak memory / ours packed bf16 eager", 3.0,
+         rate("peak_mem_mb", **weaver, compiled=False), rate("peak_mem_mb", **ours, compiled=False)),
+    ]  # fmt: skip
+    return checks
+
+
 def bench_attention(args: argparse.Namespace) -> list[dict]:
     logging.getLogger("weaver").setLevel(logging.WARNING)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -399,19 +464,34 @@ def bench_attention(args: argparse.Namespace) -> list[dict]:
     batch = jetclass_like_batch(batch_size)
     print(f"device: {device_name(device)}; torch {torch.__version__}; JetClass shapes: batch {batch_size}, 128 "
           f"slots, {batch[2].sum(-1).mean().item():.1f} particles per jet")  # fmt: skip
+    pairs = pair_counts(batch[2])
+    print(f"pairs per batch: real Σn² = {pairs['real_pairs']:,}, embedded Σn(n+1)/2 = {pairs['embedded_pairs']:,}; "
+          f"attention entries per head: padded B·L² = {pairs['padded_attention_entries']:,}, packed rows·R² = "
+          f"{pairs['packed_attention_entries']:,}")  # fmt: skip
     print("model          prec  mode     variant  shape              infer/s   train/s  peak mem")
     rows = []
     cuda = device.type == "cuda"
-    variants = [] if args.sweep_only else jetclass_variants(not args.no_compile, cuda, args.compile_only)
+    if args.quick:
+        variants = quick_variants(not args.no_compile)
+    else:
+        variants = [] if args.sweep_only else jetclass_variants(not args.no_compile, cuda, args.compile_only)
     variants = [v for v in variants if (not args.models or v.model in args.models)
                 and (not args.precisions or v.precision in args.precisions)
                 and (not args.variants or v.variant in args.variants)
                 and (not args.versions or v.version in args.versions)]  # fmt: skip
     states = weaver_states({1} | {v.version for v in variants})
+    started = time.perf_counter()
     for variant in variants:
-        rows.append(measure(variant, states, batch, device, args.steps, args.warmup, tuple(args.modes),
+        if args.budget_s and time.perf_counter() - started > args.budget_s:
+            print(f"time budget of {args.budget_s} s spent: {variant} left out", flush=True)
+            continue
+        warmup = max(args.warmup, 3) if variant.compiled else args.warmup  # compilation, then steady steps
+        rows.append(measure(variant, states, batch, device, args.steps, warmup, tuple(args.modes),
                             args.tensor_memory))
+        rows[-1].update(pairs)
         print_row(rows[-1])
+        if args.json:  # row by row: a run cut short keeps what it measured
+            write_json(args.json, rows)
     sweep_batch = args.sweep_batch or (64 if device.type == "cuda" else 8)
     sweep_rows = []
     for n in args.sweep:
@@ -420,6 +500,8 @@ def bench_attention(args: argparse.Namespace) -> list[dict]:
             sweep_rows.append(measure(variant, states, full, device, args.steps, args.warmup, tuple(args.modes),
                                       args.tensor_memory))
             print_row(sweep_rows[-1])
+            if args.json:
+                write_json(args.json, rows + sweep_rows)
     for line in attention_targets(rows, sweep_rows):
         print(line)
     return rows + sweep_rows
@@ -444,18 +526,23 @@ def main(argv: list[str] | None = None) -> int:
     part.add_argument("--warmup", type=int, default=6, help="untimed steps first")
     part.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     part.add_argument("--version", type=float, default=1, help="weaver-core's ParT version (1, 2, 3, 3.5, 3.6)")
+    part.add_argument("--packed", action="store_true", help="also ours with -o packed 1, timed in the same turns")
     attention = sub.add_parser("attention", help="every attention variant, precision and compilation")
     attention.add_argument("--batch-size", type=int, default=None, help="JetClass-shape batch (256 CPU, 512 GPU)")
     attention.add_argument("--sweep", type=int, nargs="*", default=[64, 128, 256, 512, 1024],
                            help="particle counts of the sweep (every jet full)")  # fmt: skip
     attention.add_argument("--sweep-batch", type=int, default=None, help="batch of the sweep (8 CPU, 64 GPU)")
-    attention.add_argument("--steps", type=int, default=3, help="timed steps per row and mode")
+    attention.add_argument("--steps", type=int, default=None, help="timed steps per row and mode (3; --quick: 10)")
     attention.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation included)")
     attention.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     attention.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows")
     attention.add_argument("--compile-only", action="store_true", help="only the torch.compile rows")
     attention.add_argument("--modes", nargs="+", choices=("infer", "train"), default=["infer", "train"],
                            help="what to time (compiling for training takes long on a CPU: --modes infer)")
+    attention.add_argument("--quick", action="store_true",
+                           help="only the packed ParT's target rows, no sweep, within --budget-s (GPU: under 4 min)")
+    attention.add_argument("--budget-s", type=float, default=None,
+                           help="start no row after this many seconds (--quick: 150)")
     attention.add_argument("--sweep-only", action="store_true", help="only the sweep over particle counts")
     attention.add_argument("--models", nargs="+", help="JetClass-shape rows of these models only (e.g. ParT)")
     attention.add_argument("--precisions", nargs="+", help="... of these precisions only (fp32 bf16 int8)")
@@ -475,6 +562,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return loader_main(argv[1:])
     args = parser.parse_args(argv)
+    if args.what == "attention" and args.quick:
+        args.sweep = []
+        args.budget_s = 150.0 if args.budget_s is None else args.budget_s
+    if args.what == "attention" and args.steps is None:
+        args.steps = 10 if args.quick else 3
     if args.what == "attention":
         rows = bench_attention(args)
         if args.json:

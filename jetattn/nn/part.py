@@ -17,6 +17,7 @@ from torch import nn
 from jetattn.nn.attention import Attention, LinformerProjection, padding_bias
 from jetattn.nn.blocks import Block, BlockConfig, classifier_head, version_config
 from jetattn.nn.inputs import finite
+from jetattn.nn.packed import check_packable, packed_forward, run_packed
 from jetattn.nn.pairs import PairEmbed, pair_feature_matrix
 
 
@@ -183,6 +184,8 @@ class ParticleTransformer(nn.Module):
             sorted by length into this many groups, each run through the attention blocks at its own longest
             jet's length, so short jets do not pay for the longest one. Outputs equal the padded model's, in
             training too (the blocks hold LayerNorms only).
+        packed: packed execution (see :mod:`jetattn.nn.packed`): real particles and real pairs only, attention
+            within each jet; same weights and outputs. Off with ``for_inference`` (ONNX export keeps fixed shapes).
         compile_model: set by weaver's ``--compile``: trimmed lengths are rounded up to multiples of 32 so that
             the compiled model sees few shapes. ``compile``: compile the attention blocks and the head here
             (``--network-option compile 1``, or a torch.compile backend name), for weaver runs without
@@ -227,6 +230,7 @@ class ParticleTransformer(nn.Module):
         checkpoint_pairs: bool = False,
         pair_min_delta: float | None = None,
         buckets: int = 1,
+        packed: bool = False,
         use_amp: bool = False,
         compile_model: bool = False,
         compile: bool | str = False,
@@ -293,8 +297,19 @@ class ParticleTransformer(nn.Module):
         self.multiple = 32 if (compile_model or compile) else 1
         self.trimmer = SequenceTrimmer(multiple=self.multiple) if trim and not for_inference else None
         self.buckets = 1 if for_inference else buckets  # an exported graph has fixed control flow
+        # an export (and the tools, which build for inference) runs the padded model: same weights and outputs
+        self.packed = bool(packed) and not for_inference
+        if self.packed:
+            check_packable(attention, buckets)
+            refused = {"include_global_token": include_global_token, "remove_self_pair": remove_self_pair,
+                       "use_conv_embed": use_conv_embed, "block_ids_with_attn_mask": not all(self.pair_bias_blocks)}
+            for name, given in refused.items():
+                if given:
+                    raise ValueError(f"packed=1 does not support {name} (yet): leave packed at 0 for this model")
         if compile:
-            self.attend = torch.compile(self.attend, backend="inductor" if compile in (True, 1) else compile)
+            backend = "inductor" if compile in (True, 1) else compile
+            self.attend = torch.compile(self.attend, backend=backend)
+            self.run_packed = torch.compile(self.run_packed, backend=backend)
         self._init_weights(weight_init, fix_init)
 
     def _init_weights(self, mode: str | None, fix_init: bool) -> None:
@@ -335,6 +350,8 @@ class ParticleTransformer(nn.Module):
             with torch.no_grad():
                 x, v, mask = self.trimmer(x, v, mask)
 
+        if self.packed:
+            return packed_forward(self, x, v, mask)
         padding = ~mask.squeeze(1)  # B, L; True = padded
         # a jet with no particles would have nothing to attend to (softmax of all -inf = NaN): let it see its padding
         padding = padding & ~padding.all(dim=1, keepdim=True)
@@ -396,12 +413,20 @@ class ParticleTransformer(nn.Module):
         padding_only = None if all(self.pair_bias_blocks) else padding_bias(padding, x.dtype)
         for block, with_pairs in zip(self.blocks, self.pair_bias_blocks, strict=True):
             x = block(x, bias=bias if with_pairs else padding_only, key_padding=key_padding)
+        return self.classify(x, padding)
 
+    def classify(self, x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """The jet read out from per-particle tokens ``x: (B, L, C)`` (``padding: (B, L)``), then the classifier:
+        the part the padded and the packed model share."""
         x_cls = self.norm(self.read_out(x, padding))
         if self.fc is None:
             return x_cls
         output = self.fc(x_cls)
         return torch.softmax(output, dim=1) if self.for_inference else output
+
+    def run_packed(self, tokens, kinematics, four_vectors, packed) -> torch.Tensor:
+        """The packed model after packing (:func:`jetattn.nn.packed.run_packed`): what ``compile`` compiles."""
+        return run_packed(self, tokens, kinematics, four_vectors, packed)
 
 
 __all__ = ["Attention", "Block", "Embed", "ParticleTransformer", "SequenceTrimmer"]
