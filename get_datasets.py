@@ -34,8 +34,7 @@ REPO = Path(__file__).resolve().parent
 MODELS = "models"  # the dataset argument that downloads the official checkpoints instead
 DEFAULT_SPLIT = (0.8, 0.1, 0.1)
 DIHIGGS = "DiHiggs"  # events rather than jets, and generated only
-_GENERATE_ONLY = ("num_jets", "num_events", "mass", "seed", "workers", "split", "sqrts", "files_per_class",
-                  "detector")
+_GENERATE_ONLY = ("num_jets", "num_events", "mass", "seed", "workers", "split", "sqrts", "files_per_class", "detector")
 
 
 def _fractions(text: str) -> tuple[float, ...]:
@@ -75,20 +74,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     gen = parser.add_argument_group("generation (pip install -e .[generate])")
     gen.add_argument("--generate", action="store_true", help="generate jets with Pythia instead of downloading")
     gen.add_argument("--num-jets", type=int, help="jets to generate per class (required with --generate)")
-    gen.add_argument("--num-events", type=int,
-                     help=f"{DIHIGGS}: events per class, signal and background (required with --generate)")
+    gen.add_argument(
+        "--num-events", type=int, help=f"{DIHIGGS}: events per class, signal and background (required with --generate)"
+    )
     gen.add_argument("--mass", type=float, help=f"{DIHIGGS}: the heavy scalar's mass in GeV (default 1000)")
     gen.add_argument("--seed", type=int, help="random seed (default 42)")
     gen.add_argument("--workers", type=int, help="parallel generator processes (default: all cores)")
     gen.add_argument("--split", type=_fractions, help="train,val,test fractions (default 0.8,0.1,0.1)")
     gen.add_argument("--sqrts", type=float, help="collision energy in GeV (default 14000)")
-    gen.add_argument("--files-per-class", type=int, metavar="N",
-                     help="JetClass: files per class and split (default 4, 8 from 8000 jets per class: enough for the "
-                          "train scripts' loader workers and DDP processes, each of which weaver gives its own files)")
-    gen.add_argument("--detector", choices=DETECTORS,
-                     help="detector model: Delphes-like particle flow with the CMS or ATLAS card, each particle "
-                     "smeared alone (simple), or generator level (none); default: the original sample's (JetClass "
-                     "cms, TopLandscape atlas, QuarkGluon none; docs/generator.md)")
+    gen.add_argument(
+        "--files-per-class",
+        type=int,
+        metavar="N",
+        help="JetClass: files per class and split (default 4, 8 from 8000 jets per class: enough for the "
+        "train scripts' loader workers and DDP processes, each of which weaver gives its own files)",
+    )
+    gen.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        help="detector model: Delphes-like particle flow with the CMS or ATLAS card, each particle "
+        "smeared alone (simple), or generator level (none); default: the original sample's (JetClass "
+        "cms, TopLandscape atlas, QuarkGluon none; docs/generator.md)",
+    )
 
     args = parser.parse_args(argv)
     if args.dataset == MODELS:
@@ -109,13 +116,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     elif args.generate:
         for option in ("num_events", "mass"):
             if getattr(args, option) is not None:
-                parser.error(f"--{option.replace('_', '-')} applies to {DIHIGGS} only ({args.dataset} counts jets: "
-                             "--num-jets)")
+                parser.error(
+                    f"--{option.replace('_', '-')} applies to {DIHIGGS} only ({args.dataset} counts jets: --num-jets)"
+                )
         if args.num_jets is None:
             parser.error("--generate needs --num-jets")
         if args.files_per_class is not None and args.dataset != "JetClass":
-            parser.error(f"--files-per-class applies to JetClass ({args.dataset} is one file per split, as the "
-                         "official one)")
+            parser.error(
+                f"--files-per-class applies to JetClass ({args.dataset} is one file per split, as the official one)"
+            )
         if args.files_per_class is not None and args.files_per_class <= 0:
             parser.error(f"--files-per-class must be positive, got {args.files_per_class}")
     if args.generate:
@@ -149,8 +158,15 @@ def generate(args: argparse.Namespace) -> Path:
     if args.dataset == DIHIGGS:
         from jetattn.datasets.dihiggs import generate_dihiggs
 
-        return generate_dihiggs(args.basedir, args.num_events, mass=1000.0 if args.mass is None else args.mass,
-                                seed=seed, workers=args.workers, split=split, sqrt_s=sqrt_s)
+        return generate_dihiggs(
+            args.basedir,
+            args.num_events,
+            mass=1000.0 if args.mass is None else args.mass,
+            seed=seed,
+            workers=args.workers,
+            split=split,
+            sqrt_s=sqrt_s,
+        )
     from jetattn.datasets.generate import generate_dataset  # needs pythia8 and fastjet: imported only here
 
     return generate_dataset(
@@ -192,8 +208,9 @@ def _run(args: argparse.Namespace) -> int:
             try:
                 folder = generate(args)
             except ImportError as exc:
-                print(f"error: --generate needs Pythia and FastJet ({exc}): pip install -e .[generate]",
-                      file=sys.stderr)
+                print(
+                    f"error: --generate needs Pythia and FastJet ({exc}): pip install -e .[generate]", file=sys.stderr
+                )
                 return 1
             except (ValueError, OSError) as exc:
                 print(f"error: {exc}", file=sys.stderr)

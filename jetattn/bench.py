@@ -1,20 +1,20 @@
 """Benchmarks that print figures (not tests).
 
-    python -m jetattn.bench part [--batch-size 256] [--version 3.5] [--packed] [--json out.json]
-        inference and training jets/s of our ParT and weaver-core's ParticleTransformer, same configuration
-        and weights, JetClass ``full`` shapes (17 features, 128 particles, multiplicities like JetClass),
-        both trimming each batch at its longest jet; ``--packed``: ours packed too (``-o packed 1``).
-    python -m jetattn.bench attention [--json rows.json] [--quick | --no-compile | --compile-only | --sweep-only]
-        weaver-core's ParT against ours in every precision, compilation and attention variant (dense, padding-
-        free, flex, top-k, LinParT) at JetClass shapes, then a sweep over the number of particles for dense,
-        top-k and LinParT attention: inference and training jets/s and peak memory, one JSON row each (the file
-        rewritten after every row). ``--quick``: only the rows of the packed ParT's targets (weaver eager and
-        compiled, ours padded and packed), with a time budget, for a GPU session of a few minutes.
-    python -m jetattn.bench generate [--num-jets 200]
-        jets per second per core of the Pythia 8 + FastJet generator, per class.
-    python -m jetattn.bench loader [--files ...] [--num-workers N ...] [--fetch-step F ...] [--json out.json]
-        jets/s that weaver's own data loader delivers for training, per setting, beside ParT's training rate
-        (jetattn/bench_loader.py; --help there).
+python -m jetattn.bench part [--batch-size 256] [--version 3.5] [--packed] [--json out.json]
+    inference and training jets/s of our ParT and weaver-core's ParticleTransformer, same configuration
+    and weights, JetClass ``full`` shapes (17 features, 128 particles, multiplicities like JetClass),
+    both trimming each batch at its longest jet; ``--packed``: ours packed too (``-o packed 1``).
+python -m jetattn.bench attention [--json rows.json] [--quick | --no-compile | --compile-only | --sweep-only]
+    weaver-core's ParT against ours in every precision, compilation and attention variant (dense, padding-
+    free, flex, top-k, LinParT) at JetClass shapes, then a sweep over the number of particles for dense,
+    top-k and LinParT attention: inference and training jets/s and peak memory, one JSON row each (the file
+    rewritten after every row). ``--quick``: only the rows of the packed ParT's targets (weaver eager and
+    compiled, ours padded and packed), with a time budget, for a GPU session of a few minutes.
+python -m jetattn.bench generate [--num-jets 200]
+    jets per second per core of the Pythia 8 + FastJet generator, per class.
+python -m jetattn.bench loader [--files ...] [--num-workers N ...] [--fetch-step F ...] [--json out.json]
+    jets/s that weaver's own data loader delivers for training, per setting, beside ParT's training rate
+    (jetattn/bench_loader.py; --help there).
 """
 
 from __future__ import annotations
@@ -156,10 +156,16 @@ def bench_part(args: argparse.Namespace) -> dict:
         models["ours-packed"].trimmer.quantile_range = (1.0, 1.0)
     batch = jetclass_like_batch(args.batch_size)
     mean_n = batch[2].sum(-1).mean().item()
-    print(f"device: {device_name(device)}; ParT version {args.version}; batch {args.batch_size}, 128 slots, "
-          f"{mean_n:.1f} particles per jet")  # fmt: skip
-    result = {"device": device_name(device), "version": args.version, "batch_size": args.batch_size,
-              "mean_particles": mean_n}  # fmt: skip
+    print(
+        f"device: {device_name(device)}; ParT version {args.version}; batch {args.batch_size}, 128 slots, "
+        f"{mean_n:.1f} particles per jet"
+    )
+    result = {
+        "device": device_name(device),
+        "version": args.version,
+        "batch_size": args.batch_size,
+        "mean_particles": mean_n,
+    }
     if args.packed:
         result.update(pair_counts(batch[2]))
         print(", ".join(f"{key} {value:,}" for key, value in pair_counts(batch[2]).items()))
@@ -195,8 +201,9 @@ class Variant:
         if self.model == "ParT-topk":
             options.update(attention="topk", topk=self.k)
         if self.model == "LinParT":
-            options.update(attention="linformer", proj_dim=self.k, max_len=n_particles, linear_pairs=True,
-                           checkpoint_pairs=True)  # networks/example_LinParT.py's defaults
+            options.update(
+                attention="linformer", proj_dim=self.k, max_len=n_particles, linear_pairs=True, checkpoint_pairs=True
+            )  # networks/example_LinParT.py's defaults
         return options
 
 
@@ -207,12 +214,20 @@ def jetclass_variants(compile_models: bool, cuda: bool, compiled_only: bool = Fa
     half = ["bf16", "fp16"] if cuda else ["bf16"]
     rows = [Variant("weaver-ParT"), *(Variant("weaver-ParT", p) for p in half)]
     rows += [Variant("ParT"), *(Variant("ParT", p) for p in half), Variant("ParT", "int8")]
-    rows += [Variant("ParT", variant="bucketed"), Variant("ParT", "bf16", variant="bucketed"),
-             Variant("ParT", "int8", variant="bucketed"), Variant("ParT", variant="flex")]  # fmt: skip
+    rows += [
+        Variant("ParT", variant="bucketed"),
+        Variant("ParT", "bf16", variant="bucketed"),
+        Variant("ParT", "int8", variant="bucketed"),
+        Variant("ParT", variant="flex"),
+    ]
     rows += [Variant("ParT", variant="packed"), Variant("ParT", "bf16", variant="packed")]
     rows += [Variant("ParT-topk", k=k) for k in (4, 30)] + [Variant("LinParT", k=32)]
-    rows += [Variant("weaver-ParT", version=3.5), Variant("ParT", version=3.5),
-             Variant("ParT", variant="bucketed", version=3.5), Variant("ParT", "int8", version=3.5)]  # fmt: skip
+    rows += [
+        Variant("weaver-ParT", version=3.5),
+        Variant("ParT", version=3.5),
+        Variant("ParT", variant="bucketed", version=3.5),
+        Variant("ParT", "int8", version=3.5),
+    ]
     if compile_models:
         rows += [Variant(m, p, compiled=True) for m in ("weaver-ParT", "ParT") for p in ("fp32", "bf16")]
         rows += [Variant("ParT", "bf16", compiled=True, variant=v) for v in ("bucketed", "packed")]
@@ -233,8 +248,13 @@ def weaver_states(versions: set[float]) -> dict[float, dict]:
 def quick_variants(compile_models: bool) -> list[Variant]:
     """The rows that decide the packed ParT's targets, most telling first (a run cut short keeps those):
     weaver as users run it (fp32, ``--use-amp`` bf16), ours padded and packed, then the compiled bf16 rows."""
-    rows = [Variant("weaver-ParT"), Variant("weaver-ParT", "bf16"), Variant("ParT", "bf16"),
-            Variant("ParT", "bf16", variant="packed"), Variant("ParT", variant="packed")]  # fmt: skip
+    rows = [
+        Variant("weaver-ParT"),
+        Variant("weaver-ParT", "bf16"),
+        Variant("ParT", "bf16"),
+        Variant("ParT", "bf16", variant="packed"),
+        Variant("ParT", variant="packed"),
+    ]
     if compile_models:
         rows += [Variant("ParT", "bf16", True, "packed"), Variant("weaver-ParT", "bf16", compiled=True)]
     return rows
@@ -248,9 +268,12 @@ def pair_counts(mask: torch.Tensor) -> dict:
 
     lengths = mask.sum(dim=(1, 2)).long()
     packed = pack_batch(mask.bool())
-    return {"real_pairs": int((lengths**2).sum()), "embedded_pairs": packed.num_pairs,
-            "padded_attention_entries": len(lengths) * int(lengths.max()) ** 2,
-            "packed_attention_entries": packed.rows * packed.row_len**2}  # fmt: skip
+    return {
+        "real_pairs": int((lengths**2).sum()),
+        "embedded_pairs": packed.num_pairs,
+        "padded_attention_entries": len(lengths) * int(lengths.max()) ** 2,
+        "packed_attention_entries": packed.rows * packed.row_len**2,
+    }
 
 
 def build_model(variant: Variant, weaver_state: dict, n_particles: int, device: torch.device) -> torch.nn.Module:
@@ -343,15 +366,33 @@ def tensor_peak_mb(step: Callable[[], None]) -> float:
     return peak / 2**20
 
 
-def measure(variant: Variant, states: dict[float, dict], batch, device: torch.device, steps: int, warmup: int,
-            modes: tuple[str, ...] = ("infer", "train"), tensor_memory: bool = False) -> dict:
+def measure(
+    variant: Variant,
+    states: dict[float, dict],
+    batch,
+    device: torch.device,
+    steps: int,
+    warmup: int,
+    modes: tuple[str, ...] = ("infer", "train"),
+    tensor_memory: bool = False,
+) -> dict:
     """Inference and training jets/s (training: not for int8) and peak memory of one variant, for ``modes``;
     ``tensor_memory`` (CPU): also ``peak_tensor_mb``, the tensors' peak over one step of each mode."""
     n_particles, batch_size = batch[0].size(-1), batch[0].size(0)
-    row = {"model": variant.model, "version": variant.version, "k": variant.k, "precision": variant.precision,
-           "compiled": variant.compiled,
-           "variant": variant.variant, "n_particles": n_particles, "batch": batch_size, "infer_jets_per_s": None,
-           "train_jets_per_s": None, "peak_mem_mb": None, "device": device_name(device)}  # fmt: skip
+    row = {
+        "model": variant.model,
+        "version": variant.version,
+        "k": variant.k,
+        "precision": variant.precision,
+        "compiled": variant.compiled,
+        "variant": variant.variant,
+        "n_particles": n_particles,
+        "batch": batch_size,
+        "infer_jets_per_s": None,
+        "train_jets_per_s": None,
+        "peak_mem_mb": None,
+        "device": device_name(device),
+    }
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(variant.precision)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
     try:
@@ -379,9 +420,12 @@ def print_row(row: dict) -> None:
     name += f" v{row['version']}" if row.get("version", 1) != 1 else ""
     mode = "compiled" if row["compiled"] else "eager"
     tensors = f" (tensors {row['peak_tensor_mb']:.1f} MB)" if "peak_tensor_mb" in row else ""
-    print(f"{name:14s} {row['precision']:5s} {mode:8s} {row['variant']:8s} N={row['n_particles']:<5d} "
-          f"B={row['batch']:<4d} {figure(row['infer_jets_per_s'], 9)} {figure(row['train_jets_per_s'], 9)} "
-          f"{figure(row['peak_mem_mb'], 8)} MB{tensors}  {row.get('error', '')}", flush=True)  # fmt: skip
+    print(
+        f"{name:14s} {row['precision']:5s} {mode:8s} {row['variant']:8s} N={row['n_particles']:<5d} "
+        f"B={row['batch']:<4d} {figure(row['infer_jets_per_s'], 9)} {figure(row['train_jets_per_s'], 9)} "
+        f"{figure(row['peak_mem_mb'], 8)} MB{tensors}  {row.get('error', '')}",
+        flush=True,
+    )
 
 
 def attention_targets(rows: list[dict], sweep_rows: list[dict]) -> list[str]:
@@ -396,14 +440,26 @@ def attention_targets(rows: list[dict], sweep_rows: list[dict]) -> list[str]:
     weaver_best = rate("infer_jets_per_s", model="weaver-ParT", **shape)
     ours_best = max(filter(None, [rate("infer_jets_per_s", model="ParT", **shape)]), default=None)
     checks = [
-        ("ours fp32 eager inference / weaver fp32 eager", 1.5,
-         rate("infer_jets_per_s", model="ParT", precision="fp32", compiled=False, **shape), weaver_fp32),
-        ("ours int8 inference / weaver fp32 eager", 3.0,
-         rate("infer_jets_per_s", model="ParT", precision="int8", **shape), weaver_fp32),
+        (
+            "ours fp32 eager inference / weaver fp32 eager",
+            1.5,
+            rate("infer_jets_per_s", model="ParT", precision="fp32", compiled=False, **shape),
+            weaver_fp32,
+        ),
+        (
+            "ours int8 inference / weaver fp32 eager",
+            3.0,
+            rate("infer_jets_per_s", model="ParT", precision="int8", **shape),
+            weaver_fp32,
+        ),
         ("our fastest inference / weaver's fastest", 1.3, ours_best, weaver_best),
-        ("ours training / weaver training (best of each)", 1.3,
-         rate("train_jets_per_s", model="ParT", **shape), rate("train_jets_per_s", model="weaver-ParT", **shape)),
-    ]  # fmt: skip
+        (
+            "ours training / weaver training (best of each)",
+            1.3,
+            rate("train_jets_per_s", model="ParT", **shape),
+            rate("train_jets_per_s", model="weaver-ParT", **shape),
+        ),
+    ]
     checks += packed_checks(rate)
     lines = []
     for text, target, ours, theirs in checks:
@@ -415,20 +471,26 @@ def attention_targets(rows: list[dict], sweep_rows: list[dict]) -> list[str]:
         lin, dense = sweep.get(("LinParT", n)), sweep.get(("ParT", n))
         if lin and dense and lin["infer_jets_per_s"] and dense["infer_jets_per_s"]:
             ratio = lin["infer_jets_per_s"] / dense["infer_jets_per_s"]
-            lines.append(f"LinParT / dense inference speed at N={n}: {ratio:.2f}x (target >= {speed:.2f}x: "
-                         f"{'met' if ratio >= speed else 'NOT met'})")  # fmt: skip
+            lines.append(
+                f"LinParT / dense inference speed at N={n}: {ratio:.2f}x (target >= {speed:.2f}x: "
+                f"{'met' if ratio >= speed else 'NOT met'})"
+            )
             for key, what in (("peak_mem_mb", "peak memory"), ("peak_tensor_mb", "peak tensor memory")):
                 if memory and lin.get(key) and dense.get(key):
                     mem_ratio = dense[key] / lin[key]
-                    lines.append(f"dense / LinParT {what} at N={n}: {mem_ratio:.2f}x (target {memory}x: "
-                                 f"{'met' if mem_ratio >= memory else 'NOT met'})")  # fmt: skip
+                    lines.append(
+                        f"dense / LinParT {what} at N={n}: {mem_ratio:.2f}x (target {memory}x: "
+                        f"{'met' if mem_ratio >= memory else 'NOT met'})"
+                    )
     v35 = dict(n_particles=128, version=3.5, precision="fp32", compiled=False)
     for key in ("infer_jets_per_s", "train_jets_per_s"):
         ours, weaver = rate(key, model="ParT", **v35), rate(key, model="weaver-ParT", **v35)
         if ours and weaver:
             verdict = "met" if ours >= weaver else "NOT met"
-            lines.append(f"version 3.5, ours (best fp32 eager) / weaver fp32 eager {key[:5]}: {ours / weaver:.2f}x "
-                         f"(target 1x: {verdict})")  # fmt: skip
+            lines.append(
+                f"version 3.5, ours (best fp32 eager) / weaver fp32 eager {key[:5]}: {ours / weaver:.2f}x "
+                f"(target 1x: {verdict})"
+            )
     return lines
 
 
@@ -440,20 +502,42 @@ def packed_checks(rate: Callable[..., float | None]) -> list[tuple[str, float, f
 
     ours = dict(model="ParT", precision="bf16", variant="packed")
     weaver = dict(model="weaver-ParT", precision="bf16")
-    checks = [(f"packed / our padded training, {p} eager", 1.5,
-               train(model="ParT", precision=p, variant="packed", compiled=False),
-               train(model="ParT", precision=p, variant="padded", compiled=False)) for p in ("fp32", "bf16")]
+    checks = [
+        (
+            f"packed / our padded training, {p} eager",
+            1.5,
+            train(model="ParT", precision=p, variant="packed", compiled=False),
+            train(model="ParT", precision=p, variant="padded", compiled=False),
+        )
+        for p in ("fp32", "bf16")
+    ]
     checks += [
         ("ours bf16 compiled training, jets/s / 30,000", 1.0, train(**ours, compiled=True), 30_000.0),
-        ("ours bf16 compiled training / weaver's bf16 compiled", 2.5,
-         train(**ours, compiled=True), train(**weaver, compiled=True)),
-        ("ours bf16 eager training / weaver's --use-amp eager", 2.5,
-         train(**ours, compiled=False), train(**weaver, compiled=False)),
-        ("our packed inference (best) / weaver's bf16 compiled", 2.0,
-         rate("infer_jets_per_s", model="ParT", variant="packed"), rate("infer_jets_per_s", **weaver, compiled=True)),
-        ("weaver's bf16 eager peak memory / ours packed bf16 eager", 3.0,
-         rate("peak_mem_mb", **weaver, compiled=False), rate("peak_mem_mb", **ours, compiled=False)),
-    ]  # fmt: skip
+        (
+            "ours bf16 compiled training / weaver's bf16 compiled",
+            2.5,
+            train(**ours, compiled=True),
+            train(**weaver, compiled=True),
+        ),
+        (
+            "ours bf16 eager training / weaver's --use-amp eager",
+            2.5,
+            train(**ours, compiled=False),
+            train(**weaver, compiled=False),
+        ),
+        (
+            "our packed inference (best) / weaver's bf16 compiled",
+            2.0,
+            rate("infer_jets_per_s", model="ParT", variant="packed"),
+            rate("infer_jets_per_s", **weaver, compiled=True),
+        ),
+        (
+            "weaver's bf16 eager peak memory / ours packed bf16 eager",
+            3.0,
+            rate("peak_mem_mb", **weaver, compiled=False),
+            rate("peak_mem_mb", **ours, compiled=False),
+        ),
+    ]
     return checks
 
 
@@ -462,12 +546,16 @@ def bench_attention(args: argparse.Namespace) -> list[dict]:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     batch_size = args.batch_size or (512 if device.type == "cuda" else 256)
     batch = jetclass_like_batch(batch_size)
-    print(f"device: {device_name(device)}; torch {torch.__version__}; JetClass shapes: batch {batch_size}, 128 "
-          f"slots, {batch[2].sum(-1).mean().item():.1f} particles per jet")  # fmt: skip
+    print(
+        f"device: {device_name(device)}; torch {torch.__version__}; JetClass shapes: batch {batch_size}, 128 "
+        f"slots, {batch[2].sum(-1).mean().item():.1f} particles per jet"
+    )
     pairs = pair_counts(batch[2])
-    print(f"pairs per batch: real Σn² = {pairs['real_pairs']:,}, embedded Σn(n+1)/2 = {pairs['embedded_pairs']:,}; "
-          f"attention entries per head: padded B·L² = {pairs['padded_attention_entries']:,}, packed rows·R² = "
-          f"{pairs['packed_attention_entries']:,}")  # fmt: skip
+    print(
+        f"pairs per batch: real Σn² = {pairs['real_pairs']:,}, embedded Σn(n+1)/2 = {pairs['embedded_pairs']:,}; "
+        f"attention entries per head: padded B·L² = {pairs['padded_attention_entries']:,}, packed rows·R² = "
+        f"{pairs['packed_attention_entries']:,}"
+    )
     print("model          prec  mode     variant  shape              infer/s   train/s  peak mem")
     rows = []
     cuda = device.type == "cuda"
@@ -475,10 +563,14 @@ def bench_attention(args: argparse.Namespace) -> list[dict]:
         variants = quick_variants(not args.no_compile)
     else:
         variants = [] if args.sweep_only else jetclass_variants(not args.no_compile, cuda, args.compile_only)
-    variants = [v for v in variants if (not args.models or v.model in args.models)
-                and (not args.precisions or v.precision in args.precisions)
-                and (not args.variants or v.variant in args.variants)
-                and (not args.versions or v.version in args.versions)]  # fmt: skip
+    variants = [
+        v
+        for v in variants
+        if (not args.models or v.model in args.models)
+        and (not args.precisions or v.precision in args.precisions)
+        and (not args.variants or v.variant in args.variants)
+        and (not args.versions or v.version in args.versions)
+    ]
     states = weaver_states({1} | {v.version for v in variants})
     started = time.perf_counter()
     for variant in variants:
@@ -486,8 +578,7 @@ def bench_attention(args: argparse.Namespace) -> list[dict]:
             print(f"time budget of {args.budget_s} s spent: {variant} left out", flush=True)
             continue
         warmup = max(args.warmup, 3) if variant.compiled else args.warmup  # compilation, then steady steps
-        rows.append(measure(variant, states, batch, device, args.steps, warmup, tuple(args.modes),
-                            args.tensor_memory))
+        rows.append(measure(variant, states, batch, device, args.steps, warmup, tuple(args.modes), args.tensor_memory))
         rows[-1].update(pairs)
         print_row(rows[-1])
         if args.json:  # row by row: a run cut short keeps what it measured
@@ -497,8 +588,9 @@ def bench_attention(args: argparse.Namespace) -> list[dict]:
     for n in args.sweep:
         full = jetclass_like_batch(sweep_batch, length=n, multiplicity=n)
         for variant in (Variant("ParT"), Variant("ParT-topk", k=30), Variant("LinParT", k=32)):
-            sweep_rows.append(measure(variant, states, full, device, args.steps, args.warmup, tuple(args.modes),
-                                      args.tensor_memory))
+            sweep_rows.append(
+                measure(variant, states, full, device, args.steps, args.warmup, tuple(args.modes), args.tensor_memory)
+            )
             print_row(sweep_rows[-1])
             if args.json:
                 write_json(args.json, rows + sweep_rows)
@@ -517,8 +609,9 @@ def bench_generate(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jetattn.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m jetattn.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="what", required=True)
     part = sub.add_parser("part", help="our ParT vs weaver's ParticleTransformer")
     part.add_argument("--batch-size", type=int, default=256)
@@ -529,27 +622,44 @@ def main(argv: list[str] | None = None) -> int:
     part.add_argument("--packed", action="store_true", help="also ours with -o packed 1, timed in the same turns")
     attention = sub.add_parser("attention", help="every attention variant, precision and compilation")
     attention.add_argument("--batch-size", type=int, default=None, help="JetClass-shape batch (256 CPU, 512 GPU)")
-    attention.add_argument("--sweep", type=int, nargs="*", default=[64, 128, 256, 512, 1024],
-                           help="particle counts of the sweep (every jet full)")  # fmt: skip
+    attention.add_argument(
+        "--sweep",
+        type=int,
+        nargs="*",
+        default=[64, 128, 256, 512, 1024],
+        help="particle counts of the sweep (every jet full)",
+    )
     attention.add_argument("--sweep-batch", type=int, default=None, help="batch of the sweep (8 CPU, 64 GPU)")
     attention.add_argument("--steps", type=int, default=None, help="timed steps per row and mode (3; --quick: 10)")
     attention.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation included)")
     attention.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     attention.add_argument("--no-compile", action="store_true", help="leave out the torch.compile rows")
     attention.add_argument("--compile-only", action="store_true", help="only the torch.compile rows")
-    attention.add_argument("--modes", nargs="+", choices=("infer", "train"), default=["infer", "train"],
-                           help="what to time (compiling for training takes long on a CPU: --modes infer)")
-    attention.add_argument("--quick", action="store_true",
-                           help="only the packed ParT's target rows, no sweep, within --budget-s (GPU: under 4 min)")
-    attention.add_argument("--budget-s", type=float, default=None,
-                           help="start no row after this many seconds (--quick: 150)")
+    attention.add_argument(
+        "--modes",
+        nargs="+",
+        choices=("infer", "train"),
+        default=["infer", "train"],
+        help="what to time (compiling for training takes long on a CPU: --modes infer)",
+    )
+    attention.add_argument(
+        "--quick",
+        action="store_true",
+        help="only the packed ParT's target rows, no sweep, within --budget-s (GPU: under 4 min)",
+    )
+    attention.add_argument(
+        "--budget-s", type=float, default=None, help="start no row after this many seconds (--quick: 150)"
+    )
     attention.add_argument("--sweep-only", action="store_true", help="only the sweep over particle counts")
     attention.add_argument("--models", nargs="+", help="JetClass-shape rows of these models only (e.g. ParT)")
     attention.add_argument("--precisions", nargs="+", help="... of these precisions only (fp32 bf16 int8)")
     attention.add_argument("--variants", nargs="+", help="... of these variants only (padded bucketed flex)")
     attention.add_argument("--versions", nargs="+", type=float, help="... of these weaver ParT versions only (1 3.5)")
-    attention.add_argument("--tensor-memory", action="store_true",
-                           help="CPU: also the tensors' peak memory (torch.profiler), besides the resident set size")
+    attention.add_argument(
+        "--tensor-memory",
+        action="store_true",
+        help="CPU: also the tensors' peak memory (torch.profiler), besides the resident set size",
+    )
     gen = sub.add_parser("generate", help="Pythia 8 + FastJet generation speed per class")
     gen.add_argument("--num-jets", type=int, default=200, help="jets per class")
     gen.add_argument("--seed", type=int, default=1)

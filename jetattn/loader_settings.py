@@ -173,8 +173,12 @@ class _Fitter:
                     f"more files (./get_datasets.py ... --generate --files-per-class "
                     f"{processes * max(opts.num_workers, 1)})"
                 )
-        self.entries = {path: count_entries(path, treename) for groups in (self.train, self.val)
-                        for files in groups.values() for path in files}  # fmt: skip
+        self.entries = {
+            path: count_entries(path, treename)
+            for groups in (self.train, self.val)
+            for files in groups.values()
+            for path in files
+        }
         self.train_share = (1.0 if opts.data_val else opts.train_val_split) * opts.data_fraction
         self.val_share = (1.0 if opts.data_val else 1 - opts.train_val_split) * opts.data_fraction
         self.n_train = self._jets(self.train, self.train_share, sum)
@@ -201,8 +205,9 @@ class _Fitter:
             )
         self.n_workers = allowed
         processes = f" for {self.processes} processes" if self.processes > 1 else ""
-        self.result.set("--num-workers", allowed, f"{len(self.train[name])} file(s) in the class group '{name}'"
-                        + processes)  # fmt: skip
+        self.result.set(
+            "--num-workers", allowed, f"{len(self.train[name])} file(s) in the class group '{name}'" + processes
+        )
 
     def batches(self) -> None:
         """A loader worker makes whole batches from its own jets: a batch larger than its share repeats jets."""
@@ -221,8 +226,11 @@ class _Fitter:
                     f"make more jets"
                 )
             self.batch = int(per_worker)
-            self.result.set("--batch-size", self.batch, f"a loader worker holds {self.batch} of the "
-                            f"{int(self.n_train)} training jets")  # fmt: skip
+            self.result.set(
+                "--batch-size",
+                self.batch,
+                f"a loader worker holds {self.batch} of the {int(self.n_train)} training jets",
+            )
 
     def memory_and_fetches(self) -> None:
         """In memory when the training set fits (read once); else fetches of many jets, and never one that reads
@@ -233,8 +241,9 @@ class _Fitter:
         budget = min(IN_MEMORY_SHARE * available_memory(), IN_MEMORY_MAX_BYTES)
         if not self.in_memory and "in_memory" not in user and opts.data_config and size <= budget:
             self.in_memory = True
-            self.result.set("--in-memory", None, f"the {int(self.n_train)} training jets take "
-                            f"{size / 2**30:.2f} GiB padded")  # fmt: skip
+            self.result.set(
+                "--in-memory", None, f"the {int(self.n_train)} training jets take {size / 2**30:.2f} GiB padded"
+            )
         smallest = self._jets(self.train, self.train_share, min)
         if self.in_memory and self.fetch_step < 1 and "fetch_step" not in user:
             self.fetch_step = 1
@@ -266,8 +275,11 @@ class _Fitter:
                     f"weaver reads at least one per file and fetch, so validation would repeat jets; use "
                     f"--fetch-step-val {1 / max(smallest, 1):.3g} or more"
                 )
-            self.result.set("--fetch-step-val", 1, f"a validation file holds {int(smallest)} jets: smaller fetches "
-                            "would read some of them twice")  # fmt: skip
+            self.result.set(
+                "--fetch-step-val",
+                1,
+                f"a validation file holds {int(smallest)} jets: smaller fetches would read some of them twice",
+            )
         val_workers = max(1, min(self.n_workers, min(len(files) for files in self.val.values()) // self.processes))
         per_worker = int(min(worker_jets(self.val, self.entries, self.processes, val_workers, self.val_share)))
         batch = opts.batch_size_val or self.batch
@@ -288,8 +300,11 @@ class _Fitter:
                     f"process(es), {val_workers} worker(s) each), so validation would score the same jets again; "
                     f"ask for at most {self.distinct_val}"
                 )
-            self.result.set("--samples-per-epoch-val", self.distinct_val,
-                            f"the validation files hold {n_val} jets; {asked} would repeat them")  # fmt: skip
+            self.result.set(
+                "--samples-per-epoch-val",
+                self.distinct_val,
+                f"the validation files hold {n_val} jets; {asked} would repeat them",
+            )
 
     def epochs(self) -> None:
         """One pass over the training jets per epoch at most; weaver needs an epoch length for --in-memory, and
@@ -300,18 +315,24 @@ class _Fitter:
             if opts.samples_per_epoch is None and self.in_memory:
                 self.result.set("--samples-per-epoch", one_pass, "weaver needs an epoch length in memory: one pass")
             elif opts.samples_per_epoch is not None and opts.samples_per_epoch > one_pass:
-                self.result.set("--samples-per-epoch", one_pass,
-                                f"one pass over the {int(self.n_train)} training jets per epoch")  # fmt: skip
+                self.result.set(
+                    "--samples-per-epoch", one_pass, f"one pass over the {int(self.n_train)} training jets per epoch"
+                )
         epochs_set = opts.steps_per_epoch is not None or opts.samples_per_epoch is not None
-        if (epochs_set or "--samples-per-epoch" in self.result.options) and opts.steps_per_epoch_val is None \
-                and opts.samples_per_epoch_val is None:
+        if (
+            (epochs_set or "--samples-per-epoch" in self.result.options)
+            and opts.steps_per_epoch_val is None
+            and opts.samples_per_epoch_val is None
+        ):
             # weaver would derive the validation epoch from the training one (--train-val-split), repeating jets
-            self.result.set("--samples-per-epoch-val", self.distinct_val,
-                            f"the {int(self.n_val)} validation jets, once each")  # fmt: skip
+            self.result.set(
+                "--samples-per-epoch-val", self.distinct_val, f"the {int(self.n_val)} validation jets, once each"
+            )
 
 
-def worker_jets(groups: dict[str, list[str]], entries: dict[str, int], processes: int, workers: int,
-                share: float) -> list[float]:
+def worker_jets(
+    groups: dict[str, list[str]], entries: dict[str, int], processes: int, workers: int, share: float
+) -> list[float]:
     """Jets each loader worker of each process reads: weaver deals each group's files to the processes
     (``files[rank::processes]``), then each process's to its workers (``[worker::workers]``)."""
     jets = []

@@ -126,8 +126,9 @@ def classifier_metrics(scores: np.ndarray, labels: np.ndarray, classes: list[str
     probabilities = scores / np.clip(scores.sum(axis=1, keepdims=True), 1e-12, None)
     return {
         "accuracy": float((scores.argmax(1) == labels).mean()),
-        "auc": float(roc_auc_score(labels, probabilities, multi_class="ovr", average="macro",
-                                   labels=np.arange(len(classes)))),
+        "auc": float(
+            roc_auc_score(labels, probabilities, multi_class="ovr", average="macro", labels=np.arange(len(classes)))
+        ),
         "auc_kind": "one-vs-rest macro",
     }
 
@@ -135,9 +136,16 @@ def classifier_metrics(scores: np.ndarray, labels: np.ndarray, classes: list[str
 # The ParT paper's JetClass table: each signal class against QCD (discriminant s_X / (s_X + s_QCD)), its
 # background rejection read at this signal efficiency.
 JETCLASS_SIGNAL_EFFS = {
-    "label_Hbb": 0.5, "label_Hcc": 0.5, "label_Hgg": 0.5, "label_H4q": 0.5, "label_Hqql": 0.99,
-    "label_Zqq": 0.5, "label_Wqq": 0.5, "label_Tbqq": 0.5, "label_Tbl": 0.995,
-}  # fmt: skip
+    "label_Hbb": 0.5,
+    "label_Hcc": 0.5,
+    "label_Hgg": 0.5,
+    "label_H4q": 0.5,
+    "label_Hqql": 0.99,
+    "label_Zqq": 0.5,
+    "label_Wqq": 0.5,
+    "label_Tbqq": 0.5,
+    "label_Tbl": 0.995,
+}
 JETCLASS_BACKGROUND = "label_QCD"
 
 
@@ -221,8 +229,12 @@ def task_table(rows: list[dict], task: str, summary: bool = True) -> str:
     """Markdown: one line per file (value ± bootstrap spread), then (``summary``, for repeats of one training)
     the mean ± standard deviation over files."""
     keys = [k for k, v in rows[0]["metrics"].items() if isinstance(v, float)]
-    heads = {"accuracy": "accuracy", "auc": "AUC", "rejection_at_50": "1/εB at εS = 50%",
-             "rejection_at_30": "1/εB at εS = 30%"}  # fmt: skip
+    heads = {
+        "accuracy": "accuracy",
+        "auc": "AUC",
+        "rejection_at_50": "1/εB at εS = 50%",
+        "rejection_at_30": "1/εB at εS = 30%",
+    }
     names = [heads.get(k, k.replace("rej_", "1/εB ")) for k in keys]
     lines = ["| file | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(keys)]
     for row in rows:
@@ -239,8 +251,10 @@ def spread_over_files(rows: list[dict]) -> dict[str, dict[str, float]]:
     """Mean and standard deviation (ddof 1) of each metric over the files (e.g. training seeds)."""
     keys = [k for k, v in rows[0]["metrics"].items() if isinstance(v, float)]
     values = {k: np.asarray([row["metrics"][k] for row in rows]) for k in keys}
-    return {"mean": {k: float(v.mean()) for k, v in values.items()},
-            "std": {k: float(v.std(ddof=1)) for k, v in values.items()}}  # fmt: skip
+    return {
+        "mean": {k: float(v.mean()) for k, v in values.items()},
+        "std": {k: float(v.std(ddof=1)) for k, v in values.items()},
+    }
 
 
 def task_signals(task: str, classes: list[str]) -> list[tuple[str, list[str], float]]:
@@ -264,16 +278,23 @@ def plot_task_rocs(rows: list[tuple[str, dict[str, np.ndarray]]], task: str, pat
             roc: dict = {}
             result = binary_metrics(columns, signal, backgrounds, signal_effs=(), roc=roc)
             passing = roc["background_eff"] > 0
-            ax.plot(roc["signal_eff"][passing], 1 / roc["background_eff"][passing],
-                    label=f"{label} (AUC {result['auc']:.3f})")  # fmt: skip
+            ax.plot(
+                roc["signal_eff"][passing],
+                1 / roc["background_eff"][passing],
+                label=f"{label} (AUC {result['auc']:.3f})",
+            )
         grid = np.linspace(0.01, 1, 100)
         ax.plot(grid, 1 / grid, ls=":", color="grey", label="random")
         ax.axvline(eff, color="grey", lw=0.8, ls="--")
         background_names = " + ".join(b.removeprefix("label_") for b in backgrounds)
-        ax.set(yscale="log", xlim=(0, 1), xlabel=rf"$\varepsilon_S$ ({signal.removeprefix('label_')})",
-               ylabel=rf"$1/\varepsilon_B$ ({background_names})")  # fmt: skip
+        ax.set(
+            yscale="log",
+            xlim=(0, 1),
+            xlabel=rf"$\varepsilon_S$ ({signal.removeprefix('label_')})",
+            ylabel=rf"$1/\varepsilon_B$ ({background_names})",
+        )
         ax.legend(loc="upper right", fontsize=11)
-    for ax in axes.flat[len(signals):]:
+    for ax in axes.flat[len(signals) :]:
         ax.set_axis_off()
     fig.tight_layout()
     save(fig, path.parent, path.stem, (path.suffix or ".png",))
@@ -285,19 +306,28 @@ def plot_rejection(roc: dict, result: dict, signal: str, path: Path) -> None:
 
     fig, ax = pyplot().subplots(figsize=(8, 7))
     passing = roc["background_eff"] > 0
-    ax.plot(roc["signal_eff"][passing], 1 / roc["background_eff"][passing],
-            label=f"AUC = {result['auc']:.4f}, {result['num_background']} background jets")
+    ax.plot(
+        roc["signal_eff"][passing],
+        1 / roc["background_eff"][passing],
+        label=f"AUC = {result['auc']:.4f}, {result['num_background']} background jets",
+    )
     ax.plot(np.linspace(0.01, 1, 100), 1 / np.linspace(0.01, 1, 100), ls=":", color="grey", label="random")
-    ax.set(yscale="log", xlim=(0, 1), xlabel=f"signal efficiency ({signal})",
-           ylabel=r"background rejection 1/$\varepsilon_B$")
+    ax.set(
+        yscale="log",
+        xlim=(0, 1),
+        xlabel=f"signal efficiency ({signal})",
+        ylabel=r"background rejection 1/$\varepsilon_B$",
+    )
     ax.legend(loc="upper right", fontsize=16)
     save(fig, path.parent, path.stem, (path.suffix,))
 
 
 def format_metrics(result: dict[str, float], signal: str) -> str:
-    lines = [f"{signal}: {result['num_signal']} signal, {result['num_background']} background jets",
-             f"  accuracy            {result['accuracy']:.4f}",
-             f"  AUC                 {result['auc']:.4f}"]
+    lines = [
+        f"{signal}: {result['num_signal']} signal, {result['num_background']} background jets",
+        f"  accuracy            {result['accuracy']:.4f}",
+        f"  AUC                 {result['auc']:.4f}",
+    ]
     for key, value in result.items():
         if key.startswith("rejection_at_"):
             lines.append(f"  1/eB at eS = {key.removeprefix('rejection_at_')}%   {value:.1f}")
@@ -305,17 +335,24 @@ def format_metrics(result: dict[str, float], signal: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jetattn.metrics", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("predictions", nargs="+",
-                        help="weaver --predict-output file(s) (.root, .parquet); with --task also LABEL:PATTERN, "
-                             "the files matching PATTERN as one test set named LABEL")
+    parser = argparse.ArgumentParser(
+        prog="python -m jetattn.metrics", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "predictions",
+        nargs="+",
+        help="weaver --predict-output file(s) (.root, .parquet); with --task also LABEL:PATTERN, "
+        "the files matching PATTERN as one test set named LABEL",
+    )
     parser.add_argument("--task", choices=TASKS, help="the paper's table for this dataset (one row per file)")
     parser.add_argument("--bootstrap", type=int, default=100, help="--task: resamplings for uncertainties (0: none)")
     parser.add_argument("--markdown", type=Path, help="--task: also write the table to this Markdown file")
     parser.add_argument("--roc", type=Path, help="--task: also draw each row's ROC curves into this image")
-    parser.add_argument("--combine", action="store_true",
-                        help="--task: the files are parts of one test set (weaver's per-group outputs): one row")
+    parser.add_argument(
+        "--combine",
+        action="store_true",
+        help="--task: the files are parts of one test set (weaver's per-group outputs): one row",
+    )
     parser.add_argument("--signal", help="signal label name, e.g. jet_isTop or label_Tbqq")
     parser.add_argument("--background", nargs="+", help="background label name(s) (default: all other classes)")
     parser.add_argument("--eff", nargs="+", type=float, default=[0.3, 0.5], help="signal efficiencies")
@@ -387,12 +424,18 @@ def true_classes(columns: dict[str, np.ndarray]) -> set[str]:
     return {name for name in classes_in(columns) if name in columns and np.asarray(columns[name]).any()}
 
 
-def task_rows(samples: list[tuple[str, dict[str, np.ndarray]]], task: str, bootstrap: int,
-              progress: bool = False) -> list[dict]:
+def task_rows(
+    samples: list[tuple[str, dict[str, np.ndarray]]], task: str, bootstrap: int, progress: bool = False
+) -> list[dict]:
     """The papers' row of each (name, columns) sample, with its bootstrap spread (none for ``bootstrap`` 0)."""
-    return [{"file": name, "metrics": task_metrics(columns, task),
-             "uncertainty": bootstrap_spread(columns, task, bootstrap, progress=progress) if bootstrap else {}}
-            for name, columns in samples]  # fmt: skip
+    return [
+        {
+            "file": name,
+            "metrics": task_metrics(columns, task),
+            "uncertainty": bootstrap_spread(columns, task, bootstrap, progress=progress) if bootstrap else {},
+        }
+        for name, columns in samples
+    ]
 
 
 def task_main(args: argparse.Namespace) -> int:

@@ -105,8 +105,9 @@ def tensor_bytes(*values) -> int:
     return total
 
 
-def count_work(model: nn.Module, prefix: str, layers: list[tuple[str, nn.Module]], inputs, bf16: bool,
-               device: torch.device) -> dict[str, tuple[float, float]]:
+def count_work(
+    model: nn.Module, prefix: str, layers: list[tuple[str, nn.Module]], inputs, bf16: bool, device: torch.device
+) -> dict[str, tuple[float, float]]:
     """``{layer: (FLOPs, bytes)}`` of one eval-mode forward. Bytes: the layer's parameters and buffers once per
     call, plus its input and output tensors."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -155,8 +156,9 @@ def measured_cpu_peaks(dtype: torch.dtype = torch.float32) -> tuple[float, float
     return flops, bandwidth
 
 
-def device_peaks(device: torch.device, bf16: bool, peak_flops: float | None,
-                 peak_bandwidth: float | None) -> tuple[float, float, str]:
+def device_peaks(
+    device: torch.device, bf16: bool, peak_flops: float | None, peak_bandwidth: float | None
+) -> tuple[float, float, str]:
     """Peak FLOP/s, peak bytes/s and where they came from."""
     if peak_flops and peak_bandwidth:
         return peak_flops, peak_bandwidth, "given"
@@ -188,8 +190,7 @@ def profile(args: argparse.Namespace) -> dict:
     from jetattn.weaver import build_network, parse_options
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, info = build_network(args.network, args.data_config, parse_options(args.network_option),
-                              for_inference=False)
+    model, info = build_network(args.network, args.data_config, parse_options(args.network_option), for_inference=False)
     model.to(device)
     inputs = tuple(t.to(device) for t in weaver_inputs(info, args.batch_size))
     prefix, layers = top_layers(model)
@@ -198,8 +199,11 @@ def profile(args: argparse.Namespace) -> dict:
     step = make_step(model, inputs, device, args.train, num_classes)
     if args.bf16:
         plain = step
-        autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if args.train else (
-            lambda: autocast_inference(model, device))
+        autocast = (
+            (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
+            if args.train
+            else (lambda: autocast_inference(model, device))
+        )
 
         def step():
             with autocast():
@@ -224,34 +228,60 @@ def profile(args: argparse.Namespace) -> dict:
     for name in names:
         flops, moved = work[name]
         intensity = flops / moved if moved else 0.0
-        rows.append(Layer(name, times[name], times[name] / step_seconds if step_seconds else 0,
-                          flops, moved, intensity, "compute-bound" if intensity >= ridge else "memory-bound"))
+        rows.append(
+            Layer(
+                name,
+                times[name],
+                times[name] / step_seconds if step_seconds else 0,
+                flops,
+                moved,
+                intensity,
+                "compute-bound" if intensity >= ridge else "memory-bound",
+            )
+        )
     rest = step_seconds - sum(times.values())
     rest_name = "rest (backward, optimizer)" if args.train else "rest (between layers)"
-    print(f"device: {device_name(device)}; batch {args.batch_size}, {'training' if args.train else 'inference'}"
-          f"{', bf16 autocast' if args.bf16 else ''}; {args.steps} profiled steps of {step_seconds * 1e3:.2f} ms")
-    print(f"peaks ({source}): {peak_flops / 1e12:.3f} TFLOP/s, {peak_bandwidth / 1e9:.1f} GB/s; "
-          f"ridge point {ridge:.2f} FLOP/byte")
+    print(
+        f"device: {device_name(device)}; batch {args.batch_size}, {'training' if args.train else 'inference'}"
+        f"{', bf16 autocast' if args.bf16 else ''}; {args.steps} profiled steps of {step_seconds * 1e3:.2f} ms"
+    )
+    print(
+        f"peaks ({source}): {peak_flops / 1e12:.3f} TFLOP/s, {peak_bandwidth / 1e9:.1f} GB/s; "
+        f"ridge point {ridge:.2f} FLOP/byte"
+    )
     print(f"{'layer':28s} {'ms':>9s} {'%':>6s} {'GFLOP':>9s} {'MB':>9s} {'FLOP/B':>8s}  bound")
     for row in rows:
-        print(f"{row.name:28s} {row.seconds * 1e3:9.3f} {100 * row.share:6.1f} {row.flops / 1e9:9.4f} "
-              f"{row.bytes / 1e6:9.3f} {row.intensity:8.2f}  {row.bound}")
+        print(
+            f"{row.name:28s} {row.seconds * 1e3:9.3f} {100 * row.share:6.1f} {row.flops / 1e9:9.4f} "
+            f"{row.bytes / 1e6:9.3f} {row.intensity:8.2f}  {row.bound}"
+        )
     print(f"{rest_name:28s} {rest * 1e3:9.3f} {100 * rest / step_seconds if step_seconds else 0:6.1f}")
     if args.trace:
         with atomic_path(args.trace) as tmp:
             prof.export_chrome_trace(str(tmp))
         print(f"trace: {args.trace} (chrome://tracing or https://ui.perfetto.dev)")
-    return {"device": device_name(device), "batch_size": args.batch_size, "train": args.train, "bf16": args.bf16,
-            "steps": args.steps, "step_seconds": step_seconds, "peak_flops": peak_flops,
-            "peak_bandwidth": peak_bandwidth, "peaks_source": source, "ridge_point": ridge,
-            "layers": [asdict(row) for row in rows], "rest_seconds": rest}
+    return {
+        "device": device_name(device),
+        "batch_size": args.batch_size,
+        "train": args.train,
+        "bf16": args.bf16,
+        "steps": args.steps,
+        "step_seconds": step_seconds,
+        "peak_flops": peak_flops,
+        "peak_bandwidth": peak_bandwidth,
+        "peaks_source": source,
+        "ridge_point": ridge,
+        "layers": [asdict(row) for row in rows],
+        "rest_seconds": rest,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     from jetattn.weaver import add_network_arguments
 
-    parser = argparse.ArgumentParser(prog="python -m jetattn.profile", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m jetattn.profile", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_network_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")

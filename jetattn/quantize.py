@@ -84,8 +84,9 @@ def load_int8(path: Path, network: Path | None = None, data_config: Path | None 
     saved = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(saved, dict) or saved.get("format") != INT8_FORMAT:
         raise ToolError(f"{path}: not an int8 model written by jetattn.quantize")
-    model, _ = build_network(Path(network or saved["network"]), Path(data_config or saved["data_config"]),
-                           saved["network_options"])
+    model, _ = build_network(
+        Path(network or saved["network"]), Path(data_config or saved["data_config"]), saved["network_options"]
+    )
     int8 = quantize_int8(model)
     int8.load_state_dict(saved["state_dict"], strict=True)
     return int8
@@ -106,9 +107,16 @@ def trace_inputs(info: dict) -> tuple[torch.Tensor, ...]:
 def export_onnx(model: nn.Module, info: dict, path: Path) -> None:
     """The float model to ONNX with weaver's settings (opset 17, TorchScript exporter, its names and axes)."""
     with atomic_path(path) as tmp:
-        torch.onnx.export(model.cpu().eval(), trace_inputs(info), str(tmp), input_names=info["input_names"],
-                          output_names=info["output_names"], dynamic_axes=info["dynamic_axes"], opset_version=17,
-                          dynamo=False)
+        torch.onnx.export(
+            model.cpu().eval(),
+            trace_inputs(info),
+            str(tmp),
+            input_names=info["input_names"],
+            output_names=info["output_names"],
+            dynamic_axes=info["dynamic_axes"],
+            opset_version=17,
+            dynamo=False,
+        )
 
 
 def quantize_onnx(src: Path, dst: Path) -> dict[str, int]:
@@ -135,8 +143,9 @@ def autocast_inference(model: nn.Module, device: torch.device | str) -> Iterator
         yield model
 
 
-def predict_torch(model: nn.Module, inputs: list[torch.Tensor], device: torch.device, bf16: bool = False,
-                  batch_size: int = 256) -> np.ndarray:
+def predict_torch(
+    model: nn.Module, inputs: list[torch.Tensor], device: torch.device, bf16: bool = False, batch_size: int = 256
+) -> np.ndarray:
     """Scores ``(jets, classes)`` of ``model`` on ``inputs`` (weaver's input order), in batches."""
     model = model.to(device).eval()
     context = autocast_inference(model, device) if bf16 else torch.inference_mode()
@@ -173,8 +182,9 @@ def compare(results: dict[str, dict], reference: str = "float32") -> dict[str, d
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jetattn.quantize", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m jetattn.quantize", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("checkpoint", type=Path, help="float checkpoint (state_dict) of the network")
     add_network_arguments(parser)
     parser.add_argument("-o", "--output", type=Path, required=True, help="int8 model (.pt; see load_int8)")
@@ -204,23 +214,36 @@ def run(args: argparse.Namespace) -> int:
     int8 = quantize_int8(model)
     linears, converted = count_linears(model), count_int8_linears(int8)
     size_fp32, size_int8 = serialized_bytes(model), serialized_bytes(int8)
-    print(f"int8: {converted} of {linears} nn.Linear layers quantized; weights {size_fp32 / 1e6:.3f} MB -> "
-          f"{size_int8 / 1e6:.3f} MB ({size_int8 / size_fp32:.2f}x)")
+    print(
+        f"int8: {converted} of {linears} nn.Linear layers quantized; weights {size_fp32 / 1e6:.3f} MB -> "
+        f"{size_int8 / 1e6:.3f} MB ({size_int8 / size_fp32:.2f}x)"
+    )
     save_int8(args.output, int8, args.network, args.data_config, options)
     print(f"int8 model: {args.output} (load with jetattn.quantize.load_int8)")
-    result: dict = {"linear_layers": linears, "int8_linear_layers": converted, "bytes_float32": size_fp32,
-                    "bytes_int8": size_int8, "network": str(args.network), "data_config": str(args.data_config),
-                    "network_options": {k: repr(v) for k, v in options.items()}}
+    result: dict = {
+        "linear_layers": linears,
+        "int8_linear_layers": converted,
+        "bytes_float32": size_fp32,
+        "bytes_int8": size_int8,
+        "network": str(args.network),
+        "data_config": str(args.data_config),
+        "network_options": {k: repr(v) for k, v in options.items()},
+    }
 
     with tempfile.TemporaryDirectory(prefix="jetattn-quantize-") as tmp:
         onnx_fp32, onnx_int8 = Path(tmp) / "fp32.onnx", args.onnx or Path(tmp) / "int8.onnx"
         if args.onnx or args.eval:
             export_onnx(model, info, onnx_fp32)
             ops = quantize_onnx(onnx_fp32, onnx_int8)
-            result.update(onnx_bytes_float32=onnx_fp32.stat().st_size, onnx_bytes_int8=onnx_int8.stat().st_size,
-                          onnx_int8_ops={k: v for k, v in ops.items() if "Integer" in k or "Quantize" in k})
-            print(f"ONNX: {onnx_fp32.stat().st_size / 1e6:.3f} MB -> {onnx_int8.stat().st_size / 1e6:.3f} MB int8; "
-                  f"quantized operators {result['onnx_int8_ops']}")
+            result.update(
+                onnx_bytes_float32=onnx_fp32.stat().st_size,
+                onnx_bytes_int8=onnx_int8.stat().st_size,
+                onnx_int8_ops={k: v for k, v in ops.items() if "Integer" in k or "Quantize" in k},
+            )
+            print(
+                f"ONNX: {onnx_fp32.stat().st_size / 1e6:.3f} MB -> {onnx_int8.stat().st_size / 1e6:.3f} MB int8; "
+                f"quantized operators {result['onnx_int8_ops']}"
+            )
             if args.onnx:
                 print(f"int8 ONNX model: {args.onnx}")
         if args.eval:
@@ -230,8 +253,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate(args: argparse.Namespace, model: nn.Module, int8: nn.Module, info: dict, onnx_fp32: Path,
-             onnx_int8: Path) -> dict:
+def evaluate(
+    args: argparse.Namespace, model: nn.Module, int8: nn.Module, info: dict, onnx_fp32: Path, onnx_int8: Path
+) -> dict:
     """Scores of every variant on the ``--eval`` jets, their metrics, and the differences from float32."""
     from weaver.utils.data.config import DataConfig
 
@@ -260,8 +284,10 @@ def evaluate(args: argparse.Namespace, model: nn.Module, int8: nn.Module, info: 
         reference = scores if reference is None else reference
         metrics = classifier_metrics(scores, labels.numpy(), classes)
         results[name] = {**metrics, "max_abs_score_diff": float(np.abs(scores - reference).max()), "jets_per_s": rate}
-        print(f"{name:14s} {metrics['accuracy']:9.4f} {metrics['auc']:8.4f} "
-              f"{results[name]['max_abs_score_diff']:12.2e} {rate:9.0f}")
+        print(
+            f"{name:14s} {metrics['accuracy']:9.4f} {metrics['auc']:8.4f} "
+            f"{results[name]['max_abs_score_diff']:12.2e} {rate:9.0f}"
+        )
     differences = compare(results)
     print(f"targets: |Δaccuracy| <= {TARGETS['accuracy']}, |ΔAUC| <= {TARGETS['auc']} against float32")
     if 1 / len(labels) > TARGETS["accuracy"]:
@@ -269,8 +295,13 @@ def evaluate(args: argparse.Namespace, model: nn.Module, int8: nn.Module, info: 
     for name, delta in differences.items():
         verdict = "met" if delta["meets_target"] else "NOT met"
         print(f"  {name:14s} Δaccuracy {delta['delta_accuracy']:+.4f}  ΔAUC {delta['delta_auc']:+.4f}  {verdict}")
-    return {"num_jets": len(labels), "auc_kind": results["float32"]["auc_kind"], "results": results,
-            "differences": differences, "targets": TARGETS}
+    return {
+        "num_jets": len(labels),
+        "auc_kind": results["float32"]["auc_kind"],
+        "results": results,
+        "differences": differences,
+        "targets": TARGETS,
+    }
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def _group(arrays: ak.Array, records: list[str], skip: set[str]) -> dict:
             continue
         record = next((r for r in records if name.startswith(r + "_")), None)
         if record is not None:
-            fields[record][name[len(record) + 1:]] = arrays[name]
+            fields[record][name[len(record) + 1 :]] = arrays[name]
         else:
             columns[name] = ak.to_numpy(arrays[name])
     for record, values in fields.items():
@@ -123,8 +123,13 @@ class _Input:
         self.branches = set(schema.names)
         self.num_jets = self._file.metadata.num_rows
         self._tree = None
-        self._records = sorted({name.partition("_")[0] for name in schema.names
-                                if str(schema.field(name).type).startswith(("list", "large_list"))})
+        self._records = sorted(
+            {
+                name.partition("_")[0]
+                for name in schema.names
+                if str(schema.field(name).type).startswith(("list", "large_list"))
+            }
+        )
 
     def chunks(self, chunk_jets: int) -> Iterator[dict]:
         skip = {"n_subjet"} | {f"subjet_{f}" for f in ("pt", "deta", "dphi", "mass", "energy", "nsub")}
@@ -145,8 +150,14 @@ def output_path(path: Path, outdir: Path) -> Path:
     return outdir / (path.stem + ".root")
 
 
-def convert(inputs: list[Path], outdir: Path, tree_name: str = "tree", radius: float = 0.8,
-            chunk_jets: int = CHUNK_JETS, progress: bool = True) -> list[Path]:
+def convert(
+    inputs: list[Path],
+    outdir: Path,
+    tree_name: str = "tree",
+    radius: float = 0.8,
+    chunk_jets: int = CHUNK_JETS,
+    progress: bool = True,
+) -> list[Path]:
     """Write each input with the subjet branches added to ``outdir``; returns the output files. Every input is
     checked before anything is written."""
     from tqdm import tqdm
@@ -173,15 +184,25 @@ def convert(inputs: list[Path], outdir: Path, tree_name: str = "tree", radius: f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jetattn.subjets", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILES",
-                        help="JetClass/TopLandscape/QuarkGluon-format files (ROOT, or parquet)")
+    parser = argparse.ArgumentParser(
+        prog="python -m jetattn.subjets", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILES",
+        help="JetClass/TopLandscape/QuarkGluon-format files (ROOT, or parquet)",
+    )
     parser.add_argument("-o", "--outdir", type=Path, required=True, help="folder for the output files")
     parser.add_argument("--tree", default="tree", help="name of the TTree in ROOT inputs (default: %(default)s)")
-    parser.add_argument("--radius", type=float, default=0.8,
-                        help="jet radius R0 of soft drop and N-subjettiness where they are computed "
-                             "(default: %(default)s; QuarkGluon jets: 0.4)")
+    parser.add_argument(
+        "--radius",
+        type=float,
+        default=0.8,
+        help="jet radius R0 of soft drop and N-subjettiness where they are computed "
+        "(default: %(default)s; QuarkGluon jets: 0.4)",
+    )
     parser.add_argument("--chunk", type=int, default=CHUNK_JETS, help="jets read at a time (default: %(default)s)")
     args = parser.parse_args(argv)
     try:

@@ -69,14 +69,24 @@ def markdown(rows: list[dict], caption: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jetattn.topk_scan", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m jetattn.topk_scan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("checkpoint", type=Path, help="ParT checkpoint (state_dict), trained densely or not")
-    parser.add_argument("--network", type=Path, default=Path(__file__).parents[1] / "networks/example_ParT_topk.py",
-                        help="weaver network file with top-k attention (default: networks/example_ParT_topk.py)")
+    parser.add_argument(
+        "--network",
+        type=Path,
+        default=Path(__file__).parents[1] / "networks/example_ParT_topk.py",
+        help="weaver network file with top-k attention (default: networks/example_ParT_topk.py)",
+    )
     parser.add_argument("--data-config", type=Path, required=True, help="weaver data config (YAML)")
-    parser.add_argument("--network-option", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                        help="as weaver's, e.g. the widths the checkpoint was trained with")  # fmt: skip
+    parser.add_argument(
+        "--network-option",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="as weaver's, e.g. the widths the checkpoint was trained with",
+    )
     parser.add_argument("--files", nargs="+", type=Path, required=True, help="held-out ROOT files")
     parser.add_argument("--num-jets", type=int, default=100_000, help="jets to evaluate (the first ones)")
     parser.add_argument("--k", nargs="+", default=DEFAULT_KS, help="k values; 'all' is dense (default: %(default)s)")

@@ -123,8 +123,13 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     """``--network``, ``--data-config`` and ``--network-option``, as weaver takes them (see :func:`build_network`)."""
     parser.add_argument("--network", type=Path, required=True, help="weaver network file (networks/X.py)")
     parser.add_argument("--data-config", type=Path, required=True, help="weaver data config (YAML)")
-    parser.add_argument("--network-option", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                        help="as weaver's: passed to get_model (values read as Python literals)")
+    parser.add_argument(
+        "--network-option",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="as weaver's: passed to get_model (values read as Python literals)",
+    )
 
 
 def cross_entropy_loss(data_config: Any = None, **kwargs) -> torch.nn.Module:
@@ -156,8 +161,10 @@ class ParTForWeaver(torch.nn.Module):
         super().__init__()
         missing = [name for name in PART_INPUTS[1:] if name not in input_names]
         if missing:
-            raise ValueError(f"ParT reads the input groups {', '.join(missing)}, which the data config lacks "
-                             f"(it has {', '.join(input_names)})")  # fmt: skip
+            raise ValueError(
+                f"ParT reads the input groups {', '.join(missing)}, which the data config lacks "
+                f"(it has {', '.join(input_names)})"
+            )
         self.input_names = tuple(input_names)
         self.for_inference = part_options.get("for_inference", False)
         if head_classes is None:

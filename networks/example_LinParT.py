@@ -12,8 +12,15 @@ from jetattn.weaver import PART_RECIPE, ParTForWeaver, cross_entropy_loss, model
 
 
 def get_model(data_config, **kwargs):
-    options = {**PART_RECIPE, "attention": "linformer", "proj_dim": 32, "max_len": 128, "linear_pairs": True,
-               "input_dim": len(data_config.input_dicts["pf_features"]), **kwargs}  # fmt: skip
+    options = {
+        **PART_RECIPE,
+        "attention": "linformer",
+        "proj_dim": 32,
+        "max_len": 128,
+        "linear_pairs": True,
+        "input_dim": len(data_config.input_dicts["pf_features"]),
+        **kwargs,
+    }
     options.setdefault("checkpoint_pairs", options["linear_pairs"])
     model = ParTForWeaver(num_classes=num_classes(data_config), **options)
     return model, model_info(data_config)

@@ -45,9 +45,27 @@ MODELS = {
     "concatenation": ("Concat", ["-o", "config", "model_3", *WIDTH]),
     "cross-attention model_2": ("MST", ["-o", "config", "model_2", "-o", "cross_heads", "8", *WIDTH]),
     "cross-attention model_3": ("MST", ["-o", "config", "model_3", "-o", "cross_heads", "8", *WIDTH]),
-    "ParT (constituents)": ("ParT", ["-o", "embed_dims", "[40, 40]", "-o", "pair_embed_dims", "[16, 16]",
-                                     "-o", "num_heads", "5", "-o", "num_layers", "2", "-o", "num_cls_layers", "1"]),
-}  # fmt: skip
+    "ParT (constituents)": (
+        "ParT",
+        [
+            "-o",
+            "embed_dims",
+            "[40, 40]",
+            "-o",
+            "pair_embed_dims",
+            "[16, 16]",
+            "-o",
+            "num_heads",
+            "5",
+            "-o",
+            "num_layers",
+            "2",
+            "-o",
+            "num_cls_layers",
+            "1",
+        ],
+    ),
+}
 
 
 def run_folder(out: Path, name: str, repeat: int) -> Path:
@@ -58,11 +76,30 @@ def train_one(out: Path, name: str, repeat: int, args: argparse.Namespace) -> di
     folder = run_folder(out, name, repeat)
     model, options = MODELS[name]
     steps = args.train_events // args.batch_size
-    cmd = [str(REPO / "train_DiHiggs.sh"), model, *options, "--num-epochs", str(args.epochs),
-           "--batch-size", str(args.batch_size), "--optimizer", "adam", "--start-lr", str(args.lr),
-           "--in-memory", "--steps-per-epoch", str(steps), "--num-workers", "0",
-           "--model-prefix", str(folder / "net"), "--predict-output", str(unfinished(folder) / "pred.root"),
-           "--log-file", str(folder / "train.log")]  # fmt: skip
+    cmd = [
+        str(REPO / "train_DiHiggs.sh"),
+        model,
+        *options,
+        "--num-epochs",
+        str(args.epochs),
+        "--batch-size",
+        str(args.batch_size),
+        "--optimizer",
+        "adam",
+        "--start-lr",
+        str(args.lr),
+        "--in-memory",
+        "--steps-per-epoch",
+        str(steps),
+        "--num-workers",
+        "0",
+        "--model-prefix",
+        str(folder / "net"),
+        "--predict-output",
+        str(unfinished(folder) / "pred.root"),
+        "--log-file",
+        str(folder / "train.log"),
+    ]
     return train(folder, name, cmd, args.threads, repeat=repeat)
 
 
@@ -80,8 +117,12 @@ def plot_curves(curves: dict[str, list[dict]], path: Path) -> None:
         low, mid, high = np.nanpercentile(rejections, [0, 50, 100], axis=0)
         line = ax.plot(grid, mid, label=name)[0]
         ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
-    ax.set(yscale="log", xlim=(0, 1), xlabel=r"signal efficiency (gg → H → hh → b$\bar{b}$b$\bar{b}$, $m_H$ = 1 TeV)",
-           ylabel=r"background rejection 1/$\varepsilon_B$ (QCD + $t\bar{t}$)")  # fmt: skip
+    ax.set(
+        yscale="log",
+        xlim=(0, 1),
+        xlabel=r"signal efficiency (gg → H → hh → b$\bar{b}$b$\bar{b}$, $m_H$ = 1 TeV)",
+        ylabel=r"background rejection 1/$\varepsilon_B$ (QCD + $t\bar{t}$)",
+    )
     ax.legend(fontsize=14, title="median and range of the repeats", title_fontsize=14)
     save(fig, path.parent, path.name)
 
@@ -106,17 +147,26 @@ def summarise(out: Path, records: list[dict], args: argparse.Namespace) -> str:
             signal, background = BINARY_TASKS["DiHiggs"]
             binary_metrics(columns, signal, [background], signal_effs=(), roc=roc)
             curves.setdefault(name, []).append(roc)
-            per_repeat.append({"file": f"{name} #{repeat}", "metrics": task_metrics(columns, "DiHiggs"),
-                               "uncertainty": bootstrap_spread(columns, "DiHiggs", args.bootstrap)})  # fmt: skip
+            per_repeat.append(
+                {
+                    "file": f"{name} #{repeat}",
+                    "metrics": task_metrics(columns, "DiHiggs"),
+                    "uncertainty": bootstrap_spread(columns, "DiHiggs", args.bootstrap),
+                }
+            )
         summary = spread_over_files(per_repeat)
         seconds = [r["seconds"] for r in records if r["model"] == name]
         rows.append({"model": name, "repeats": per_repeat, **summary, "train_seconds": seconds})
-        cells = [cell([r["metrics"][k] for r in per_repeat], 4 if k in ("accuracy", "auc") else 1)
-                 for k in ("accuracy", "auc", "rejection_at_50", "rejection_at_30")]  # fmt: skip
+        cells = [
+            cell([r["metrics"][k] for r in per_repeat], 4 if k in ("accuracy", "auc") else 1)
+            for k in ("accuracy", "auc", "rejection_at_50", "rejection_at_30")
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(seconds) / len(seconds) / 60:.1f} |")
         rows[-1]["table"] = task_table(per_repeat, "DiHiggs")
-    header = ["| model | accuracy | AUC | 1/εB at εS = 50% | 1/εB at εS = 30% | min per run |",
-              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    header = [
+        "| model | accuracy | AUC | 1/εB at εS = 50% | 1/εB at εS = 30% | min per run |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     table = "\n".join(header + lines)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     write_json(out / "results.json", {"rows": rows, "settings": settings})

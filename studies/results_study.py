@@ -43,13 +43,38 @@ from studies.runs import slug, train, unfinished  # noqa: E402
 
 REAL = REPO.parent / "shared" / "data" / "real"
 # the small ParT of docs/interpretability (about 0.2 M parameters against the paper's 2.1 M)
-PART = ["-o", "embed_dims", "[64, 64]", "-o", "pair_embed_dims", "[32, 32]", "-o", "num_heads", "4",
-        "-o", "num_layers", "3", "-o", "num_cls_layers", "1"]  # fmt: skip
+PART = [
+    "-o",
+    "embed_dims",
+    "[64, 64]",
+    "-o",
+    "pair_embed_dims",
+    "[32, 32]",
+    "-o",
+    "num_heads",
+    "4",
+    "-o",
+    "num_layers",
+    "3",
+    "-o",
+    "num_cls_layers",
+    "1",
+]
 # ParticleNet with two EdgeConv blocks of 16 neighbours and 32, 64 channels (the paper's: three blocks, 64 to 256
 # channels, which train at about 10 jets/s on one of these cores; this one at about 50, half the small ParT's speed)
 PN = ["-o", "conv_params", "[(16, (32, 32, 32)), (16, (64, 64, 64))]", "-o", "fc_params", "[(128, 0.1)]"]
-JETCLASS_CLASSES = ("HToBB", "HToCC", "HToGG", "HToWW2Q1L", "HToWW4Q", "TTBar", "TTBarLep", "WToQQ", "ZToQQ",
-                    "ZJetsToNuNu")  # fmt: skip
+JETCLASS_CLASSES = (
+    "HToBB",
+    "HToCC",
+    "HToGG",
+    "HToWW2Q1L",
+    "HToWW4Q",
+    "TTBar",
+    "TTBarLep",
+    "WToQQ",
+    "ZToQQ",
+    "ZJetsToNuNu",
+)
 
 
 @dataclass
@@ -89,8 +114,9 @@ def data_dir(dataset: str) -> Path:
 
     value = os.environ.get(f"DATADIR_{dataset}")
     if not value and (REPO / "env.sh").exists():
-        value = subprocess.run(["bash", "-c", f'source env.sh; echo "${{DATADIR_{dataset}:-}}"'], cwd=REPO,
-                               capture_output=True, text=True).stdout.strip()  # fmt: skip
+        value = subprocess.run(
+            ["bash", "-c", f'source env.sh; echo "${{DATADIR_{dataset}:-}}"'], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
     if not value:
         raise SystemExit(f"error: no DATADIR_{dataset}: generate the data (./get_datasets.py {dataset} --generate)")
     return Path(value)
@@ -106,8 +132,12 @@ def real_hbb_file(out: Path) -> Path | None:
     if not target.exists():
         import subprocess
 
-        subprocess.run([sys.executable, "-m", "jetattn.subjets", str(source), "-o", str(target.parent)],
-                       check=True, cwd=REPO, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "jetattn.subjets", str(source), "-o", str(target.parent)],
+            check=True,
+            cwd=REPO,
+            capture_output=True,
+        )
     return target
 
 
@@ -134,13 +164,37 @@ def command(run: Run, out: Path, args: argparse.Namespace) -> tuple[list[str], d
     epochs = args.jetclass_epochs if jetclass else args.finetune_epochs
     samples = args.jetclass_samples if jetclass else args.finetune_samples
     lr = args.finetune_lr if run.pretrained else args.lr
-    cmd = [str(REPO / f"train_{run.dataset}.sh"), run.model, *([run.features] if run.features else []),
-           *run.options, "--gpus", "", "--batch-size", str(args.batch_size), "--start-lr", str(lr),
-           "--num-epochs", str(epochs), "--samples-per-epoch", str(samples),
-           "--samples-per-epoch-val", str(samples // 8), "--in-memory", "--fetch-step", "1", "--num-workers", "0",
-           "--data-test", *test_files(run, out),
-           "--model-prefix", str(folder / "net"), "--log-file", str(folder / "train.log"),
-           "--predict-output", str(unfinished(folder) / "pred.root")]  # fmt: skip
+    cmd = [
+        str(REPO / f"train_{run.dataset}.sh"),
+        run.model,
+        *([run.features] if run.features else []),
+        *run.options,
+        "--gpus",
+        "",
+        "--batch-size",
+        str(args.batch_size),
+        "--start-lr",
+        str(lr),
+        "--num-epochs",
+        str(epochs),
+        "--samples-per-epoch",
+        str(samples),
+        "--samples-per-epoch-val",
+        str(samples // 8),
+        "--in-memory",
+        "--fetch-step",
+        "1",
+        "--num-workers",
+        "0",
+        "--data-test",
+        *test_files(run, out),
+        "--model-prefix",
+        str(folder / "net"),
+        "--log-file",
+        str(folder / "train.log"),
+        "--predict-output",
+        str(unfinished(folder) / "pred.root"),
+    ]
     env = {}
     if run.pretrained:
         source = next(r for r in RUNS if r.name == run.pretrained and r.dataset == "JetClass")
@@ -176,8 +230,10 @@ def table(rows: list[tuple[str, dict]], task: str, bootstrap: int) -> tuple[str,
 def flavour_rows(rows: list[tuple[str, dict]]) -> tuple[str, list[dict]]:
     """What displacement should change: H→bb against H→cc (discriminant s_bb / (s_bb + s_cc)), and how often H→bb
     and H→cc jets are called what they are."""
-    lines = ["| model | AUC Hbb vs Hcc | AUC Hcc vs Hgg | Hbb called Hbb | Hcc called Hcc | Hcc called Hbb |",
-             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines = [
+        "| model | AUC Hbb vs Hcc | AUC Hcc vs Hgg | Hbb called Hbb | Hcc called Hcc | Hcc called Hbb |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     records = []
     for label, columns in rows:
         called = called_classes(columns)
@@ -190,9 +246,11 @@ def flavour_rows(rows: list[tuple[str, dict]]) -> tuple[str, list[dict]]:
             jets = columns["label_" + truth].astype(bool)
             record[f"{truth}_called_{guess}"] = float((called[jets] == "label_" + guess).mean())
         records.append(record)
-        lines.append(f"| {label} | {record['auc_hbb_vs_hcc']:.4f} | {record['auc_hcc_vs_hgg']:.4f} | "
-                     f"{record['Hbb_called_Hbb']:.3f} | {record['Hcc_called_Hcc']:.3f} | "
-                     f"{record['Hcc_called_Hbb']:.3f} |")  # fmt: skip
+        lines.append(
+            f"| {label} | {record['auc_hbb_vs_hcc']:.4f} | {record['auc_hcc_vs_hgg']:.4f} | "
+            f"{record['Hbb_called_Hbb']:.3f} | {record['Hcc_called_Hcc']:.3f} | "
+            f"{record['Hcc_called_Hbb']:.3f} |"
+        )
     return "\n".join(lines), records
 
 
@@ -249,8 +307,10 @@ def summarise(out: Path, records: dict[str, dict], args: argparse.Namespace) -> 
     sections, results = [], {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
 
     def rows_of(runs: list[Run]) -> list[tuple[str, dict]]:
-        return task_samples([f"{label}:{pattern}" for run in runs
-                             for label, pattern in prediction_groups(run, out).items()], combine=False)  # fmt: skip
+        return task_samples(
+            [f"{label}:{pattern}" for run in runs for label, pattern in prediction_groups(run, out).items()],
+            combine=False,
+        )
 
     jetclass = {run.name: run for run in RUNS if run.dataset == "JetClass"}
     for key, names, heading in (
@@ -269,6 +329,7 @@ def summarise(out: Path, records: dict[str, dict], args: argparse.Namespace) -> 
     hbb = real_hbb(jetclass["ParT (kin)"], out)
     if hbb:
         results["real_hbb"] = hbb
+
         def text(value) -> str:
             if isinstance(value, dict):
                 return ", ".join(f"{k} {v:.3f}" for k, v in value.items())
@@ -284,9 +345,11 @@ def summarise(out: Path, records: dict[str, dict], args: argparse.Namespace) -> 
         curves = {run.name: validation_curve(out / run.folder_name / "train.log") for run in runs}
         plot_curves(curves, out / f"validation_{dataset.lower()}", f"{dataset}-format generated jets")
         results[dataset.lower()] = {"rows": records_, "validation_accuracy": curves}
-        sections.append(f"## {dataset}-format: from scratch against fine-tuned\n\n{text}\n\n"
-                        f"Validation accuracy per epoch: {curves}\n\n"
-                        f"ROC curves: roc_{dataset.lower()}.png")  # fmt: skip
+        sections.append(
+            f"## {dataset}-format: from scratch against fine-tuned\n\n{text}\n\n"
+            f"Validation accuracy per epoch: {curves}\n\n"
+            f"ROC curves: roc_{dataset.lower()}.png"
+        )
     times = ["| run | minutes |", "| --- | --- |"]
     times += [f"| {run.dataset} {run.name} | {records[run.folder_name]['seconds'] / 60:.1f} |" for run in RUNS]
     results["runs"] = {run.folder_name: records[run.folder_name] for run in RUNS}
@@ -299,16 +362,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="folder for the runs, results.json, the plots")
     parser.add_argument("--jetclass-epochs", type=int, default=3)
-    parser.add_argument("--jetclass-samples", type=int, default=32000,
-                        help="JetClass jets per epoch (3 epochs: about 1.8 passes over the 52,000 training jets of "
-                             "6500 generated per class)")  # fmt: skip
+    parser.add_argument(
+        "--jetclass-samples",
+        type=int,
+        default=32000,
+        help="JetClass jets per epoch (3 epochs: about 1.8 passes over the 52,000 training jets of "
+        "6500 generated per class)",
+    )
     parser.add_argument("--finetune-epochs", type=int, default=8, help="epochs on TopLandscape and QuarkGluon")
     parser.add_argument("--finetune-samples", type=int, default=5120, help="TopLandscape / QuarkGluon jets per epoch")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3, help="start learning rate (ranger, weaver's flat+decay)")
-    parser.add_argument("--finetune-lr", type=float, default=3e-4,
-                        help="fine-tuning start learning rate (the recipe's 1/10 of training from scratch; the new "
-                             "classifier learns 50 times faster; no decay, as in the recipe)")  # fmt: skip
+    parser.add_argument(
+        "--finetune-lr",
+        type=float,
+        default=3e-4,
+        help="fine-tuning start learning rate (the recipe's 1/10 of training from scratch; the new "
+        "classifier learns 50 times faster; no decay, as in the recipe)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per training")
     parser.add_argument("--bootstrap", type=int, default=100, help="resamplings for the uncertainties")

@@ -76,8 +76,10 @@ def test_record_attention_returns_the_weights_applied():
 def test_loads_weaver_packed_projection(packed_key):
     torch.manual_seed(0)
     mha = torch.nn.MultiheadAttention(16, 4, batch_first=True).eval()
-    state = {k.replace("in_proj_weight", packed_key).replace("in_proj_bias", packed_key.replace("weight", "bias")): v
-             for k, v in mha.state_dict().items()}
+    state = {
+        k.replace("in_proj_weight", packed_key).replace("in_proj_bias", packed_key.replace("weight", "bias")): v
+        for k, v in mha.state_dict().items()
+    }
     attn = Attention(16, 4).eval()
     attn.load_state_dict(state, strict=True)
     x = torch.randn(2, 5, 16)
@@ -132,8 +134,9 @@ def test_topk_softmaxes_the_k_largest_logits_only():
 
     out, weights = topk_kernel(q, k, v, bias, 0.0, True, 1)  # a hard argmax: the value of the best key
     assert torch.all(weights.max(-1).values == 1)
-    torch.testing.assert_close(out, torch.take_along_dim(v[:, :, None], logits.argmax(-1)[..., None, None], dim=3)
-                               .squeeze(3), atol=0, rtol=0)
+    torch.testing.assert_close(
+        out, torch.take_along_dim(v[:, :, None], logits.argmax(-1)[..., None, None], dim=3).squeeze(3), atol=0, rtol=0
+    )
 
 
 def test_topk_gradients_flow_through_the_kept_entries_only():
@@ -211,7 +214,9 @@ def test_linformer_parameters_shared_projection_and_length_limit():
     separate = Attention(16, 4, kernel="linformer", proj_dim=4, max_len=12)
     shared = Attention(16, 4, kernel="linformer", proj_dim=4, max_len=12, share_kv_proj=True)
     assert sorted(n for n, _ in separate.named_parameters() if n.startswith("linformer")) == [
-        "linformer.key", "linformer.value"]  # fmt: skip
+        "linformer.key",
+        "linformer.value",
+    ]
     assert [n for n, _ in shared.named_parameters() if n.startswith("linformer")] == ["linformer.key"]
     assert separate.linformer.key.shape == (4, 12)
     assert not any(n.startswith("linformer") for n, _ in Attention(16, 4, kernel="topk").named_parameters())
@@ -354,8 +359,17 @@ def test_recorded_weights_are_the_ones_each_layer_applied(kernel):
     from jetattn.nn.part import ParticleTransformer
 
     torch.manual_seed(3)
-    model = ParticleTransformer(7, 2, embed_dims=(16,), pair_embed_dims=(8,), num_heads=2, num_layers=2,
-                                num_cls_layers=1, attention=kernel, topk=4).eval()  # fmt: skip
+    model = ParticleTransformer(
+        7,
+        2,
+        embed_dims=(16,),
+        pair_embed_dims=(8,),
+        num_heads=2,
+        num_layers=2,
+        num_cls_layers=1,
+        attention=kernel,
+        topk=4,
+    ).eval()
     x, v, mask = _jets()
     calls = {}
 
@@ -365,8 +379,11 @@ def test_recorded_weights_are_the_ones_each_layer_applied(kernel):
 
         return hook
 
-    handles = [m.register_forward_hook(keep_call(n), with_kwargs=True) for n, m in model.named_modules()
-               if isinstance(m, Attention)]  # fmt: skip
+    handles = [
+        m.register_forward_hook(keep_call(n), with_kwargs=True)
+        for n, m in model.named_modules()
+        if isinstance(m, Attention)
+    ]
     with torch.no_grad(), record_attention(model, details=True) as records:
         model(x, v, mask)
     for h in handles:

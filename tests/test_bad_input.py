@@ -30,7 +30,6 @@ from jetattn.preflight import needed_branches
 pytestmark = pytest.mark.requiresdata
 
 
-
 def one_error_line(capsys) -> str:
     out, err = capsys.readouterr()
     assert out == ""
@@ -161,10 +160,20 @@ def test_tools_make_their_output_folders_or_say_in_one_line_that_they_cannot(tmp
         "--json": lambda out: metrics.main([str(tmp_path / "none.root"), "--task", "DiHiggs", "--json", out]),
         "-o": lambda out: quantize.main([str(tmp_path / "none.pt"), *network, "-o", out]),
         "--trace": lambda out: profile.main([*network, "--trace", out, "--steps", "0"]),
-        "--out": lambda out: topk_scan.main([str(tmp_path / "none.pt"), "--data-config", str(TOP_YAML), "--files",
-                                             str(tmp_path / "none.root"), "--out", out]),  # fmt: skip
-        "explain --out": lambda out: explain([str(tmp_path / "none.pt"), *network, "--files", str(tmp_path / "x.root"),
-                                              "--out", out]),  # fmt: skip
+        "--out": lambda out: topk_scan.main(
+            [
+                str(tmp_path / "none.pt"),
+                "--data-config",
+                str(TOP_YAML),
+                "--files",
+                str(tmp_path / "none.root"),
+                "--out",
+                out,
+            ]
+        ),
+        "explain --out": lambda out: explain(
+            [str(tmp_path / "none.pt"), *network, "--files", str(tmp_path / "x.root"), "--out", out]
+        ),
     }
     for option, run in runs.items():
         assert run(str(blocker / "sub" / "out.x")) == 1, option

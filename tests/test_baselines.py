@@ -77,10 +77,13 @@ def test_pcnn_reads_particles_in_order():
         assert not torch.allclose(model(*(x.flip(-1) for x in inputs)), model(*inputs), atol=1e-4)
 
 
-@pytest.mark.parametrize(("model", "published"), [
-    (lambda: ParticleFlowNetwork(17, 10), 86_100),
-    (lambda: ParticleCNN(17, 10), 354_000),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("model", "published"),
+    [
+        (lambda: ParticleFlowNetwork(17, 10), 86_100),
+        (lambda: ParticleCNN(17, 10), 354_000),
+    ],
+)
 def test_published_sizes(model, published):
     """Parameters for JetClass's 17 features and 10 classes (ParT paper, arXiv:2202.03772, Table 3: PFN 86.1k,
     P-CNN 354k)."""

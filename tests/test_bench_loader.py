@@ -27,9 +27,31 @@ def test_worker_problem_is_weavers_condition(tmp_path, capsys):
 def test_loader_bench_reports_a_rate_per_setting(real_data, repo, tmp_path):
     top = real_data / "TopLandscape_sample_1000.root"
     out = tmp_path / "loader.json"
-    bench.main(["loader", "--data-config", str(repo / "data/TopLandscape/top_kin.yaml"), "--files", str(top),
-                "--num-workers", "0", "2", "--fetch-step", "0.25", "--batch-size", "100", "--batches", "4",
-                "--warmup", "1", "--profile-fetch", "--model-steps", "0", "--json", str(out)])  # fmt: skip
+    bench.main(
+        [
+            "loader",
+            "--data-config",
+            str(repo / "data/TopLandscape/top_kin.yaml"),
+            "--files",
+            str(top),
+            "--num-workers",
+            "0",
+            "2",
+            "--fetch-step",
+            "0.25",
+            "--batch-size",
+            "100",
+            "--batches",
+            "4",
+            "--warmup",
+            "1",
+            "--profile-fetch",
+            "--model-steps",
+            "0",
+            "--json",
+            str(out),
+        ]
+    )
     rows = json.loads(out.read_text())["rows"]
     assert [(row["num_workers"], row["fetch_step"]) for row in rows] == [(0, 0.25), (2, 0.25)]
     assert all(row["jets_per_s"] > 0 for row in rows)
@@ -41,8 +63,15 @@ def test_loader_bench_reports_a_rate_per_setting(real_data, repo, tmp_path):
 @pytest.mark.requiresdata
 def test_options_reach_weavers_dataset(real_data, repo):
     top = str(real_data / "TopLandscape_sample_1000.root")
-    args = weaver_args(str(repo / "data/TopLandscape/top_kin.yaml"), [f"top:{top}"], num_workers=0, fetch_step=0.5,
-                       batch_size=64, steps=3, in_memory=True)  # fmt: skip
+    args = weaver_args(
+        str(repo / "data/TopLandscape/top_kin.yaml"),
+        [f"top:{top}"],
+        num_workers=0,
+        fetch_step=0.5,
+        batch_size=64,
+        steps=3,
+        in_memory=True,
+    )
     from weaver.train import train_load
 
     loader = train_load(args)[0]
@@ -59,8 +88,21 @@ def test_a_setting_weaver_crashes_on_is_a_row_that_says_so(real_data, repo, tmp_
     files = [f"A:{top}", f"B:{top}"]
     config = str(repo / "data/TopLandscape/top_kin.yaml")
     out = tmp_path / "loader.json"
-    bench.main(["loader", "--data-config", config, "--files", *files, "--num-workers", "2", "--model-steps", "0",
-                "--json", str(out)])  # fmt: skip
+    bench.main(
+        [
+            "loader",
+            "--data-config",
+            config,
+            "--files",
+            *files,
+            "--num-workers",
+            "2",
+            "--model-steps",
+            "0",
+            "--json",
+            str(out),
+        ]
+    )
     assert "weaver would crash" in capsys.readouterr().out
     assert "group 'A' has 1 file(s)" in json.loads(out.read_text())["rows"][0]["error"]
     # and weaver does crash there

@@ -17,13 +17,21 @@ def write_jets(path: Path, rng: np.random.Generator, n_jets: int, mean_constitue
     pt = np.exp(rng.normal(0.5, 1.3, total))
     deta, dphi = rng.normal(0, 0.15, (2, total))
     eta, phi = 0.3 + deta, 1.0 + dphi
-    columns = {"px": pt * np.cos(phi), "py": pt * np.sin(phi), "pz": pt * np.sinh(eta), "energy": pt * np.cosh(eta),
-               "deta": deta, "dphi": dphi}
+    columns = {
+        "px": pt * np.cos(phi),
+        "py": pt * np.sin(phi),
+        "pz": pt * np.sinh(eta),
+        "energy": pt * np.cosh(eta),
+        "deta": deta,
+        "dphi": dphi,
+    }
     part = ak.zip({name: ak.unflatten(value.astype(np.float32), counts) for name, value in columns.items()})
     jet_pt = ak.to_numpy(np.hypot(ak.sum(part.px, axis=1), ak.sum(part.py, axis=1))).astype(np.float32)
     with uproot.recreate(path) as root:
-        root.mktree("tree", {"part": part.type.content, "jet_pt": np.float32,
-                             **{name: value.dtype for name, value in labels.items()}})
+        root.mktree(
+            "tree",
+            {"part": part.type.content, "jet_pt": np.float32, **{name: value.dtype for name, value in labels.items()}},
+        )
         root["tree"].extend({"part": part, "jet_pt": jet_pt, **labels})
 
 
@@ -40,8 +48,21 @@ def samples(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 def test_same_physics_meets_the_targets_and_fewer_constituents_do_not(samples, tmp_path, capsys) -> None:
     real, same, fewer = samples
-    assert compare.main([str(same), str(real), "--dataset", "TopLandscape", "--json", str(tmp_path / "a.json"),
-                         "--markdown", str(tmp_path / "a.md")]) == 0
+    assert (
+        compare.main(
+            [
+                str(same),
+                str(real),
+                "--dataset",
+                "TopLandscape",
+                "--json",
+                str(tmp_path / "a.json"),
+                "--markdown",
+                str(tmp_path / "a.md"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "| QCD | n_constituents |" in out and "| top | pair_ln_kt |" in out
     assert "QCD: n_constituents ratio" in out
@@ -57,16 +78,26 @@ def test_same_physics_meets_the_targets_and_fewer_constituents_do_not(samples, t
 def test_plots_one_picture_per_class(samples, tmp_path) -> None:
     real, same, _ = samples
     assert compare.main([str(same), str(real), "--dataset", "TopLandscape", "--plot", str(tmp_path / "plots")]) == 0
-    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["compare_TopLandscape_QCD.png",
-                                                                       "compare_TopLandscape_top.png"]
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "compare_TopLandscape_QCD.png",
+        "compare_TopLandscape_top.png",
+    ]
 
 
 def test_distributions_of_a_known_jet() -> None:
     # two massless constituents of pT 30 and 10 GeV at phi = 0, eta = +0.05 and -0.05 (the jet axis near 0)
     pt, eta = np.array([30.0, 10.0]), np.array([0.05, -0.05])
-    jets = ak.Array({"part_px": [pt], "part_py": [[0.0, 0.0]], "part_pz": [pt * np.sinh(eta)],
-                     "part_energy": [pt * np.cosh(eta)], "part_deta": [eta], "part_dphi": [[0.0, 0.0]],
-                     "jet_pt": [40.0]})
+    jets = ak.Array(
+        {
+            "part_px": [pt],
+            "part_py": [[0.0, 0.0]],
+            "part_pz": [pt * np.sinh(eta)],
+            "part_energy": [pt * np.cosh(eta)],
+            "part_deta": [eta],
+            "part_dphi": [[0.0, 0.0]],
+            "jet_pt": [40.0],
+        }
+    )
     values = compare.distributions(jets, 0.8)
     assert values["n_constituents"].tolist() == [2.0]
     assert values["share_below_1GeV"].tolist() == [0.0] and values["share_below_2GeV"].tolist() == [0.0]
@@ -81,10 +112,13 @@ def test_distributions_of_a_known_jet() -> None:
     assert values["pair_ln_kt"] == pytest.approx([np.log(1.0)], abs=1e-6)
 
 
-@pytest.mark.parametrize(("branches", "message"), [
-    ({"label": np.zeros(3, np.int32)}, "lacks the branch(es) part_px, part_py"),
-    ({"other": np.zeros(3, np.int32)}, "jet_pt, label of a QuarkGluon file"),
-])
+@pytest.mark.parametrize(
+    ("branches", "message"),
+    [
+        ({"label": np.zeros(3, np.int32)}, "lacks the branch(es) part_px, part_py"),
+        ({"other": np.zeros(3, np.int32)}, "jet_pt, label of a QuarkGluon file"),
+    ],
+)
 def test_bad_files_fail_in_one_line(tmp_path, capsys, branches, message) -> None:
     good = tmp_path / "good.root"
     write_jets(good, np.random.default_rng(2), 3, 10, {"label": np.zeros(3, np.int32)})

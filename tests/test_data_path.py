@@ -14,8 +14,23 @@ import uproot
 from jetattn.datasets.generate import default_files_per_class
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_PART = ["-o", "embed_dims", "[16, 16]", "-o", "pair_embed_dims", "[8]", "-o", "num_heads", "2",
-             "-o", "num_layers", "1", "-o", "num_cls_layers", "1"]  # fmt: skip
+TINY_PART = [
+    "-o",
+    "embed_dims",
+    "[16, 16]",
+    "-o",
+    "pair_embed_dims",
+    "[8]",
+    "-o",
+    "num_heads",
+    "2",
+    "-o",
+    "num_layers",
+    "1",
+    "-o",
+    "num_cls_layers",
+    "1",
+]
 CLASSES = ("HToBB", "HToCC", "HToGG", "HToWW2Q1L", "HToWW4Q", "TTBar", "TTBarLep", "WToQQ", "ZToQQ", "ZJetsToNuNu")
 JETS_PER_CLASS = 30
 
@@ -25,10 +40,10 @@ pytestmark = pytest.mark.slow
 def script(name: str, *args: str, cwd: Path, timeout: int = 900, **env: str) -> subprocess.CompletedProcess:
     """A train script run as a user runs it, on the CPU, from ``cwd``; the environment's python and weaver."""
     bin_dir = str(Path(sys.executable).parent)
-    full_env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON": sys.executable, "GPUS": "",
-                **env}  # fmt: skip
-    return subprocess.run([str(REPO / name), *args], capture_output=True, text=True, cwd=cwd, env=full_env,
-                          timeout=timeout)  # fmt: skip
+    full_env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON": sys.executable, "GPUS": "", **env}
+    return subprocess.run(
+        [str(REPO / name), *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +51,22 @@ def generated(tmp_path_factory) -> Path:
     """``./get_datasets.py JetClass --generate --num-jets 30``: the folder it records in its env file."""
     pytest.importorskip("pythia8mc")
     base = tmp_path_factory.mktemp("generated")
-    cmd = [sys.executable, str(REPO / "get_datasets.py"), "JetClass", "--generate", "--num-jets", str(JETS_PER_CLASS),
-           "--workers", "2", "--seed", "3", "--basedir", str(base), "--envfile", str(base / "env.sh")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(REPO / "get_datasets.py"),
+        "JetClass",
+        "--generate",
+        "--num-jets",
+        str(JETS_PER_CLASS),
+        "--workers",
+        "2",
+        "--seed",
+        "3",
+        "--basedir",
+        str(base),
+        "--envfile",
+        str(base / "env.sh"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return base / "JetClass" / "Pythia"
@@ -65,8 +94,16 @@ def last(cmd: list[str], option: str) -> str:
 
 
 def test_train_jetclass_with_the_scripts_defaults_trains_and_predicts(generated, tmp_path):
-    result = script("train_JetClass.sh", "ParT", "full", *TINY_PART, "--num-epochs", "2", cwd=tmp_path,
-                    DATADIR_JetClass=str(generated))  # fmt: skip
+    result = script(
+        "train_JetClass.sh",
+        "ParT",
+        "full",
+        *TINY_PART,
+        "--num-epochs",
+        "2",
+        cwd=tmp_path,
+        DATADIR_JetClass=str(generated),
+    )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
     assert "loader: fitted to the data" in result.stderr
@@ -87,22 +124,40 @@ def test_train_jetclass_with_the_scripts_defaults_trains_and_predicts(generated,
 
 
 def test_ddp_dry_run_fits_the_generated_layout(generated, tmp_path):
-    result = script("train_JetClass.sh", "ParT", "full", cwd=tmp_path, DATADIR_JetClass=str(generated), DRY_RUN="1",
-                    DDP_NGPUS="2", JETATTN_ASSUME_CUDA="1", GPUS="0")  # fmt: skip
+    result = script(
+        "train_JetClass.sh",
+        "ParT",
+        "full",
+        cwd=tmp_path,
+        DATADIR_JetClass=str(generated),
+        DRY_RUN="1",
+        DDP_NGPUS="2",
+        JETATTN_ASSUME_CUDA="1",
+        GPUS="0",
+    )
     assert result.returncode == 0, result.stderr
     cmd = fitted_command(result)
     assert cmd[0] == "torchrun" and "--nproc_per_node=2" in cmd
     workers = int(last(cmd, "--num-workers"))
     assert 2 * workers <= default_files_per_class(JETS_PER_CLASS)  # each process and worker gets its own files
-    result = script("train_JetClass.sh", "ParT", "full", cwd=tmp_path, DATADIR_JetClass=str(generated),
-                    DDP_NGPUS="8", JETATTN_ASSUME_CUDA="1", GPUS="0")  # fmt: skip
+    result = script(
+        "train_JetClass.sh",
+        "ParT",
+        "full",
+        cwd=tmp_path,
+        DATADIR_JetClass=str(generated),
+        DDP_NGPUS="8",
+        JETATTN_ASSUME_CUDA="1",
+        GPUS="0",
+    )
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 1 and len(errors) == 1 and "--files-per-class" in errors[0], result.stderr
 
 
 def test_a_user_setting_weaver_would_crash_on_stops_before_it(generated, tmp_path):
-    result = script("train_JetClass.sh", "ParT", "full", "--num-workers", "8", cwd=tmp_path,
-                    DATADIR_JetClass=str(generated))  # fmt: skip
+    result = script(
+        "train_JetClass.sh", "ParT", "full", "--num-workers", "8", cwd=tmp_path, DATADIR_JetClass=str(generated)
+    )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: --num-workers 8: weaver gives each loader")
     assert not (tmp_path / "training").exists()
@@ -114,8 +169,9 @@ def test_preflight_checks_the_users_data_config(generated, tmp_path):
     mine = tmp_path / "mine.yaml"
     mine.write_text(yaml_text.replace("  - jet_sdmass", "  - jet_sdmas", 1))
     assert mine.read_text() != yaml_text
-    result = script("train_JetClass.sh", "ParT", "full", "--data-config", str(mine), cwd=tmp_path,
-                    DATADIR_JetClass=str(generated))  # fmt: skip
+    result = script(
+        "train_JetClass.sh", "ParT", "full", "--data-config", str(mine), cwd=tmp_path, DATADIR_JetClass=str(generated)
+    )
     assert result.returncode == 1
     assert "branch 'jet_sdmas' (needed by mine.yaml) is missing" in result.stderr
 
@@ -131,8 +187,16 @@ def test_other_scripts_on_a_single_small_file(dataset, real_data, tmp_path):
     for name in names:
         (data / f"{name}.root").symlink_to(sample)
     features = "kin"
-    result = script(f"train_{dataset}.sh", "ParT", features, *TINY_PART, "--num-epochs", "1", cwd=tmp_path,
-                    **{f"DATADIR_{dataset}": str(data)})  # fmt: skip
+    result = script(
+        f"train_{dataset}.sh",
+        "ParT",
+        features,
+        *TINY_PART,
+        "--num-epochs",
+        "1",
+        cwd=tmp_path,
+        **{f"DATADIR_{dataset}": str(data)},
+    )
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
     cmd = fitted_command(result)

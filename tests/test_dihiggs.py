@@ -20,8 +20,25 @@ from jetattn.datasets.dihiggs import generate_dihiggs  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 YAML = REPO / "data" / "DiHiggs" / "dihiggs.yaml"
 EVENTS = 12  # per class: 12 signal, 6 QCD, 6 ttbar; about 10 s on one core
-PARTICLE_FIELDS = ["px", "py", "pz", "energy", "deta", "dphi", "charge", "isChargedHadron", "isNeutralHadron",
-                   "isPhoton", "isElectron", "isMuon", "pid", "d0val", "d0err", "dzval", "dzerr"]
+PARTICLE_FIELDS = [
+    "px",
+    "py",
+    "pz",
+    "energy",
+    "deta",
+    "dphi",
+    "charge",
+    "isChargedHadron",
+    "isNeutralHadron",
+    "isPhoton",
+    "isElectron",
+    "isMuon",
+    "pid",
+    "d0val",
+    "d0err",
+    "dzval",
+    "dzerr",
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +56,32 @@ def p4(pt, eta, phi, energy):
 
 def test_layout_labels_and_branches(sample):
     assert sample.name == "DiHiggs"
-    assert sorted(p.name for p in sample.iterdir()) == ["cross_sections.json", "test_file.root", "train_file.root",
-                                                        "val_file.root"]
+    assert sorted(p.name for p in sample.iterdir()) == [
+        "cross_sections.json",
+        "test_file.root",
+        "train_file.root",
+        "val_file.root",
+    ]
     counts = {s: uproot.open(sample / f"{s}_file.root")["tree"].num_entries for s in ("train", "val", "test")}
     # per process, half to train; the quarters of QCD's and ttbar's 6 events round to 2 val and 1 test each
     assert counts == {"train": 12, "val": 7, "test": 5}
     events = read_all(sample)
     for j in (1, 2):
         assert {f"jet{j}_part_{f}" for f in PARTICLE_FIELDS} <= set(events.fields)
-    for name in ("obj_pt", "obj_eta", "obj_phi", "obj_mass", "obj_energy", "mjj", "weight", "process",
-                 "label_signal", "label_background", "jet1_nparticles", "jet2_nparticles"):
+    for name in (
+        "obj_pt",
+        "obj_eta",
+        "obj_phi",
+        "obj_mass",
+        "obj_energy",
+        "mjj",
+        "weight",
+        "process",
+        "label_signal",
+        "label_background",
+        "jet1_nparticles",
+        "jet2_nparticles",
+    ):
         assert name in events.fields, name
     process = events.process.to_numpy()
     assert np.bincount(process).tolist() == [EVENTS, EVENTS // 2, EVENTS // 2]  # signal, QCD, ttbar
@@ -77,8 +110,9 @@ def test_objects_are_the_jets_and_their_sum(sample):
         assert ak.all(pt[:, :-1] >= pt[:, 1:])  # pT-ordered
         # jets with at most 100 constituents are exactly the sum of what is stored
         whole = (events[f"jet{j}_nparticles"] <= 100).to_numpy()
-        summed = np.stack([ak.to_numpy(ak.sum(events[f"jet{j}_part_{c}"], axis=1))
-                           for c in ("px", "py", "pz", "energy")], axis=1)
+        summed = np.stack(
+            [ak.to_numpy(ak.sum(events[f"jet{j}_part_{c}"], axis=1)) for c in ("px", "py", "pz", "energy")], axis=1
+        )
         np.testing.assert_allclose(summed[whole], objects[whole, j - 1], rtol=1e-4, atol=0.05)
 
 
@@ -89,8 +123,9 @@ def test_deta_dphi_relative_to_the_jet(sample):
         eta = np.arcsinh(pz / np.hypot(px, py))
         jet_eta = events.obj_eta[:, j - 1]
         sign = np.where(jet_eta.to_numpy() >= 0, 1.0, -1.0)  # ParT convention (docs/generator.md)
-        np.testing.assert_allclose(ak.flatten(events[f"jet{j}_part_deta"]),
-                                   ak.flatten((eta - jet_eta) * sign), atol=1e-4)
+        np.testing.assert_allclose(
+            ak.flatten(events[f"jet{j}_part_deta"]), ak.flatten((eta - jet_eta) * sign), atol=1e-4
+        )
         dphi = events[f"jet{j}_part_dphi"]
         assert ak.all(abs(dphi) <= np.pi)
         # anti-kT R = 0.8 cones in (rapidity, phi), but for soft particles joining through a soft cluster
@@ -132,13 +167,16 @@ def test_signal_scalar_decays_to_two_higgs_to_four_b():
     assert decays.count((25, [-5, 5])) == 10
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"num_events": 1}, "num_events"),
-    ({"num_events": 10.5}, "num_events"),
-    ({"mass": 200.0}, "mass"),
-    ({"split": (0.5, 0.1, 0.1)}, "split"),
-    ({"workers": 0}, "workers"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_events": 1}, "num_events"),
+        ({"num_events": 10.5}, "num_events"),
+        ({"mass": 200.0}, "mass"),
+        ({"split": (0.5, 0.1, 0.1)}, "split"),
+        ({"workers": 0}, "workers"),
+    ],
+)
 def test_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         generate_dihiggs(tmp_path, **{"num_events": 10, **kwargs})
@@ -169,28 +207,57 @@ def test_yaml_through_weaver(sample):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, config", [("MST", "model_2"), ("MST", "model_3"), ("Concat", "model_3"),
-                                           ("MST", "objects"), ("ParT", None)])  # fmt: skip
+@pytest.mark.parametrize(
+    "model, config", [("MST", "model_2"), ("MST", "model_3"), ("Concat", "model_3"), ("MST", "objects"), ("ParT", None)]
+)
 def test_train_script_trains_on_generated_events(sample, tmp_path, model, config):
     """./train_DiHiggs.sh runs weaver end to end on the generated events: one short epoch, then prediction,
     then weaver's ONNX export."""
     from weaver_run import SMALL_PART, option_args
 
-    env = {**os.environ, "DATADIR_DiHiggs": str(sample), "PYTHON": sys.executable, "JETATTN_ASSUME_CUDA": "0",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "DATADIR_DiHiggs": str(sample),
+        "PYTHON": sys.executable,
+        "JETATTN_ASSUME_CUDA": "0",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     streams = {"model_2": ("jet1", "jet2", "obj"), "objects": ("obj",)}.get(config, ("pf", "obj"))
-    options = {"config": config, "dim": 16, "fc_params": [(16, 0.1)],
-               "stream_params": {s: {"num_heads": 2, "num_layers": 1} for s in streams}}
+    options = {
+        "config": config,
+        "dim": 16,
+        "fc_params": [(16, 0.1)],
+        "stream_params": {s: {"num_heads": 2, "num_layers": 1} for s in streams},
+    }
     if model == "MST" and config != "objects":
         options["cross_heads"] = 2
     if model == "ParT":
         options = SMALL_PART
     small = [arg.replace("--network-option", "-o") for arg in option_args(options)]
-    short = ["--num-epochs", "1", "--batch-size", "4", "--num-workers", "0", "--optimizer", "adam",
-             "--model-prefix", str(tmp_path / "net"), "--predict-output", str(tmp_path / "pred.root"),
-             "--log-file", str(tmp_path / "train.log")]
-    proc = subprocess.run([str(REPO / "train_DiHiggs.sh"), model, *small, *short], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    short = [
+        "--num-epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--num-workers",
+        "0",
+        "--optimizer",
+        "adam",
+        "--model-prefix",
+        str(tmp_path / "net"),
+        "--predict-output",
+        str(tmp_path / "pred.root"),
+        "--log-file",
+        str(tmp_path / "train.log"),
+    ]
+    proc = subprocess.run(
+        [str(REPO / "train_DiHiggs.sh"), model, *small, *short],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     with uproot.open(tmp_path / "pred.root") as f:
         pred = f["Events"].arrays(library="np")
@@ -206,13 +273,30 @@ def test_train_script_trains_on_generated_events(sample, tmp_path, model, config
 
     from jetattn.weaver import load_jets
 
-    network = REPO / "networks" / {"MST": "example_MultiScaleTransformer.py", "Concat": "example_ConcatTransformer.py",
-                                   "ParT": "example_ParticleTransformer.py"}[model]  # fmt: skip
+    network = (
+        REPO
+        / "networks"
+        / {
+            "MST": "example_MultiScaleTransformer.py",
+            "Concat": "example_ConcatTransformer.py",
+            "ParT": "example_ParticleTransformer.py",
+        }[model]
+    )
     state = tmp_path / "net_best_epoch_state.pt"
-    weaver("--export-onnx", tmp_path / "net.onnx", "--data-config", YAML, "--network-config", network,
-           *option_args(options), "--model-prefix", state)  # fmt: skip
-    torch_model, info = load_network(network).get_model(DataConfig.load(str(YAML), load_observers=False),
-                                                        for_inference=True, **options)  # fmt: skip
+    weaver(
+        "--export-onnx",
+        tmp_path / "net.onnx",
+        "--data-config",
+        YAML,
+        "--network-config",
+        network,
+        *option_args(options),
+        "--model-prefix",
+        state,
+    )
+    torch_model, info = load_network(network).get_model(
+        DataConfig.load(str(YAML), load_observers=False), for_inference=True, **options
+    )
     torch_model.load_state_dict(torch.load(state, map_location="cpu"))
     session = onnxruntime.InferenceSession(str(tmp_path / "net.onnx"))
     inputs, _ = load_jets(YAML, [sample / "test_file.root"], 5)
@@ -239,16 +323,40 @@ def test_explain_reads_the_constituents_the_yaml_builds(sample, tmp_path, config
 
     network = REPO / "networks" / "example_MultiScaleTransformer.py"
     streams = ("pf", "obj") if config == "model_3" else ("jet1", "jet2", "obj")
-    options = {"config": config, "dim": 16, "cross_heads": 2,
-               "stream_params": {s: {"num_heads": 2, "num_layers": 1} for s in streams}}  # fmt: skip
+    options = {
+        "config": config,
+        "dim": 16,
+        "cross_heads": 2,
+        "stream_params": {s: {"num_heads": 2, "num_layers": 1} for s in streams},
+    }
     torch.manual_seed(1)
     model, _ = load_network(network).get_model(DataConfig.load(str(YAML), load_observers=False), **options)
     torch.save(model.state_dict(), tmp_path / "net.pt")
     option_args = [a for k, v in options.items() for a in ("--network-option", k, repr(v))]
     out = tmp_path / "explain"
-    assert explain([str(tmp_path / "net.pt"), "--network", str(network), "--data-config", str(YAML), *option_args,
-                    "--files", str(sample / "train_file.root"), "--out", str(out), "--num-jets", "12",
-                    "--object-names", "jet 1", "jet 2", "di-jet"]) == 0  # fmt: skip
+    assert (
+        explain(
+            [
+                str(tmp_path / "net.pt"),
+                "--network",
+                str(network),
+                "--data-config",
+                str(YAML),
+                *option_args,
+                "--files",
+                str(sample / "train_file.root"),
+                "--out",
+                str(out),
+                "--num-jets",
+                "12",
+                "--object-names",
+                "jet 1",
+                "jet 2",
+                "di-jet",
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "explain.json").read_text())
     assert set(result["jets_per_class"]) == {"signal", "background"}
     maps = result["cross_attention"]["maps"]

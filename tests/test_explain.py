@@ -27,8 +27,15 @@ def test_subjets_are_fastjets_exclusive_kt_subjets(real_data, num_subjets):
 
     vector.register_awkward()
     columns = read_jets(real_data / "JetClass_Hbb_sample_1000.root")
-    jets = ak.zip({"px": columns["part_px"][:40], "py": columns["part_py"][:40], "pz": columns["part_pz"][:40],
-                   "E": columns["part_energy"][:40]}, with_name="Momentum4D")  # fmt: skip
+    jets = ak.zip(
+        {
+            "px": columns["part_px"][:40],
+            "py": columns["part_py"][:40],
+            "pz": columns["part_pz"][:40],
+            "E": columns["part_energy"][:40],
+        },
+        with_name="Momentum4D",
+    )
     # fastjet's awkward interface, all jets at once: the particle indices of each subjet
     sequence = fastjet.ClusterSequence(jets, fastjet.JetDefinition(fastjet.kt_algorithm, 0.8))
     expected = sequence.exclusive_jets_constituent_index(num_subjets).to_list()
@@ -97,15 +104,27 @@ def test_particle_blocks_of_part_and_multiscale(repo):
 
     part = ParTForWeaver(input_dim=7, num_classes=2, **TINY_PART)
     assert particle_blocks(part) == ["mod.blocks.0", "mod.blocks.1"]
-    multiscale = MultiScaleTransformer({"pf": 3, "obj": 5}, 2, config="model_3", dim=16, cross_heads=2,
-                                       stream_params={"pf": {"num_heads": 2}, "obj": {"num_heads": 2}})  # fmt: skip
+    multiscale = MultiScaleTransformer(
+        {"pf": 3, "obj": 5},
+        2,
+        config="model_3",
+        dim=16,
+        cross_heads=2,
+        stream_params={"pf": {"num_heads": 2}, "obj": {"num_heads": 2}},
+    )
     assert particle_blocks(multiscale) == ["streams.pf.blocks.0", "streams.pf.blocks.1"]
 
 
 def test_cross_attention_maps_are_objects_by_leading_constituents():
     torch.manual_seed(0)
-    model = MultiScaleTransformer({"pf": 3, "obj": 5}, 2, config="model_3", dim=16, cross_heads=2,
-                                  stream_params={"pf": {"num_heads": 2}, "obj": {"num_heads": 2}}).eval()  # fmt: skip
+    model = MultiScaleTransformer(
+        {"pf": 3, "obj": 5},
+        2,
+        config="model_3",
+        dim=16,
+        cross_heads=2,
+        stream_params={"pf": {"num_heads": 2}, "obj": {"num_heads": 2}},
+    ).eval()
     pf_mask = (torch.arange(10)[None] < torch.tensor([[10], [6], [8], [4]])).unsqueeze(1).float()
     obj_mask = (torch.arange(3)[None] < torch.tensor([[3], [2], [1], [3]])).unsqueeze(1).float()
     inputs = (torch.randn(4, 3, 10) * pf_mask, pf_mask, torch.randn(4, 5, 3) * obj_mask, obj_mask)
@@ -137,9 +156,25 @@ def test_explain_a_tiny_part_on_real_hbb_jets(hbb_sample, tmp_path, version):
     torch.save(model.state_dict(), tmp_path / "part.pt")
     out = tmp_path / "out"
     network = REPO / "networks/example_ParticleTransformer.py"
-    args = [str(tmp_path / "part.pt"), "--network", str(network), "--data-config", str(JETCLASS_YAML),
-            "--files", str(hbb_sample), "--out", str(out), "--num-jets", "120", "--batch-size", "60",
-            "--graph-classes", "label_Hbb", "label_Tbl", *option_args(tiny_part)]  # fmt: skip
+    args = [
+        str(tmp_path / "part.pt"),
+        "--network",
+        str(network),
+        "--data-config",
+        str(JETCLASS_YAML),
+        "--files",
+        str(hbb_sample),
+        "--out",
+        str(out),
+        "--num-jets",
+        "120",
+        "--batch-size",
+        "60",
+        "--graph-classes",
+        "label_Hbb",
+        "label_Tbl",
+        *option_args(tiny_part),
+    ]
     assert main(args) == 0
     result = json.loads((out / "explain.json").read_text())
     assert result["jets_per_class"] == {"Hbb": 120}
@@ -170,7 +205,18 @@ def test_explain_a_tiny_part_on_real_hbb_jets(hbb_sample, tmp_path, version):
 
 
 def test_missing_file_is_one_line(tmp_path, capsys):
-    code = main([str(tmp_path / "x.pt"), "--network", "n.py", "--data-config", str(JETCLASS_YAML), "--files",
-                 str(tmp_path / "no.root"), "--out", str(tmp_path / "out")])  # fmt: skip
+    code = main(
+        [
+            str(tmp_path / "x.pt"),
+            "--network",
+            "n.py",
+            "--data-config",
+            str(JETCLASS_YAML),
+            "--files",
+            str(tmp_path / "no.root"),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 1
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'no.root'}: no such file (1 of --files missing)"

@@ -21,14 +21,44 @@ from jetattn.datasets.processes import JETCLASS, JETCLASS_LABELS  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 JETS_PER_CLASS = 120
 PARTICLE_BRANCHES = [
-    "part_px", "part_py", "part_pz", "part_energy", "part_deta", "part_dphi", "part_charge",
-    "part_isChargedHadron", "part_isNeutralHadron", "part_isPhoton", "part_isElectron", "part_isMuon", "part_pid",
-    "part_d0val", "part_d0err", "part_dzval", "part_dzerr",
+    "part_px",
+    "part_py",
+    "part_pz",
+    "part_energy",
+    "part_deta",
+    "part_dphi",
+    "part_charge",
+    "part_isChargedHadron",
+    "part_isNeutralHadron",
+    "part_isPhoton",
+    "part_isElectron",
+    "part_isMuon",
+    "part_pid",
+    "part_d0val",
+    "part_d0err",
+    "part_dzval",
+    "part_dzerr",
 ]
-JET_BRANCHES = ["jet_pt", "jet_eta", "jet_phi", "jet_energy", "jet_nparticles", "jet_sdmass",
-                "jet_tau1", "jet_tau2", "jet_tau3", "jet_tau4"]
-TRUTH_BRANCHES = ["aux_genpart_pt", "aux_genpart_eta", "aux_genpart_phi", "aux_genpart_pid",
-                  "aux_hadron_pid", "aux_hadron_ctau"]
+JET_BRANCHES = [
+    "jet_pt",
+    "jet_eta",
+    "jet_phi",
+    "jet_energy",
+    "jet_nparticles",
+    "jet_sdmass",
+    "jet_tau1",
+    "jet_tau2",
+    "jet_tau3",
+    "jet_tau4",
+]
+TRUTH_BRANCHES = [
+    "aux_genpart_pt",
+    "aux_genpart_eta",
+    "aux_genpart_phi",
+    "aux_genpart_pid",
+    "aux_hadron_pid",
+    "aux_hadron_ctau",
+]
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +130,13 @@ def test_jetclass_jets_and_constituents(jetclass):
     assert ak.all((jets.part_dphi >= -np.pi) & (jets.part_dphi < np.pi))
     assert_conical(jets, 0.8)
     # one particle type each; neutral particles carry no impact parameter
-    kinds = (jets.part_isChargedHadron + jets.part_isNeutralHadron + jets.part_isPhoton + jets.part_isElectron
-             + jets.part_isMuon)
+    kinds = (
+        jets.part_isChargedHadron
+        + jets.part_isNeutralHadron
+        + jets.part_isPhoton
+        + jets.part_isElectron
+        + jets.part_isMuon
+    )
     assert ak.all(kinds == 1)
     neutral = jets.part_charge == 0
     assert ak.all(jets.part_d0val[neutral] == 0) and ak.all(jets.part_d0err[~neutral] > 0)
@@ -125,8 +160,9 @@ def signed_deta(jets: ak.Array) -> ak.Array:
 
 
 @pytest.mark.requiresdata
-@pytest.mark.parametrize("sample", ["JetClass_Hbb_sample_1000.root", "TopLandscape_sample_1000.root",
-                                    "QuarkGluon_sample_1000.root"])
+@pytest.mark.parametrize(
+    "sample", ["JetClass_Hbb_sample_1000.root", "TopLandscape_sample_1000.root", "QuarkGluon_sample_1000.root"]
+)
 def test_deta_convention_matches_the_real_files(real_data, sample):
     jets = uproot.open(real_data / sample)["tree"].arrays()
     backward = jets[jets.jet_eta < -0.2]  # where the sign matters
@@ -154,8 +190,10 @@ def test_truth_products_lie_inside_the_jet(jetclass):
 
 
 def test_softdrop_mass_peaks(jetclass):
-    median = {prefix: float(np.median(read_class(jetclass, prefix).jet_sdmass))
-              for prefix in ("HToBB", "TTBar", "WToQQ", "ZToQQ", "ZJetsToNuNu")}
+    median = {
+        prefix: float(np.median(read_class(jetclass, prefix).jet_sdmass))
+        for prefix in ("HToBB", "TTBar", "WToQQ", "ZToQQ", "ZJetsToNuNu")
+    }
     assert 115 < median["HToBB"] < 135, median
     assert 160 < median["TTBar"] < 190, median
     assert 72 < median["WToQQ"] < 88, median
@@ -219,14 +257,42 @@ def test_files_load_with_weaver(jetclass, tmp_path):
 
 def test_train_script_trains_on_generated_jetclass(jetclass, tmp_path):
     """./train_JetClass.sh reads the generated layout unchanged: train, validate and predict all ten classes."""
-    env = {**os.environ, "DATADIR_JetClass": str(jetclass), "PYTHON": sys.executable, "JETATTN_ASSUME_CUDA": "0",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "DATADIR_JetClass": str(jetclass),
+        "PYTHON": sys.executable,
+        "JETATTN_ASSUME_CUDA": "0",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     small = ["--network-option", "phi_sizes", "(16, 16)", "--network-option", "f_sizes", "(16,)"]
-    short = ["--num-epochs", "1", "--batch-size", "64", "--samples-per-epoch", "256", "--samples-per-epoch-val", "64",
-             "--num-workers", "0", "--fetch-step", "1", "--model-prefix", str(tmp_path / "net"),
-             "--predict-output", str(tmp_path / "pred.root"), "--log-file", str(tmp_path / "train.log")]
-    proc = subprocess.run([str(REPO / "train_JetClass.sh"), "PFN", "full", *small, *short], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    short = [
+        "--num-epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--samples-per-epoch",
+        "256",
+        "--samples-per-epoch-val",
+        "64",
+        "--num-workers",
+        "0",
+        "--fetch-step",
+        "1",
+        "--model-prefix",
+        str(tmp_path / "net"),
+        "--predict-output",
+        str(tmp_path / "pred.root"),
+        "--log-file",
+        str(tmp_path / "train.log"),
+    ]
+    proc = subprocess.run(
+        [str(REPO / "train_JetClass.sh"), "PFN", "full", *small, *short],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     outputs = sorted(tmp_path.glob("pred_*.root"))  # weaver writes one file per named test group (class)
     assert [p.stem.removeprefix("pred_") for p in outputs] == sorted(cls.name for cls in JETCLASS.classes)
@@ -251,8 +317,12 @@ def test_toplandscape_is_reproducible_and_mixed(tmp_path):
     a, b, c = (uproot.open(d / "train_file.root")["tree"].arrays() for d in (first, second, other))
     assert a.fields == b.fields and all(ak.all(a[name] == b[name]) for name in a.fields)
     assert not ak.all(a.jet_pt == c.jet_pt)
-    labels = np.concatenate([uproot.open(first / f)["tree"]["label"].array(library="np") for f in
-                             ("train_file.root", "val_file.root", "test_file.root")])
+    labels = np.concatenate(
+        [
+            uproot.open(first / f)["tree"]["label"].array(library="np")
+            for f in ("train_file.root", "val_file.root", "test_file.root")
+        ]
+    )
     assert sorted(np.bincount(labels)) == [15, 15]  # balanced, 1 = top
     assert 0 < a.label[: len(a) // 2].to_numpy().mean() < 1  # shuffled: both classes in the first half
     assert ak.all((a.jet_pt >= 550) & (a.jet_pt < 650) & (abs(a.jet_eta) < 2))
@@ -271,8 +341,10 @@ def test_toplandscape_is_reproducible_and_mixed(tmp_path):
     assert out["obj_features"].shape == (len(a), 15, 9) and np.isfinite(out["obj_features"]).all()
 
 
-@pytest.mark.parametrize(("dataset", "mpi", "k0s_decays"),
-                         [("TopLandscape", False, True), ("JetClass", True, False), ("QuarkGluon", True, True)])
+@pytest.mark.parametrize(
+    ("dataset", "mpi", "k0s_decays"),
+    [("TopLandscape", False, True), ("JetClass", True, False), ("QuarkGluon", True, True)],
+)
 def test_each_dataset_starts_pythia_with_its_original_settings(dataset, mpi, k0s_decays):
     # TopLandscape: "No MPI/pile-up included"; TopLandscape and QuarkGluon: Pythia's default decays; JetClass: particles
     # with c tau > 10 mm (K0S, Lambda) stable, as CMS generates them for its detector simulation
@@ -299,14 +371,17 @@ def test_quarkgluon_layout(tmp_path):
 # Bad input and interruptions
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"num_jets": 0}, "num_jets"),
-    ({"num_jets": -5}, "num_jets"),
-    ({"split": (0.5, 0.1, 0.1)}, "split"),
-    ({"split": (0.0, 0.5, 0.5)}, "split"),
-    ({"dataset": "JetNet"}, "unknown dataset"),
-    ({"workers": 0}, "workers"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_jets": 0}, "num_jets"),
+        ({"num_jets": -5}, "num_jets"),
+        ({"split": (0.5, 0.1, 0.1)}, "split"),
+        ({"split": (0.0, 0.5, 0.5)}, "split"),
+        ({"dataset": "JetNet"}, "unknown dataset"),
+        ({"workers": 0}, "workers"),
+    ],
+)
 def test_bad_arguments(tmp_path, kwargs, message):
     arguments = {"dataset": "TopLandscape", "outdir": tmp_path, "num_jets": 10, **kwargs}
     with pytest.raises(ValueError, match=message):
@@ -329,8 +404,9 @@ def test_missing_generator_says_how_to_install(tmp_path, monkeypatch):
 
 
 def test_rerun_replaces_chunks_of_an_earlier_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(generate, "_run_tasks", lambda tasks, workers, progress: [
-        {"jets": t.num_jets, "peak_mb": 0.0} for t in tasks])  # planning and clean-up only
+    monkeypatch.setattr(
+        generate, "_run_tasks", lambda tasks, workers, progress: [{"jets": t.num_jets, "peak_mb": 0.0} for t in tasks]
+    )  # planning and clean-up only
     stale = tmp_path / "JetClass" / "Pythia" / "train" / "HToBB_007.root"
     stale.parent.mkdir(parents=True)
     stale.write_text("from an earlier, larger run")
@@ -369,11 +445,12 @@ def group_alive(group: int) -> bool:
 def test_ctrl_c_stops_workers_and_cleans_up(tmp_path):
     # a job started in the background by a non-interactive shell (`cmd &`, as CI may be) inherits SIGINT ignored;
     # restore the handler a terminal's Python has, or the Ctrl-C below never arrives
-    driver = (f"import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-              f"from pathlib import Path; from jetattn.datasets.generate import generate_dataset; "
-              f"generate_dataset('JetClass', Path({str(tmp_path)!r}), 5000, workers=2)")
-    process = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO, stderr=subprocess.PIPE,
-                               start_new_session=True)
+    driver = (
+        f"import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        f"from pathlib import Path; from jetattn.datasets.generate import generate_dataset; "
+        f"generate_dataset('JetClass', Path({str(tmp_path)!r}), 5000, workers=2)"
+    )
+    process = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 60
     while not list(tmp_path.rglob("*.root.tmp")) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -401,12 +478,27 @@ def test_particles_no_detector_can_see_are_dropped_before_clustering():
     # and FastJet crashed (segmentation fault) on it
     spec = generate.DATASETS["JetClass"]
     maker = generate._JetMaker(spec, spec.classes[0], _Charges(), np.random.default_rng(0))
-    p4 = np.array([[300.0, 10.0, 50.0, 305.0], [250.0, -5.0, 40.0, 253.0], [0.0, 0.0, 0.0, 0.0],
-                   [0.0, 0.0, 900.0, 900.0], [200.0, 8.0, 30.0, 202.5]])  # fmt: skip
+    p4 = np.array(
+        [
+            [300.0, 10.0, 50.0, 305.0],
+            [250.0, -5.0, 40.0, 253.0],
+            [0.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 900.0, 900.0],
+            [200.0, 8.0, 30.0, 202.5],
+        ]
+    )
     n = len(p4)
-    events = generate._EventBatch(offsets=np.array([0, n]), pid=np.array([211, 22, 22, 22, -211]),
-                                  status=np.ones(n, int), mother1=np.zeros(n, int), daughter1=np.zeros(n, int),
-                                  daughter2=np.zeros(n, int), p4=p4, mass=np.zeros(n), vertex=np.zeros((n, 3)))
+    events = generate._EventBatch(
+        offsets=np.array([0, n]),
+        pid=np.array([211, 22, 22, 22, -211]),
+        status=np.ones(n, int),
+        mother1=np.zeros(n, int),
+        daughter1=np.zeros(n, int),
+        daughter2=np.zeros(n, int),
+        p4=p4,
+        mass=np.zeros(n),
+        vertex=np.zeros((n, 3)),
+    )
     counts, measured = maker._measure(events)
     assert counts.tolist() == [3]  # not the zero photon, not the one along the beam
     assert measured["pid"].tolist() == [211, 22, -211]

@@ -497,8 +497,16 @@ def test_generate_mode_calls_generator_and_updates_env(cli, envfile, tmp_path, m
         (
             "QuarkGluon",
             # workers=None: the generator uses every core
-            dict(outdir=tmp_path, num_jets=500, seed=7, workers=None, split=(0.5, 0.25, 0.25), sqrt_s=14000.0,
-                 detector=None, files_per_class=None),  # None: the dataset's own (generate.py's default)
+            dict(
+                outdir=tmp_path,
+                num_jets=500,
+                seed=7,
+                workers=None,
+                split=(0.5, 0.25, 0.25),
+                sqrt_s=14000.0,
+                detector=None,
+                files_per_class=None,
+            ),  # None: the dataset's own (generate.py's default)
         )
     ]
     assert _source(envfile, "DATADIR_QuarkGluon") == str(tmp_path / "QuarkGluon")
@@ -548,22 +556,30 @@ def test_dihiggs_generate_mode_calls_its_generator(cli, envfile, tmp_path, monke
     assert cli.main(argv) == 0
     assert cli.main([*argv, "--mass", "1500", "--seed", "3"]) == 0
     common = dict(workers=None, split=(0.8, 0.1, 0.1), sqrt_s=14000.0)
-    assert calls == [(tmp_path, 300, dict(mass=1000.0, seed=42, **common)),
-                     (tmp_path, 300, dict(mass=1500.0, seed=3, **common))]
+    assert calls == [
+        (tmp_path, 300, dict(mass=1000.0, seed=42, **common)),
+        (tmp_path, 300, dict(mass=1500.0, seed=3, **common)),
+    ]
     assert _source(envfile, "DATADIR_DiHiggs") == str(tmp_path / "DiHiggs")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["DiHiggs"], "DiHiggs is generated only"),
-    (["DiHiggs", "--generate"], "--generate needs --num-events"),
-    (["DiHiggs", "--generate", "--num-events", "10", "--num-jets", "10"], "--num-jets does not apply to DiHiggs"),
-    (["JetClass", "--generate", "--num-events", "10"], "--num-events applies to DiHiggs only"),
-    (["TopLandscape", "--generate", "--num-jets", "10", "--mass", "500"], "--mass applies to DiHiggs only"),
-    (["DiHiggs", "--generate", "--num-events", "10", "--parts", "val"], "applies to downloads"),
-    (["DiHiggs", "--generate", "--num-events", "10", "--detector", "cms"], "--detector applies to the jet datasets"),
-    (["TopLandscape", "--generate", "--num-jets", "10", "--detector", "delphes"], "invalid choice: 'delphes'"),
-    (["TopLandscape", "--detector", "cms"], "--detector needs --generate"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["DiHiggs"], "DiHiggs is generated only"),
+        (["DiHiggs", "--generate"], "--generate needs --num-events"),
+        (["DiHiggs", "--generate", "--num-events", "10", "--num-jets", "10"], "--num-jets does not apply to DiHiggs"),
+        (["JetClass", "--generate", "--num-events", "10"], "--num-events applies to DiHiggs only"),
+        (["TopLandscape", "--generate", "--num-jets", "10", "--mass", "500"], "--mass applies to DiHiggs only"),
+        (["DiHiggs", "--generate", "--num-events", "10", "--parts", "val"], "applies to downloads"),
+        (
+            ["DiHiggs", "--generate", "--num-events", "10", "--detector", "cms"],
+            "--detector applies to the jet datasets",
+        ),
+        (["TopLandscape", "--generate", "--num-jets", "10", "--detector", "delphes"], "invalid choice: 'delphes'"),
+        (["TopLandscape", "--detector", "cms"], "--detector needs --generate"),
+    ],
+)
 def test_dihiggs_option_errors(cli, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(argv)

@@ -5,8 +5,15 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "jetattn"
-LIBRARY = ("jetattn.nn", "jetattn.datasets", "jetattn.weaver", "jetattn.io", "jetattn.deps", "jetattn.plotting",
-           "jetattn.loader_settings")  # fmt: skip
+LIBRARY = (
+    "jetattn.nn",
+    "jetattn.datasets",
+    "jetattn.weaver",
+    "jetattn.io",
+    "jetattn.deps",
+    "jetattn.plotting",
+    "jetattn.loader_settings",
+)
 
 
 def module_name(path: Path) -> str:

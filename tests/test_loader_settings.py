@@ -12,9 +12,20 @@ from jetattn import loader_settings
 from jetattn.loader_settings import LoaderError, fit, weaver_loader_parser
 
 CLASSES = ("HToBB", "HToCC", "ZJetsToNuNu")
-RECIPE = ["--num-workers", "2", "--fetch-step", "0.01", "--samples-per-epoch", str(10000 * 1024),
-          "--samples-per-epoch-val", str(10000 * 128), "--batch-size", "512",
-          "--data-config", str(Path(__file__).parents[1] / "data/JetClass/JetClass_full.yaml")]  # fmt: skip
+RECIPE = [
+    "--num-workers",
+    "2",
+    "--fetch-step",
+    "0.01",
+    "--samples-per-epoch",
+    str(10000 * 1024),
+    "--samples-per-epoch-val",
+    str(10000 * 128),
+    "--batch-size",
+    "512",
+    "--data-config",
+    str(Path(__file__).parents[1] / "data/JetClass/JetClass_full.yaml"),
+]
 
 
 def write_files(folder, files_per_class: int, jets_per_file: int, split: str = "train") -> list[str]:
@@ -65,8 +76,13 @@ def test_the_official_layout_keeps_the_recipe(tmp_path, monkeypatch):
         for cls in CLASSES:
             for k in range(100 if split == "train" else 5):
                 (tmp_path / split / f"{cls}_{k:03d}.root").touch()
-    args = ["--data-train", *(f"{c}:{tmp_path}/train/{c}_*.root" for c in CLASSES),
-            "--data-val", f"{tmp_path}/val/*.root", *RECIPE]  # fmt: skip
+    args = [
+        "--data-train",
+        *(f"{c}:{tmp_path}/train/{c}_*.root" for c in CLASSES),
+        "--data-val",
+        f"{tmp_path}/val/*.root",
+        *RECIPE,
+    ]
     assert fit(args, []).options == []
     assert fit(args, [], processes=4).options == []
 
@@ -129,8 +145,13 @@ def test_streamed_data_reads_many_jets_per_fetch(tmp_path, monkeypatch):
         for cls in CLASSES:
             for k in range(8):
                 (tmp_path / split / f"{cls}_{k:03d}.root").touch()
-    args = ["--data-train", *(f"{c}:{tmp_path}/train/{c}_*.root" for c in CLASSES),
-            "--data-val", f"{tmp_path}/val/*.root", *RECIPE]  # fmt: skip
+    args = [
+        "--data-train",
+        *(f"{c}:{tmp_path}/train/{c}_*.root" for c in CLASSES),
+        "--data-val",
+        f"{tmp_path}/val/*.root",
+        *RECIPE,
+    ]
     monkeypatch.setattr(loader_settings, "bytes_per_jet", lambda config: 12_000)
     got = options(fit(args, []))
     per_worker = 3 * 4 * 100_000  # 3 classes, 4 files each per worker

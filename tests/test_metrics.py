@@ -78,8 +78,12 @@ def write_predictions(path, columns):
 def dihiggs_columns(score_signal, is_signal):
     score_signal = np.asarray(score_signal, dtype=np.float32)
     is_signal = np.asarray(is_signal, dtype=bool)
-    return {"label_signal": is_signal, "label_background": ~is_signal,
-            "score_label_signal": score_signal, "score_label_background": 1 - score_signal}
+    return {
+        "label_signal": is_signal,
+        "label_background": ~is_signal,
+        "score_label_signal": score_signal,
+        "score_label_background": 1 - score_signal,
+    }
 
 
 def test_task_table_perfect_tagger():
@@ -128,14 +132,29 @@ def test_task_cli_rows_per_file_mean_over_files_and_errors(tmp_path, capsys):
         score = np.clip(0.5 + 0.3 * (is_signal - 0.5) + 0.2 * rng.normal(size=500), 0, 1)
         files.append(str(write_predictions(tmp_path / f"seed{seed}.root", dihiggs_columns(score, is_signal))))
     out = tmp_path / "table.json"
-    assert main([*files, "--task", "DiHiggs", "--bootstrap", "20", "--json", str(out),
-                 "--markdown", str(tmp_path / "table.md")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                *files,
+                "--task",
+                "DiHiggs",
+                "--bootstrap",
+                "20",
+                "--json",
+                str(out),
+                "--markdown",
+                str(tmp_path / "table.md"),
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert table.count("\n| ") == 5 and "mean ± std over 3 files" in table and "± " in table
     result = json.loads(out.read_text())
     aucs = [row["metrics"]["auc"] for row in result["rows"]]
     assert result["mean"]["auc"] == pytest.approx(np.mean(aucs)) and result["std"]["auc"] == pytest.approx(
-        np.std(aucs, ddof=1))
+        np.std(aucs, ddof=1)
+    )
     assert (tmp_path / "table.md").read_text().strip() == table.strip()
     # a file of another task: one line naming what is missing
     assert main([files[0], "--task", "TopLandscape", "--bootstrap", "0"]) == 1
@@ -166,8 +185,10 @@ def test_task_combine_reads_per_group_files_as_one_test_set(tmp_path, capsys):
     columns = dihiggs_columns(np.clip(0.5 + 0.4 * (is_signal - 0.5) + 0.2 * rng.normal(size=600), 0, 1), is_signal)
     whole = write_predictions(tmp_path / "all.root", columns)
     # as weaver writes them for --data-test signal:... background:...: one class per file
-    parts = [write_predictions(tmp_path / f"{k}.root", {c: v[mask] for c, v in columns.items()})
-             for k, mask in (("sig", is_signal), ("bkg", ~is_signal))]  # fmt: skip
+    parts = [
+        write_predictions(tmp_path / f"{k}.root", {c: v[mask] for c, v in columns.items()})
+        for k, mask in (("sig", is_signal), ("bkg", ~is_signal))
+    ]
     assert main([*map(str, parts), "--task", "DiHiggs", "--bootstrap", "0"]) == 1  # each alone has one class
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds jets of one class" in err[0] and "add --combine" in err[0]
@@ -190,8 +211,23 @@ def test_task_labelled_patterns_are_one_row_each_and_roc_is_drawn(tmp_path, caps
             write_predictions(tmp_path / name / f"pred_{part}.root", {c: v[mask] for c, v in columns.items()})
     roc = tmp_path / "roc.png"
     out = tmp_path / "table.json"
-    assert main([f"good model:{tmp_path}/good/pred_*.root", f"poor:{tmp_path}/poor/pred_*.root", "--task", "DiHiggs",
-                 "--bootstrap", "0", "--roc", str(roc), "--json", str(out)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                f"good model:{tmp_path}/good/pred_*.root",
+                f"poor:{tmp_path}/poor/pred_*.root",
+                "--task",
+                "DiHiggs",
+                "--bootstrap",
+                "0",
+                "--roc",
+                str(roc),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert "| good model |" in table and "| poor |" in table and "mean ± std" not in table  # models, not repeats
     rows = {row["file"]: row["metrics"] for row in json.loads(out.read_text())["rows"]}

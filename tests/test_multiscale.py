@@ -260,9 +260,16 @@ def test_onnx_export_matches_pytorch_on_other_batch_sizes_and_lengths(network, c
         return [inputs[name] for name in info["input_names"]]
 
     buffer = io.BytesIO()
-    torch.onnx.export(model, tuple(batch(2, LENGTHS, 0)), buffer, input_names=info["input_names"],
-                      output_names=info["output_names"], dynamic_axes=info["dynamic_axes"], opset_version=17,
-                      dynamo=False)  # fmt: skip
+    torch.onnx.export(
+        model,
+        tuple(batch(2, LENGTHS, 0)),
+        buffer,
+        input_names=info["input_names"],
+        output_names=info["output_names"],
+        dynamic_axes=info["dynamic_axes"],
+        opset_version=17,
+        dynamo=False,
+    )
     session = ort.InferenceSession(buffer.getvalue())
     assert [i.name for i in session.get_inputs()] == info["input_names"]
     other = batch(5, {"pf": 17, "jet1": 6, "jet2": 13, "obj": 3}, 1)

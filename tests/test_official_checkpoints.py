@@ -79,8 +79,23 @@ def assert_same_figures(got, expected, path: str = "") -> None:
 def run_explain(checkpoint: Path, files: Path, out: Path) -> dict:
     from jetattn.explain.__main__ import main
 
-    code = main([str(checkpoint), "--network", str(NETWORK), "--data-config", str(JETCLASS_YAML), *OPTION_ARGS,
-                 "--files", str(files), "--num-jets", "60", "--no-compare-untrained", "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            str(checkpoint),
+            "--network",
+            str(NETWORK),
+            "--data-config",
+            str(JETCLASS_YAML),
+            *OPTION_ARGS,
+            "--files",
+            str(files),
+            "--num-jets",
+            "60",
+            "--no-compare-untrained",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     return json.loads((out / "explain.json").read_text())
 
@@ -89,9 +104,26 @@ def run_quantize(checkpoint: Path, files: Path, out: Path, network: Path = NETWO
     from jetattn.quantize import main
 
     out.mkdir(parents=True, exist_ok=True)
-    code = main([str(checkpoint), "--network", str(network), "--data-config", str(JETCLASS_YAML), *options,
-                 "-o", str(out / "int8.pt"), "--onnx", str(out / "int8.onnx"), "--eval", str(files),
-                 "--num-jets", "200", "--json", str(out / "q.json")])  # fmt: skip
+    code = main(
+        [
+            str(checkpoint),
+            "--network",
+            str(network),
+            "--data-config",
+            str(JETCLASS_YAML),
+            *options,
+            "-o",
+            str(out / "int8.pt"),
+            "--onnx",
+            str(out / "int8.onnx"),
+            "--eval",
+            str(files),
+            "--num-jets",
+            "200",
+            "--json",
+            str(out / "q.json"),
+        ]
+    )
     assert code == 0
     assert (out / "int8.pt").is_file() and (out / "int8.onnx").is_file()
     return json.loads((out / "q.json").read_text())
@@ -100,8 +132,24 @@ def run_quantize(checkpoint: Path, files: Path, out: Path, network: Path = NETWO
 def run_topk_scan(checkpoint: Path, files: Path, out: Path) -> dict:
     from jetattn.topk_scan import main
 
-    code = main([str(checkpoint), "--data-config", str(JETCLASS_YAML), "--files", str(files), *OPTION_ARGS,
-                 "--k", "1", "4", "all", "--num-jets", "200", "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            str(checkpoint),
+            "--data-config",
+            str(JETCLASS_YAML),
+            "--files",
+            str(files),
+            *OPTION_ARGS,
+            "--k",
+            "1",
+            "4",
+            "all",
+            "--num-jets",
+            "200",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     return json.loads((out / "topk.json").read_text())
 
@@ -142,8 +190,13 @@ def test_topk_scan_takes_weaver_layouts(layout, checkpoints, ten_class_sample, o
 
 def test_quantize_takes_the_official_particlenet(shared_models, ten_class_sample, tmp_path):
     """The official ParticleNet_kin.pt (full size) through quantize: every Linear int8, the ONNX export exact."""
-    figures = run_quantize(shared_models / "ParticleNet_kin.pt", ten_class_sample, tmp_path,
-                           network=REPO / "networks" / "example_ParticleNet.py", options=[])  # fmt: skip
+    figures = run_quantize(
+        shared_models / "ParticleNet_kin.pt",
+        ten_class_sample,
+        tmp_path,
+        network=REPO / "networks" / "example_ParticleNet.py",
+        options=[],
+    )
     assert figures["int8_linear_layers"] == figures["linear_layers"] > 0
     assert figures["differences"]["onnx_float32"]["max_abs_score_diff"] < 1e-4
     assert figures["differences"]["torch_int8"]["max_abs_score_diff"] < 0.05
@@ -153,9 +206,21 @@ def test_explain_refuses_particlenet_in_one_line(shared_models, ten_class_sample
     """ParticleNet has no attention to explain: said in one line, after the checkpoint loaded."""
     from jetattn.explain.__main__ import main
 
-    code = main([str(shared_models / "ParticleNet_kin.pt"), "--network", str(REPO / "networks/example_ParticleNet.py"),
-                 "--data-config", str(JETCLASS_YAML), "--files", str(ten_class_sample), "--num-jets", "20",
-                 "--out", str(tmp_path / "out")])  # fmt: skip
+    code = main(
+        [
+            str(shared_models / "ParticleNet_kin.pt"),
+            "--network",
+            str(REPO / "networks/example_ParticleNet.py"),
+            "--data-config",
+            str(JETCLASS_YAML),
+            "--files",
+            str(ten_class_sample),
+            "--num-jets",
+            "20",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "no particle attention blocks" in err[0], err
 
@@ -201,13 +266,36 @@ def test_finetuning_through_the_train_script_loads_every_pretrained_weight(layou
     top.mkdir()
     for split in ("train", "val", "test"):
         (top / f"{split}_file.root").symlink_to(real_data / "TopLandscape_sample_1000.root")
-    env = {**os.environ, "PRETRAINED": str(checkpoints[layout]), "DATADIR_TopLandscape": str(top), "GPUS": "",
-           "PYTHON": str(Path(os.sys.executable))}  # fmt: skip
+    env = {
+        **os.environ,
+        "PRETRAINED": str(checkpoints[layout]),
+        "DATADIR_TopLandscape": str(top),
+        "GPUS": "",
+        "PYTHON": str(Path(os.sys.executable)),
+    }
     env["PATH"] = f"{Path(os.sys.executable).parent}:{env['PATH']}"
-    cmd = [str(REPO / "train_TopLandscape.sh"), "ParT-FineTune", "kin", *OPTION_ARGS, "--num-epochs", "1",
-           "--batch-size", "16", "--samples-per-epoch", "32", "--samples-per-epoch-val", "16",
-           "--data-fraction", "0.1", "--model-prefix", str(tmp_path / "run/net"), "--log-file",
-           str(tmp_path / "run/train.log"), "--predict-output", str(tmp_path / "pred.root")]  # fmt: skip
+    cmd = [
+        str(REPO / "train_TopLandscape.sh"),
+        "ParT-FineTune",
+        "kin",
+        *OPTION_ARGS,
+        "--num-epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--samples-per-epoch",
+        "32",
+        "--samples-per-epoch-val",
+        "16",
+        "--data-fraction",
+        "0.1",
+        "--model-prefix",
+        str(tmp_path / "run/net"),
+        "--log-file",
+        str(tmp_path / "run/train.log"),
+        "--predict-output",
+        str(tmp_path / "pred.root"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]

@@ -124,10 +124,23 @@ def test_packed_compiled_part_trains_and_predicts_under_weaver(real_data, tmp_pa
     options = {**SMALL_OPTIONS["ParticleTransformer"], "packed": 1, "compile": "aot_eager"}
     top = real_data / "TopLandscape_sample_1000.root"
     weaver(
-        "--data-config", TOP_YAML, "--network-config", REPO / "networks/example_ParticleTransformer.py",
-        *option_args(options), "--data-train", top, "--data-test", top, "--model-prefix", tmp_path / "net",
-        "--predict-output", tmp_path / "pred.root", "--data-fraction", 0.2, *SHORT_TRAINING,
-    )  # fmt: skip
+        "--data-config",
+        TOP_YAML,
+        "--network-config",
+        REPO / "networks/example_ParticleTransformer.py",
+        *option_args(options),
+        "--data-train",
+        top,
+        "--data-test",
+        top,
+        "--model-prefix",
+        tmp_path / "net",
+        "--predict-output",
+        tmp_path / "pred.root",
+        "--data-fraction",
+        0.2,
+        *SHORT_TRAINING,
+    )
     scores = read_predictions(tmp_path / "pred.root", ["jet_isTop", "jet_isQCD"])
     assert scores.shape == (200, 2) and abs(scores.sum(axis=1) - 1).max() < 1e-5
 

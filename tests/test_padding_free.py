@@ -7,8 +7,9 @@ import torch
 from jetattn.bench import jetclass_like_batch
 from jetattn.nn.part import ParticleTransformer, length_buckets
 
-SMALL = dict(input_dim=17, num_classes=5, embed_dims=(32, 32), pair_embed_dims=(16,), num_heads=2, num_layers=2,
-             num_cls_layers=1)  # fmt: skip
+SMALL = dict(
+    input_dim=17, num_classes=5, embed_dims=(32, 32), pair_embed_dims=(16,), num_heads=2, num_layers=2, num_cls_layers=1
+)
 
 
 def trained_looking(**options) -> ParticleTransformer:
@@ -103,9 +104,22 @@ def test_compiled_part_trains_under_weaver(real_data, tmp_path):
     options = {**SMALL_OPTIONS["ParticleTransformer"], "compile": "aot_eager", "buckets": 4}
     top = real_data / "TopLandscape_sample_1000.root"
     weaver(
-        "--data-config", TOP_YAML, "--network-config", REPO / "networks/example_ParticleTransformer.py",
-        *option_args(options), "--data-train", top, "--data-test", top, "--model-prefix", tmp_path / "net",
-        "--predict-output", tmp_path / "pred.root", "--data-fraction", 0.2, *SHORT_TRAINING,
-    )  # fmt: skip
+        "--data-config",
+        TOP_YAML,
+        "--network-config",
+        REPO / "networks/example_ParticleTransformer.py",
+        *option_args(options),
+        "--data-train",
+        top,
+        "--data-test",
+        top,
+        "--model-prefix",
+        tmp_path / "net",
+        "--predict-output",
+        tmp_path / "pred.root",
+        "--data-fraction",
+        0.2,
+        *SHORT_TRAINING,
+    )
     scores = read_predictions(tmp_path / "pred.root", ["jet_isTop", "jet_isQCD"])
     assert scores.shape == (200, 2) and abs(scores.sum(axis=1) - 1).max() < 1e-5

@@ -156,8 +156,16 @@ def test_for_inference_exports_to_onnx_and_matches_onnxruntime():
     buffer = io.BytesIO()
     names = ["pf_points", "pf_features", "pf_vectors", "pf_mask"]
     axes = {k: {0: "N", 2: "n_pf"} for k in names} | {"softmax": {0: "N"}}
-    torch.onnx.export(model, (x[:, :2], x, v, mask), buffer, input_names=names, output_names=["softmax"],
-                      dynamic_axes=axes, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        model,
+        (x[:, :2], x, v, mask),
+        buffer,
+        input_names=names,
+        output_names=["softmax"],
+        dynamic_axes=axes,
+        opset_version=17,
+        dynamo=False,
+    )
     session = ort.InferenceSession(buffer.getvalue())
     x, v, mask = padded_jets(batch=5, length=33, seed=9)  # other batch size and length than traced
     feed = dict(zip(names, [t.numpy() for t in (x[:, :2], x, v, mask)], strict=True))
@@ -176,8 +184,11 @@ def test_topk_and_flex_load_a_dense_checkpoint_strictly():
     dense = ParticleTransformer(input_dim=7, num_classes=3, **SMALL).eval()
     x, v, mask = padded_jets(length=24)
     models, outputs = {}, {}
-    for name, options in (("all", dict(attention="topk", topk=24)), ("one", dict(attention="topk", topk=1)),
-                          ("flex", dict(attention="flex"))):
+    for name, options in (
+        ("all", dict(attention="topk", topk=24)),
+        ("one", dict(attention="topk", topk=1)),
+        ("flex", dict(attention="flex")),
+    ):
         models[name] = ParticleTransformer(input_dim=7, num_classes=3, **options, **SMALL).eval()
         models[name].load_state_dict(dense.state_dict(), strict=True)
         with torch.no_grad():
@@ -216,8 +227,16 @@ def test_linear_pairs_linparT_shares_one_projection_and_ignores_padding():
 def test_checkpoint_pairs_keeps_results_and_statistics_and_saves_memory():
     # recomputing LinParT's pair embedding in the backward pass: same loss, gradients and BatchNorm state after a
     # training step, fewer bytes kept for the backward pass
-    cfg = dict(input_dim=7, num_classes=3, trim=False, attention="linformer", proj_dim=8, max_len=64,
-               linear_pairs=True, **SMALL)  # fmt: skip
+    cfg = dict(
+        input_dim=7,
+        num_classes=3,
+        trim=False,
+        attention="linformer",
+        proj_dim=8,
+        max_len=64,
+        linear_pairs=True,
+        **SMALL,
+    )
     torch.manual_seed(12)
     plain = ParticleTransformer(**cfg).train()
     recomputing = ParticleTransformer(**cfg, checkpoint_pairs=True).train()
@@ -226,8 +245,9 @@ def test_checkpoint_pairs_keeps_results_and_statistics_and_saves_memory():
 
     def step(model):
         saved = []
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel() * t.element_size()) or t,
-                                                      lambda t: t):  # fmt: skip
+        with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: saved.append(t.numel() * t.element_size()) or t, lambda t: t
+        ):
             torch.manual_seed(0)  # the same dropout draws
             loss = model(x, v, mask).square().sum()
         loss.backward()
@@ -238,8 +258,9 @@ def test_checkpoint_pairs_keeps_results_and_statistics_and_saves_memory():
     torch.testing.assert_close(loss_recomputed, loss, atol=1e-5, rtol=1e-6)
     for (name, a), b in zip(plain.named_parameters(), recomputing.parameters(), strict=True):
         torch.testing.assert_close(b.grad, a.grad, atol=1e-5, rtol=1e-5, msg=name)
-    for (name, a), b in zip(plain.pair_embed.state_dict().items(), recomputing.pair_embed.state_dict().values(),
-                            strict=True):  # fmt: skip
+    for (name, a), b in zip(
+        plain.pair_embed.state_dict().items(), recomputing.pair_embed.state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-6, msg=name)  # running stats moved once, not twice
     assert plain.pair_embed.embed[0].num_batches_tracked.item() == 1
     # the pair layers' activations (16 channels of L × proj_dim per jet, several of them) are no longer kept

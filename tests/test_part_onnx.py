@@ -7,10 +7,13 @@ from weaver_run import REPO, SMALL_OPTIONS
 
 
 @pytest.mark.requiresdata
-@pytest.mark.parametrize(("sample", "min_delta", "tolerance"), [
-    ("QuarkGluon", None, 1e-5),  # Pythia jets: weaver's definition exports exactly
-    ("TopLandscape", 1e-5, 1e-5),  # Delphes jets with particles sharing a tower need the floor
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("sample", "min_delta", "tolerance"),
+    [
+        ("QuarkGluon", None, 1e-5),  # Pythia jets: weaver's definition exports exactly
+        ("TopLandscape", 1e-5, 1e-5),  # Delphes jets with particles sharing a tower need the floor
+    ],
+)
 def test_onnx_matches_pytorch_on_real_jets(real_data, sample, min_delta, tolerance, tmp_path):
     import io
 
@@ -31,8 +34,16 @@ def test_onnx_matches_pytorch_on_real_jets(real_data, sample, min_delta, toleran
     inputs = real_batch(yaml, [real_data / f"{sample}_sample_1000.root"], 300)
     trace = tuple(inputs[k][:2] for k in info["input_names"])
     buffer = io.BytesIO()
-    torch.onnx.export(model, trace, buffer, input_names=info["input_names"], output_names=info["output_names"],
-                      dynamic_axes=info["dynamic_axes"], opset_version=17, dynamo=False)
+    torch.onnx.export(
+        model,
+        trace,
+        buffer,
+        input_names=info["input_names"],
+        output_names=info["output_names"],
+        dynamic_axes=info["dynamic_axes"],
+        opset_version=17,
+        dynamo=False,
+    )
     session = onnxruntime.InferenceSession(buffer.getvalue())
     assert [i.name for i in session.get_inputs()] == info["input_names"]  # pf_points kept for weaver's runner
     got = session.run(None, {k: inputs[k].numpy() for k in info["input_names"]})[0]

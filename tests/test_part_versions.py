@@ -13,8 +13,16 @@ from jetattn.nn.part import ParticleTransformer
 
 logging.getLogger("weaver").setLevel(logging.WARNING)
 
-SMALL = dict(input_dim=7, num_classes=3, embed_dims=(32, 64, 32), pair_embed_dims=(16, 16), num_heads=4,
-             num_layers=2, num_cls_layers=1, fc_params=[])  # fmt: skip
+SMALL = dict(
+    input_dim=7,
+    num_classes=3,
+    embed_dims=(32, 64, 32),
+    pair_embed_dims=(16, 16),
+    num_heads=4,
+    num_layers=2,
+    num_cls_layers=1,
+    fc_params=[],
+)
 
 
 def perturbed(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -25,8 +33,9 @@ def perturbed(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
         for name, tensor in model.state_dict().items():
             if tensor.is_floating_point():
                 noise = torch.randn(tensor.shape, generator=g)
-                tensor.copy_(tensor.abs() * 0.5 + 0.5 + 0.1 * noise.abs() if "running_var" in name else
-                             tensor + 0.1 * noise)  # fmt: skip
+                tensor.copy_(
+                    tensor.abs() * 0.5 + 0.5 + 0.1 * noise.abs() if "running_var" in name else tensor + 0.1 * noise
+                )
     return model.eval()
 
 
@@ -71,8 +80,9 @@ OPTIONS = {
     "for_inference": dict(for_inference=True),
     "fc_activations": dict(fc_params=[(24, 0.1), (16, 0.0, "gelu"), (8, 0.0, "swiglu")]),
     "layer_scale_and_mask_scale": dict(block_params={"layer_scale_init_values": 1e-2, "scale_attn_mask": True}),
-    "headwise_gate_qk_norm": dict(block_params={"use_qk_norm": True, "headwise_attn_output_gate": True,
-                                                "elementwise_attn_output_gate": False}),
+    "headwise_gate_qk_norm": dict(
+        block_params={"use_qk_norm": True, "headwise_attn_output_gate": True, "elementwise_attn_output_gate": False}
+    ),
     "rmsnorm_blocks_in_v1": dict(block_params={"use_rmsnorm": True, "use_bias": False}),
     "cls_blocks_with_gates": dict(cls_block_params={"use_qk_norm": True, "elementwise_attn_output_gate": True}),
     "block_heads": dict(block_params={"num_heads": 2}),

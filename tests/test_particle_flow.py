@@ -14,12 +14,22 @@ from jetattn.datasets.detector import apply_particle_flow, calorimeter_entry, me
 
 def particles(pt, eta, phi, pid, charge, mass=0.0) -> dict[str, np.ndarray]:
     """Particle arrays (production at the origin) from pT, eta, phi (broadcast together) in GeV."""
-    pt, eta, phi, pid, charge = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, float)) for v in
-                                                      (pt, eta, phi, pid, charge)))
+    pt, eta, phi, pid, charge = np.broadcast_arrays(
+        *(np.atleast_1d(np.asarray(v, float)) for v in (pt, eta, phi, pid, charge))
+    )
     pz = pt * np.sinh(eta)
     zeros = np.zeros(len(pt))
-    return {"px": pt * np.cos(phi), "py": pt * np.sin(phi), "pz": pz, "energy": np.sqrt(pt**2 + pz**2 + mass**2),
-            "charge": charge, "pid": pid.astype(np.int64), "xprod": zeros, "yprod": zeros, "zprod": zeros}
+    return {
+        "px": pt * np.cos(phi),
+        "py": pt * np.sin(phi),
+        "pz": pz,
+        "energy": np.sqrt(pt**2 + pz**2 + mass**2),
+        "charge": charge,
+        "pid": pid.astype(np.int64),
+        "xprod": zeros,
+        "yprod": zeros,
+        "zprod": zeros,
+    }
 
 
 def one_per_event(n: int) -> np.ndarray:
@@ -32,8 +42,13 @@ def pt_of(measured: dict[str, np.ndarray]) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("card", "pt", "abs_eta", "expected"),
-    [("atlas", 0.5, 0.8, 0.70), ("atlas", 5.0, 0.8, 0.95), ("cms", 0.9, 2.0, 0.60), ("cms", 20.0, 2.0, 0.85),
-     ("cms", 20.0, 2.8, 0.0)],
+    [
+        ("atlas", 0.5, 0.8, 0.70),
+        ("atlas", 5.0, 0.8, 0.95),
+        ("cms", 0.9, 2.0, 0.60),
+        ("cms", 20.0, 2.0, 0.85),
+        ("cms", 20.0, 2.8, 0.0),
+    ],
 )
 def test_tracking_efficiency_is_the_cards(card: str, pt: float, abs_eta: float, expected: float) -> None:
     n = 4000
@@ -146,20 +161,33 @@ def test_charged_deposit_is_subtracted_in_eflow() -> None:
 
 
 def test_energy_is_conserved_with_perfect_resolution() -> None:
-    exact = {name: replace(card, ecal=replace(card.ecal, resolution=lambda eta, e: 1e-9 * e, significance_min=0.0),
-                           hcal=replace(card.hcal, resolution=lambda eta, e: 1e-9 * e, significance_min=0.0),
-                           tracking_efficiency={kind: replace(table, values=tuple((1.0,) * len(row) for row in
-                                                                                  table.values))
-                                                for kind, table in card.tracking_efficiency.items()})
-             for name, card in CARDS.items()}
+    exact = {
+        name: replace(
+            card,
+            ecal=replace(card.ecal, resolution=lambda eta, e: 1e-9 * e, significance_min=0.0),
+            hcal=replace(card.hcal, resolution=lambda eta, e: 1e-9 * e, significance_min=0.0),
+            tracking_efficiency={
+                kind: replace(table, values=tuple((1.0,) * len(row) for row in table.values))
+                for kind, table in card.tracking_efficiency.items()
+            },
+        )
+        for name, card in CARDS.items()
+    }
     rng = np.random.default_rng(8)
     n = 300
-    jet = particles(np.exp(rng.uniform(np.log(2.0), np.log(100.0), n)), rng.normal(0.5, 0.2, n),
-                    rng.normal(1.0, 0.2, n), rng.choice([211, -211, 22, 2112, 130], n), 0.0)
+    jet = particles(
+        np.exp(rng.uniform(np.log(2.0), np.log(100.0), n)),
+        rng.normal(0.5, 0.2, n),
+        rng.normal(1.0, 0.2, n),
+        rng.choice([211, -211, 22, 2112, 130], n),
+        0.0,
+    )
     jet["charge"] = np.sign(jet["pid"]) * np.isin(np.abs(jet["pid"]), [211]).astype(float)
     for card in exact.values():
-        card = replace(card, momentum_resolution={k: replace(r, terms=((1e-9, 0.0),) * 3)
-                                                  for k, r in card.momentum_resolution.items()})
+        card = replace(
+            card,
+            momentum_resolution={k: replace(r, terms=((1e-9, 0.0),) * 3) for k, r in card.momentum_resolution.items()},
+        )
         measured = apply_particle_flow(jet, rng, card)
         assert measured["energy"].sum() == pytest.approx(jet["energy"].sum(), rel=1e-6)
         np.testing.assert_allclose(measured["px"].sum(), jet["px"].sum(), rtol=0.02)

@@ -8,9 +8,21 @@ from weaver_run import REPO, SMALL_OPTIONS, TOP_YAML
 from jetattn import profile
 
 OPTIONS = {**SMALL_OPTIONS["ParticleTransformer"], "num_layers": 2}
-ARGS = ["--network", str(REPO / "networks/example_ParticleTransformer.py"), "--data-config", str(TOP_YAML),
-        *(arg for name, value in OPTIONS.items() for arg in ("--network-option", name, repr(value))),
-        "--batch-size", "8", "--steps", "1", "--warmup", "1", "--device", "cpu"]
+ARGS = [
+    "--network",
+    str(REPO / "networks/example_ParticleTransformer.py"),
+    "--data-config",
+    str(TOP_YAML),
+    *(arg for name, value in OPTIONS.items() for arg in ("--network-option", name, repr(value))),
+    "--batch-size",
+    "8",
+    "--steps",
+    "1",
+    "--warmup",
+    "1",
+    "--device",
+    "cpu",
+]
 MATMUL_LAYERS = ["embed", "pair_embed", "blocks.0", "blocks.1", "cls_blocks.0", "fc"]
 
 
@@ -47,10 +59,13 @@ def test_table_lists_every_layer_and_the_trace_is_chrome_json(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
 
 
-@pytest.mark.parametrize(("peak_flops", "peak_bandwidth", "bound"), [
-    ("1", "1e12", "compute-bound"),  # ridge point 1e-12 FLOP/byte: any arithmetic at all outweighs memory
-    ("1e18", "1", "memory-bound"),  # ridge point 1e18 FLOP/byte: nothing reaches it
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("peak_flops", "peak_bandwidth", "bound"),
+    [
+        ("1", "1e12", "compute-bound"),  # ridge point 1e-12 FLOP/byte: any arithmetic at all outweighs memory
+        ("1e18", "1", "memory-bound"),  # ridge point 1e18 FLOP/byte: nothing reaches it
+    ],
+)
 def test_bound_follows_the_ridge_point(tmp_path, capsys, peak_flops, peak_bandwidth, bound):
     result, out = run(tmp_path, capsys, "--peak-flops", peak_flops, "--peak-bandwidth", peak_bandwidth)
     assert "peaks (given)" in out

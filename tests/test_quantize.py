@@ -43,8 +43,10 @@ def test_every_linear_becomes_int8_and_scores_stay_close(tiny, jets):
     assert quantize.count_int8_linears(int8) == quantize.count_linears(model)
     assert quantize.count_linears(int8) == 0
     attention = int8.mod.blocks[0].attn
-    assert all(type(getattr(attention, n)).__module__.startswith("torch.ao.nn.quantized.dynamic")
-               for n in ("q_proj", "kv_proj", "out_proj"))
+    assert all(
+        type(getattr(attention, n)).__module__.startswith("torch.ao.nn.quantized.dynamic")
+        for n in ("q_proj", "kv_proj", "out_proj")
+    )
     with torch.no_grad():
         expected, got = model(*jets), int8(*jets)
     assert (got - expected).abs().max().item() < 0.05
@@ -61,8 +63,9 @@ def test_version_3_5_every_linear_becomes_int8(jets):
     assert quantize.count_linears(model) == 17
     assert quantize.count_int8_linears(int8) == 17 and quantize.count_linears(int8) == 0
     block = int8.mod.blocks[0]
-    assert all(type(m).__module__.startswith("torch.ao.nn.quantized.dynamic")
-               for m in (block.attn.gate_proj, block.fc1_g))  # fmt: skip
+    assert all(
+        type(m).__module__.startswith("torch.ao.nn.quantized.dynamic") for m in (block.attn.gate_proj, block.fc1_g)
+    )
     with torch.no_grad():
         expected, got = model(*jets), int8(*jets)
     assert (got - expected).abs().max().item() < 0.05
@@ -74,14 +77,26 @@ def test_weaver_part_attention_breaks_under_quantize_dynamic():
 
     logging.getLogger("weaver").setLevel(logging.WARNING)
     torch.manual_seed(1)
-    cfg = dict(input_dim=7, num_classes=2, embed_dims=(16, 16), pair_embed_dims=(8, 8), num_heads=2,
-               num_layers=1, num_cls_layers=1, fc_params=[])
+    cfg = dict(
+        input_dim=7,
+        num_classes=2,
+        embed_dims=(16, 16),
+        pair_embed_dims=(8, 8),
+        num_heads=2,
+        num_layers=1,
+        num_cls_layers=1,
+        fc_params=[],
+    )
     int8 = quantize.quantize_int8(WeaverParT(**cfg))
     assert quantize.count_int8_linears(int8) == 11  # in_proj is converted too...
     assert callable(int8.blocks[0].attn.in_proj.weight)  # ...and its weight is now a method, not a tensor
-    x, v, mask = weaver_inputs({"input_names": ["pf_features", "pf_vectors", "pf_mask"],
-                                "input_shapes": {"pf_features": (1, 7, 20), "pf_vectors": (1, 4, 20),
-                                                 "pf_mask": (1, 1, 20)}}, 4)
+    x, v, mask = weaver_inputs(
+        {
+            "input_names": ["pf_features", "pf_vectors", "pf_mask"],
+            "input_shapes": {"pf_features": (1, 7, 20), "pf_vectors": (1, 4, 20), "pf_mask": (1, 1, 20)},
+        },
+        4,
+    )
     with pytest.raises(TypeError, match="must be Tensor, not method"), torch.no_grad():
         int8(x, v, mask)
 
@@ -159,9 +174,26 @@ def test_cli_end_to_end_on_real_top_jets(real_data, tiny, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     model, _ = tiny
     torch.save(model.state_dict(), tmp_path / "float.pt")
-    code, out = run_cli(capsys, tmp_path / "float.pt", "--network", NETWORK, "--data-config", TOP_YAML, *CLI_OPTIONS,
-                        "-o", tmp_path / "int8.pt", "--onnx", tmp_path / "int8.onnx", "--json", tmp_path / "q.json",
-                        "--eval", real_data / "TopLandscape_sample_1000.root", "--num-jets", 200, "--bf16")
+    code, out = run_cli(
+        capsys,
+        tmp_path / "float.pt",
+        "--network",
+        NETWORK,
+        "--data-config",
+        TOP_YAML,
+        *CLI_OPTIONS,
+        "-o",
+        tmp_path / "int8.pt",
+        "--onnx",
+        tmp_path / "int8.onnx",
+        "--json",
+        tmp_path / "q.json",
+        "--eval",
+        real_data / "TopLandscape_sample_1000.root",
+        "--num-jets",
+        200,
+        "--bf16",
+    )
     assert code == 0, out.err
     assert "13 of 13 nn.Linear layers quantized" in out.out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["float.pt", "int8.onnx", "int8.pt", "q.json"]

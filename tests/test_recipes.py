@@ -35,14 +35,33 @@ N_JETS = 200  # of the 1000 real jets: --data-fraction 0.2
 
 
 def predict(
-    network: Path, checkpoint: Path, yaml: Path, sample: Path, out: Path, classes: list[str],
+    network: Path,
+    checkpoint: Path,
+    yaml: Path,
+    sample: Path,
+    out: Path,
+    classes: list[str],
     options: dict | None = None,
 ) -> np.ndarray:
     weaver(
-        "--predict", "--data-config", yaml, "--network-config", network, "--model-prefix", checkpoint,
-        "--data-test", sample, "--data-fraction", N_JETS / 1000, "--batch-size", "100", "--predict-output", out,
-        *option_args(options or {}), pythonpath=RECIPES,
-    )  # fmt: skip
+        "--predict",
+        "--data-config",
+        yaml,
+        "--network-config",
+        network,
+        "--model-prefix",
+        checkpoint,
+        "--data-test",
+        sample,
+        "--data-fraction",
+        N_JETS / 1000,
+        "--batch-size",
+        "100",
+        "--predict-output",
+        out,
+        *option_args(options or {}),
+        pythonpath=RECIPES,
+    )
     return read_predictions(out, classes)
 
 
@@ -134,10 +153,13 @@ def test_the_comparison_catches_the_pre_activation_default(hbb_sample):
     assert (scores[True] - expected).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize(("name", "new_head", "old_head"), [
-    ("ParticleTransformer", "fc.0", "mod.fc.0"),  # the recipe's ParT classifies inside mod; fine-tuning outside
-    ("ParticleNet", "fc_out", "mod.fc.1"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "new_head", "old_head"),
+    [
+        ("ParticleTransformer", "fc.0", "mod.fc.0"),  # the recipe's ParT classifies inside mod; fine-tuning outside
+        ("ParticleNet", "fc_out", "mod.fc.1"),
+    ],
+)
 def test_finetune_file_loads_the_pretrained_recipe_model(name, new_head, old_head):
     """The recipe's JetClass model (official layout) loads into our fine-tuning file for TopLandscape: only the
     new head is missing, and only the JetClass classifier is left over."""

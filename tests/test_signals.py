@@ -73,8 +73,15 @@ def start(argv: list[str], log: Path, **kwargs) -> subprocess.Popen:
     """`argv` in a session of its own, so that its process group holds it and every worker it starts; its output
     goes to `log` (a pipe would stay open as long as any worker lives)."""
     with open(log, "w") as output:
-        return subprocess.Popen(argv, cwd=REPO, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=default_stop_signals, **kwargs)
+        return subprocess.Popen(
+            argv,
+            cwd=REPO,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=default_stop_signals,
+            **kwargs,
+        )
 
 
 def last_line(log: Path) -> str:
@@ -116,15 +123,29 @@ def test_a_signal_ignored_at_start_stays_ignored():
 
 def generate_argv(dataset: str, number: int, out: Path, envfile: Path) -> list[str]:
     count = ["--num-events" if dataset == "DiHiggs" else "--num-jets", str(number)]
-    return [sys.executable, str(GET_DATASETS), dataset, "--generate", *count, "--workers", "2", "-d", str(out),
-            "-e", str(envfile)]
+    return [
+        sys.executable,
+        str(GET_DATASETS),
+        dataset,
+        "--generate",
+        *count,
+        "--workers",
+        "2",
+        "-d",
+        str(out),
+        "-e",
+        str(envfile),
+    ]
 
 
-@pytest.mark.parametrize(("dataset", "number", "signum", "whole_group"), [
-    ("JetClass", 300, signal.SIGTERM, False),  # `kill PID`: the parent alone; stopped once a file is complete
-    ("TopLandscape", 2000, signal.SIGHUP, True),  # a closed terminal: every process of the group
-    ("DiHiggs", 400, signal.SIGTERM, False),
-])
+@pytest.mark.parametrize(
+    ("dataset", "number", "signum", "whole_group"),
+    [
+        ("JetClass", 300, signal.SIGTERM, False),  # `kill PID`: the parent alone; stopped once a file is complete
+        ("TopLandscape", 2000, signal.SIGHUP, True),  # a closed terminal: every process of the group
+        ("DiHiggs", 400, signal.SIGTERM, False),
+    ],
+)
 def test_stop_signal_ends_a_generation_and_cleans_up(tmp_path, dataset, number, signum, whole_group):
     pytest.importorskip("pythia8mc", reason="generation needs pip install -e .[generate]")
     out, envfile = tmp_path / "out", tmp_path / "env.sh"
@@ -133,8 +154,11 @@ def test_stop_signal_ends_a_generation_and_cleans_up(tmp_path, dataset, number, 
     process = start(generate_argv(dataset, number, out, envfile), log)
     # JetClass keeps each class's files once complete: stop after the first, with others still being written
     finished = "*/*/*/*.root" if dataset == "JetClass" else "*/.parts/*.root.tmp"
-    wait_for(lambda: list(out.glob(finished)) and list(out.rglob("*.root.tmp")) or process.poll() is not None,
-             240, "no file begun")
+    wait_for(
+        lambda: list(out.glob(finished)) and list(out.rglob("*.root.tmp")) or process.poll() is not None,
+        240,
+        "no file begun",
+    )
     assert process.poll() is None, log.read_text()[-2000:]
     complete = sorted(out.glob("*/*/*/*.root"))
     time.sleep(0.5)
@@ -161,8 +185,11 @@ def test_workers_die_with_a_parent_killed_outright(tmp_path):
     pytest.importorskip("pythia8mc", reason="generation needs pip install -e .[generate]")
     out = tmp_path / "out"
     process = start(generate_argv("TopLandscape", 2000, out, tmp_path / "env.sh"), tmp_path / "output.txt")
-    wait_for(lambda: len(list(out.glob("*/.parts/*.root.tmp"))) == 2 or process.poll() is not None, 240,
-             "the workers never started writing")
+    wait_for(
+        lambda: len(list(out.glob("*/.parts/*.root.tmp"))) == 2 or process.poll() is not None,
+        240,
+        "the workers never started writing",
+    )
     workers = group_members(process.pid) - {process.pid}
     assert len(workers) >= 2, workers  # two workers (and multiprocessing's resource tracker)
     process.kill()  # SIGKILL: the parent cleans nothing up
@@ -181,10 +208,12 @@ def _watch_without_prctl(ready: Path) -> None:
 
 def test_the_parent_watch_alone_ends_an_orphan(tmp_path):
     ready = tmp_path / "worker.pid"
-    driver = (f"import multiprocessing as mp, sys; sys.path.insert(0, {str(TESTS)!r}); "
-              f"from test_signals import _watch_without_prctl; from pathlib import Path; "
-              f"worker = mp.get_context('spawn').Process(target=_watch_without_prctl, args=(Path({str(ready)!r}),)); "
-              f"worker.start(); worker.join()")
+    driver = (
+        f"import multiprocessing as mp, sys; sys.path.insert(0, {str(TESTS)!r}); "
+        f"from test_signals import _watch_without_prctl; from pathlib import Path; "
+        f"worker = mp.get_context('spawn').Process(target=_watch_without_prctl, args=(Path({str(ready)!r}),)); "
+        f"worker.start(); worker.join()"
+    )
     process = start([sys.executable, "-c", driver], tmp_path / "output.txt")
     wait_for(lambda: ready.exists() and ready.read_text(), 60, "the worker never started")
     worker = int(ready.read_text())
@@ -227,11 +256,26 @@ def test_stop_signal_ends_a_download_and_keeps_it_resumable(tmp_path):
     envfile.write_text("export OTHER=1\n")
     try:
         log = tmp_path / "output.txt"
-        process = start([sys.executable, str(GET_DATASETS), "TopLandscape", "-d", str(tmp_path / "out"), "-e",
-                         str(envfile), "--mirror", f"http://127.0.0.1:{server.server_address[1]}"], log)
+        process = start(
+            [
+                sys.executable,
+                str(GET_DATASETS),
+                "TopLandscape",
+                "-d",
+                str(tmp_path / "out"),
+                "-e",
+                str(envfile),
+                "--mirror",
+                f"http://127.0.0.1:{server.server_address[1]}",
+            ],
+            log,
+        )
         part = tmp_path / "out" / "archives" / "TopLandscape.tar.part"
-        wait_for(lambda: part.exists() and part.stat().st_size > 0 or process.poll() is not None, 60,
-                 "the download never started")
+        wait_for(
+            lambda: part.exists() and part.stat().st_size > 0 or process.poll() is not None,
+            60,
+            "the download never started",
+        )
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 143, log.read_text()[-2000:]
     finally:
@@ -272,11 +316,17 @@ def top_landscape_files(folder: Path) -> Path:
 
 
 def test_sigterm_during_the_preflight_stops_it_and_weaver_never_starts(tmp_path):
-    bin_dir = fake_bin(tmp_path, python=f'#!/bin/bash\n[[ $1 == -m ]] || exit 0\necho $$ > {tmp_path}/preflight.pid\n'
-                                        'exec sleep 60\n',
-                       weaver=f"#!/bin/bash\ntouch {tmp_path}/weaver.ran\n")
-    env = train_env(tmp_path, bin_dir, PYTHON=str(bin_dir / "python"),
-                    DATADIR_TopLandscape=str(top_landscape_files(tmp_path / "top")))
+    bin_dir = fake_bin(
+        tmp_path,
+        python=f"#!/bin/bash\n[[ $1 == -m ]] || exit 0\necho $$ > {tmp_path}/preflight.pid\nexec sleep 60\n",
+        weaver=f"#!/bin/bash\ntouch {tmp_path}/weaver.ran\n",
+    )
+    env = train_env(
+        tmp_path,
+        bin_dir,
+        PYTHON=str(bin_dir / "python"),
+        DATADIR_TopLandscape=str(top_landscape_files(tmp_path / "top")),
+    )
     process = start(["bash", str(REPO / "train_TopLandscape.sh"), "PN"], tmp_path / "output.txt", env=env)
     pid_file = tmp_path / "preflight.pid"
     wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 30, "the preflight never started")
@@ -300,8 +350,15 @@ def test_sigterm_to_a_ddp_run_reaches_torchrun_and_every_rank(tmp_path):
     bin_dir = fake_bin(tmp_path, weaver=FAKE_RANK)
     pids = tmp_path / "ranks"
     pids.mkdir()
-    env = train_env(tmp_path, bin_dir, PYTHON="false", JETATTN_ASSUME_CUDA="1", DDP_NGPUS="2",
-                    RANK_PIDS=str(pids), DATADIR_TopLandscape=str(top_landscape_files(tmp_path / "top")))
+    env = train_env(
+        tmp_path,
+        bin_dir,
+        PYTHON="false",
+        JETATTN_ASSUME_CUDA="1",
+        DDP_NGPUS="2",
+        RANK_PIDS=str(pids),
+        DATADIR_TopLandscape=str(top_landscape_files(tmp_path / "top")),
+    )
     log = tmp_path / "output.txt"
     process = start(["bash", str(REPO / "train_TopLandscape.sh"), "PN"], log, env=env)
     wait_for(lambda: len(list(pids.iterdir())) == 2 or process.poll() is not None, 120, "the ranks never started")
@@ -322,15 +379,40 @@ def test_sigterm_stops_a_cpu_training_which_resumes_from_its_last_epoch(tmp_path
     data = generate_dataset("JetClass", tmp_path / "gen", 20, seed=1, workers=2)  # 10 classes, 16 training jets each
     env = train_env(tmp_path, Path(sys.executable).parent, DATADIR_JetClass=str(data), PYTHON=sys.executable)
     run = tmp_path / "run"
-    argv = [str(REPO / "train_JetClass.sh"), "PFN", "full", "-o", "phi_sizes", "(16, 16)", "-o", "f_sizes", "(16,)",
-            "--batch-size", "16", "--samples-per-epoch", "64", "--samples-per-epoch-val", "16", "--fetch-step", "1",
-            "--num-workers", "1",  # a loader process; 2 would each need a file of every class
-            "--model-prefix", str(run / "net"), "--log-file", str(run / "train.log"),
-            "--predict-output", str(tmp_path / "pred.root")]
+    argv = [
+        str(REPO / "train_JetClass.sh"),
+        "PFN",
+        "full",
+        "-o",
+        "phi_sizes",
+        "(16, 16)",
+        "-o",
+        "f_sizes",
+        "(16,)",
+        "--batch-size",
+        "16",
+        "--samples-per-epoch",
+        "64",
+        "--samples-per-epoch-val",
+        "16",
+        "--fetch-step",
+        "1",
+        "--num-workers",
+        "1",  # a loader process; 2 would each need a file of every class
+        "--model-prefix",
+        str(run / "net"),
+        "--log-file",
+        str(run / "train.log"),
+        "--predict-output",
+        str(tmp_path / "pred.root"),
+    ]
     log = tmp_path / "first.txt"
     process = start([*argv, "--num-epochs", "1000"], log, env=env)
-    wait_for(lambda: (run / "net_epoch-2_state.pt").exists() or process.poll() is not None, 600,
-             "weaver never finished two epochs")
+    wait_for(
+        lambda: (run / "net_epoch-2_state.pt").exists() or process.poll() is not None,
+        600,
+        "weaver never finished two epochs",
+    )
     # weaver's data loader has a process of its own while an epoch runs
     wait_for(lambda: len(group_members(process.pid)) > 1 or process.poll() is not None, 60, "no loader process seen")
     assert process.poll() is None, log.read_text()[-3000:]

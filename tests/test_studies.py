@@ -14,9 +14,11 @@ from studies.runs import slug, train, unfinished  # noqa: E402
 
 def writes_predictions(folder: Path, fail: bool = False) -> list[str]:
     """A stand-in for a train script: writes weaver's per-group prediction files into the staging folder."""
-    script = (f"from pathlib import Path; d = Path({str(unfinished(folder))!r}); "
-              f"[(d / f'pred_{{g}}.root').write_text(g) for g in ('HToBB', 'real')]; "
-              f"print('trained'); raise SystemExit({int(fail)})")  # fmt: skip
+    script = (
+        f"from pathlib import Path; d = Path({str(unfinished(folder))!r}); "
+        f"[(d / f'pred_{{g}}.root').write_text(g) for g in ('HToBB', 'real')]; "
+        f"print('trained'); raise SystemExit({int(fail)})"
+    )
     return [sys.executable, "-c", script]
 
 

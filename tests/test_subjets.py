@@ -40,16 +40,22 @@ def three_prong_jet(jet_eta: float = 0.5, jet_phi: float = 1.0) -> tuple[np.ndar
     centres = [(0.0, 0.0, 300.0), (0.4, 0.0, 150.0), (0.0, 0.4, 80.0)]
     parts, cluster = [], []
     for k, (deta, dphi, pt) in enumerate(centres):
-        parts.append(massless(rng.uniform(0.1, 0.3, 5) * pt, jet_eta + deta + rng.normal(0, 0.01, 5),
-                              jet_phi + dphi + rng.normal(0, 0.01, 5)))
+        parts.append(
+            massless(
+                rng.uniform(0.1, 0.3, 5) * pt,
+                jet_eta + deta + rng.normal(0, 0.01, 5),
+                jet_phi + dphi + rng.normal(0, 0.01, 5),
+            )
+        )
         cluster += [k] * 5
     return np.concatenate(parts), np.array(cluster)
 
 
 def fastjet_subjets(p4: np.ndarray, n: int) -> np.ndarray:
     """FastJet's own exclusive kT jets (E-scheme, R beyond any distance), pT-ordered: (n, 4)."""
-    sequence = fastjet.ClusterSequence([fastjet.PseudoJet(*map(float, p)) for p in p4],
-                                       fastjet.JetDefinition(fastjet.kt_algorithm, 100.0))
+    sequence = fastjet.ClusterSequence(
+        [fastjet.PseudoJet(*map(float, p)) for p in p4], fastjet.JetDefinition(fastjet.kt_algorithm, 100.0)
+    )
     return np.array([[j.px(), j.py(), j.pz(), j.e()] for j in fastjet.sorted_by_pt(sequence.exclusive_jets(n))])
 
 
@@ -66,8 +72,13 @@ def test_three_clusters_are_the_three_subjets_and_match_fastjet():
     columns = subjet_columns(*p4.T, jet_eta=0.5, jet_phi=1.0)
     assert columns["nsub"].tolist() == [2, 2, 3, 3, 3, 4, 4, 4, 4]
     assert {k: v.dtype for k, v in columns.items()} == {
-        "pt": np.float32, "deta": np.float32, "dphi": np.float32, "mass": np.float32, "energy": np.float32,
-        "nsub": np.int32}
+        "pt": np.float32,
+        "deta": np.float32,
+        "dphi": np.float32,
+        "mass": np.float32,
+        "energy": np.float32,
+        "nsub": np.int32,
+    }
     rebuilt = to_p4(columns, 0.5, 1.0)
     for n in (2, 3, 4):
         ours = rebuilt[columns["nsub"] == n]
@@ -95,8 +106,9 @@ def test_relative_coordinates_follow_part_deta_and_part_dphi():
 
 @pytest.mark.parametrize("n_constituents, expected", [(0, []), (1, [2, 3, 4]), (3, [2, 2, 3, 3, 3, 4, 4, 4])])
 def test_fewer_constituents_than_n_gives_fewer_subjets(n_constituents, expected):
-    p4 = massless([100.0, 50.0, 20.0][:n_constituents], [0.1, 0.3, -0.2][:n_constituents],
-                  [0.0, 0.2, 0.1][:n_constituents]).reshape(-1, 4)
+    p4 = massless(
+        [100.0, 50.0, 20.0][:n_constituents], [0.1, 0.3, -0.2][:n_constituents], [0.0, 0.2, 0.1][:n_constituents]
+    ).reshape(-1, 4)
     columns = subjet_columns(*p4.T, jet_eta=0.1, jet_phi=0.0)
     assert columns["nsub"].tolist() == expected
     if n_constituents:
@@ -126,8 +138,20 @@ def test_tool_keeps_every_input_branch_and_adds_the_coarse_scale(converted):
         for name in before.fields:
             assert ak.all(after[name] == before[name]), name
         added = set(after.fields) - set(before.fields)
-        assert added == {"n_subjet", "subjet_pt", "subjet_deta", "subjet_dphi", "subjet_mass", "subjet_energy",
-                         "subjet_nsub", "jet_sdmass", "jet_tau1", "jet_tau2", "jet_tau3", "jet_tau4"}
+        assert added == {
+            "n_subjet",
+            "subjet_pt",
+            "subjet_deta",
+            "subjet_dphi",
+            "subjet_mass",
+            "subjet_energy",
+            "subjet_nsub",
+            "jet_sdmass",
+            "jet_tau1",
+            "jet_tau2",
+            "jet_tau3",
+            "jet_tau4",
+        }
         assert not list(out.parent.glob("*.tmp"))
 
 
@@ -197,9 +221,17 @@ def test_interrupted_writing_leaves_nothing_under_the_final_name(interruption, r
 
 def test_parquet_input_gives_a_root_file(tmp_path):
     p4 = massless([100.0, 50.0, 20.0], [0.1, 0.3, -0.2], [0.0, 0.2, 0.1])
-    table = ak.Array({"part_px": [p4[:, 0]] * 2, "part_py": [p4[:, 1]] * 2, "part_pz": [p4[:, 2]] * 2,
-                      "part_energy": [p4[:, 3]] * 2, "jet_eta": [0.1, 0.1], "jet_phi": [0.05, 0.05],
-                      "label": [1, 0]})
+    table = ak.Array(
+        {
+            "part_px": [p4[:, 0]] * 2,
+            "part_py": [p4[:, 1]] * 2,
+            "part_pz": [p4[:, 2]] * 2,
+            "part_energy": [p4[:, 3]] * 2,
+            "jet_eta": [0.1, 0.1],
+            "jet_phi": [0.05, 0.05],
+            "label": [1, 0],
+        }
+    )
     ak.to_parquet(table, tmp_path / "top.parquet")
     (out,) = convert([tmp_path / "top.parquet"], tmp_path / "out", progress=False)
     assert out == tmp_path / "out" / "top.root"
@@ -212,11 +244,14 @@ def test_parquet_input_gives_a_root_file(tmp_path):
 # The multiscale YAMLs through weaver
 
 
-@pytest.mark.parametrize("plain, multiscale", [
-    ("JetClass/JetClass_kin.yaml", "JetClass/JetClass_kin_multiscale.yaml"),
-    ("JetClass/JetClass_full.yaml", "JetClass/JetClass_full_multiscale.yaml"),
-    ("TopLandscape/top_kin.yaml", "TopLandscape/top_kin_multiscale.yaml"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "plain, multiscale",
+    [
+        ("JetClass/JetClass_kin.yaml", "JetClass/JetClass_kin_multiscale.yaml"),
+        ("JetClass/JetClass_full.yaml", "JetClass/JetClass_full_multiscale.yaml"),
+        ("TopLandscape/top_kin.yaml", "TopLandscape/top_kin_multiscale.yaml"),
+    ],
+)
 def test_multiscale_yaml_keeps_the_constituents_and_adds_the_objects(plain, multiscale):
     base = yaml.safe_load((REPO / "data" / plain).read_text())
     config = yaml.safe_load((REPO / "data" / multiscale).read_text())
@@ -229,23 +264,38 @@ def test_multiscale_yaml_keeps_the_constituents_and_adds_the_objects(plain, mult
 
 @pytest.mark.slow
 @pytest.mark.requiresdata
-@pytest.mark.parametrize("sample, data_config, classes", [
-    ("top", TOP_MULTISCALE, ["jet_isTop", "jet_isQCD"]),
-    ("hbb", JETCLASS_MULTISCALE, None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "sample, data_config, classes",
+    [
+        ("top", TOP_MULTISCALE, ["jet_isTop", "jet_isQCD"]),
+        ("hbb", JETCLASS_MULTISCALE, None),
+    ],
+)
 def test_weaver_trains_and_predicts_model_3_on_both_scales(sample, data_config, classes, converted, tmp_path):
     network = REPO / "networks" / "example_MultiScaleTransformer.py"
     common = ["--data-config", data_config, "--network-config", network, *option_args(TINY_MODEL_3)]
     log = weaver(
-        *common, "--data-train", converted[sample], "--model-prefix", tmp_path / "net", "--data-fraction", 0.2,
+        *common,
+        "--data-train",
+        converted[sample],
+        "--model-prefix",
+        tmp_path / "net",
+        "--data-fraction",
+        0.2,
         *SHORT_TRAINING,
-    )  # fmt: skip
+    )
     assert "obj_features" in log and "obj_mask" in log  # weaver reports the input groups it feeds
     # predict with the epoch's weights: with H->bb jets alone the validation has no best epoch (AUC undefined)
     weaver(
-        *common, "--predict", "--data-test", converted[sample], "--model-prefix", tmp_path / "net_epoch-0_state.pt",
-        "--predict-output", tmp_path / "pred.root",
-    )  # fmt: skip
+        *common,
+        "--predict",
+        "--data-test",
+        converted[sample],
+        "--model-prefix",
+        tmp_path / "net_epoch-0_state.pt",
+        "--predict-output",
+        tmp_path / "pred.root",
+    )
     classes = classes or yaml.safe_load(data_config.read_text())["labels"]["value"]
     scores = read_predictions(tmp_path / "pred.root", classes)
     assert len(scores) == 1000 and np.isfinite(scores).all()

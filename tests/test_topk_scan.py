@@ -38,8 +38,24 @@ def test_scan_of_a_dense_checkpoint(ten_class_sample, tmp_path, version):
     torch.save(dense.state_dict(), checkpoint)
 
     options = [arg for name, value in small.items() for arg in ("--network-option", name, repr(value))]
-    code = main([str(checkpoint), "--data-config", str(JETCLASS_YAML), "--files", str(ten_class_sample),
-                 *options, "--k", "1", "3", "all", "--num-jets", "300", "--out", str(tmp_path / "out")])  # fmt: skip
+    code = main(
+        [
+            str(checkpoint),
+            "--data-config",
+            str(JETCLASS_YAML),
+            "--files",
+            str(ten_class_sample),
+            *options,
+            "--k",
+            "1",
+            "3",
+            "all",
+            "--num-jets",
+            "300",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 0
     rows = json.loads((tmp_path / "out/topk.json").read_text())["rows"]
     assert [r["k"] for r in rows] == ["1", "3", "all"]
@@ -59,6 +75,20 @@ def test_scan_of_a_dense_checkpoint(ten_class_sample, tmp_path, version):
 
 
 def test_bad_k_is_one_line(tmp_path, capsys):
-    assert main([str(tmp_path / "x.pt"), "--data-config", str(JETCLASS_YAML), "--files", str(tmp_path / "x.root"),
-                 "--k", "0", "--out", str(tmp_path)]) == 1  # fmt: skip
+    assert (
+        main(
+            [
+                str(tmp_path / "x.pt"),
+                "--data-config",
+                str(JETCLASS_YAML),
+                "--files",
+                str(tmp_path / "x.root"),
+                "--k",
+                "0",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 1
+    )
     assert capsys.readouterr().err.strip() == "error: --k 0: give positive integers or 'all'"

@@ -30,34 +30,59 @@ DATASETS = {
     "JetClass": {
         "models": ["ParT", "ParT-topk", "LinParT", "PN", "PFN", "PCNN"],
         "features": {f: f"data/JetClass/JetClass_{f}.yaml" for f in ("kin", "kinpid", "full")},
-        "epochs": 50, "samples": 10000 * 1024, "samples_val": 10000 * 128,
+        "epochs": 50,
+        "samples": 10000 * 1024,
+        "samples_val": 10000 * 128,
     },
     "TopLandscape": {
         "models": list(MODELS),
         "features": {"kin": "data/TopLandscape/top_kin.yaml"},
-        "epochs": 20, "samples": 2400 * 512, "samples_val": 800 * 512,
+        "epochs": 20,
+        "samples": 2400 * 512,
+        "samples_val": 800 * 512,
     },
     "QuarkGluon": {
         "models": list(MODELS),
         "features": {f: f"data/QuarkGluon/qg_{f}.yaml" for f in ("kin", "kinpid", "kinpidplus")},
-        "epochs": 20, "samples": 1_600_000, "samples_val": 200_000,
+        "epochs": 20,
+        "samples": 1_600_000,
+        "samples_val": 200_000,
     },
 }
 CASES = [(d, m, f) for d, spec in DATASETS.items() for m in spec["models"] for f in spec["features"]]
 # our efficient-attention ParTs, which the public recipe does not have; they train as ParT does
 ADDITIONS = {"ParT-topk", "LinParT"}
 PART_FAMILY = {"ParT", "ParT-FineTune", *ADDITIONS}  # mixed precision; weight decay outside JetClass
-SETTINGS = ("GPUS", "DDP_NGPUS", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "PRETRAINED", "DRY_RUN",
-            "PYTHON", "JETATTN_ASSUME_CUDA", "DATADIR_JetClass", "DATADIR_TopLandscape", "DATADIR_QuarkGluon",
-            "DATADIR_DiHiggs")
+SETTINGS = (
+    "GPUS",
+    "DDP_NGPUS",
+    "NNODES",
+    "NODE_RANK",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "PRETRAINED",
+    "DRY_RUN",
+    "PYTHON",
+    "JETATTN_ASSUME_CUDA",
+    "DATADIR_JetClass",
+    "DATADIR_TopLandscape",
+    "DATADIR_QuarkGluon",
+    "DATADIR_DiHiggs",
+)
 SENTINEL = ["--num-epochs", "3", "--tensorboard", "it's mine"]  # extra args: must come last, quoting intact
 
 
 def run(dataset, *args, script_dir=REPO, cwd=REPO, **env):
     base = {k: v for k, v in os.environ.items() if k not in SETTINGS}
     base.setdefault("JETATTN_ASSUME_CUDA", "0")
-    return subprocess.run(["bash", str(script_dir / f"train_{dataset}.sh"), *args], cwd=cwd,
-                          env={**base, **env}, capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        ["bash", str(script_dir / f"train_{dataset}.sh"), *args],
+        cwd=cwd,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def dry(dataset, *args, **env):
@@ -70,7 +95,7 @@ def dry(dataset, *args, **env):
 def split_launcher(argv):
     """(launcher tokens before weaver, weaver options) of a printed command."""
     i = next(i for i, a in enumerate(argv) if os.path.basename(a) == "weaver")
-    return argv[:i], argv[i + 1:]
+    return argv[:i], argv[i + 1 :]
 
 
 def occurrences(options, name):
@@ -79,7 +104,7 @@ def occurrences(options, name):
     for i, token in enumerate(options):
         if token == name:
             values = []
-            for value in options[i + 1:]:
+            for value in options[i + 1 :]:
                 if value.startswith("--"):
                     break
                 values.append(value)
@@ -122,7 +147,7 @@ def test_dry_run_command(dataset, model, features, mode):
     assert last(options, "--predict-output") == ["pred.root"]
     assert occurrences(options, "--num-epochs")[0] == [str(spec["epochs"])]
     # the caller's arguments come last, so weaver's argparse keeps them
-    assert options[-len(SENTINEL):] == SENTINEL and last(options, "--num-epochs") == ["3"]
+    assert options[-len(SENTINEL) :] == SENTINEL and last(options, "--num-epochs") == ["3"]
 
     n_processes = 2 if mode == "ddp" else 1
     assert last(options, "--samples-per-epoch") == [str(spec["samples"] // n_processes)]
@@ -155,12 +180,30 @@ def test_dry_run_command(dataset, model, features, mode):
 # train_QuarkGluon.sh (9a8bc740), file paths, --model-prefix, --log and --tensorboard aside.
 RECIPE_COMMON = {"--optimizer": ["ranger"], "--gpus": ["0"], "--predict-output": ["pred.root"]}
 RECIPE_DATASETS = {
-    "JetClass": {"--num-workers": ["2"], "--fetch-step": ["0.01"], "--num-epochs": ["50"],
-                 "--samples-per-epoch": ["10240000"], "--samples-per-epoch-val": ["1280000"]},
-    "TopLandscape": {"--num-workers": ["1"], "--fetch-step": ["1"], "--in-memory": [], "--num-epochs": ["20"],
-                     "--samples-per-epoch": ["1228800"], "--samples-per-epoch-val": ["409600"]},
-    "QuarkGluon": {"--num-workers": ["1"], "--fetch-step": ["1"], "--in-memory": [], "--train-val-split": ["0.8889"],
-                   "--num-epochs": ["20"], "--samples-per-epoch": ["1600000"], "--samples-per-epoch-val": ["200000"]},
+    "JetClass": {
+        "--num-workers": ["2"],
+        "--fetch-step": ["0.01"],
+        "--num-epochs": ["50"],
+        "--samples-per-epoch": ["10240000"],
+        "--samples-per-epoch-val": ["1280000"],
+    },
+    "TopLandscape": {
+        "--num-workers": ["1"],
+        "--fetch-step": ["1"],
+        "--in-memory": [],
+        "--num-epochs": ["20"],
+        "--samples-per-epoch": ["1228800"],
+        "--samples-per-epoch-val": ["409600"],
+    },
+    "QuarkGluon": {
+        "--num-workers": ["1"],
+        "--fetch-step": ["1"],
+        "--in-memory": [],
+        "--train-val-split": ["0.8889"],
+        "--num-epochs": ["20"],
+        "--samples-per-epoch": ["1600000"],
+        "--samples-per-epoch-val": ["200000"],
+    },
 }
 # (dataset, model) -> batch size, start lr, --use-amp, --optimizer-option pairs, --lr-scheduler (None: weaver's default)
 RECIPE_MODELS = {
@@ -191,11 +234,29 @@ RECIPE_CHECKPOINTS = {  # (dataset, model, features) -> --load-model-weights
     ("QuarkGluon", "PN-FineTune", "kinpid"): "models/ParticleNet_kinpid.pt",
     ("QuarkGluon", "PN-FineTune", "kinpidplus"): "models/ParticleNet_kinpid.pt",
 }
-RECIPE_JETCLASS_GROUPS = ["HToBB", "HToCC", "HToGG", "HToWW2Q1L", "HToWW4Q", "TTBar", "TTBarLep", "WToQQ", "ZToQQ",
-                          "ZJetsToNuNu"]
+RECIPE_JETCLASS_GROUPS = [
+    "HToBB",
+    "HToCC",
+    "HToGG",
+    "HToWW2Q1L",
+    "HToWW4Q",
+    "TTBar",
+    "TTBarLep",
+    "WToQQ",
+    "ZToQQ",
+    "ZJetsToNuNu",
+]
 # options whose values are paths (checked elsewhere); --log-file is the recipe's --log (an abbreviation of it)
-PATH_OPTIONS = {"--data-train", "--data-val", "--data-test", "--data-config", "--network-config", "--model-prefix",
-                "--log-file", "--load-model-weights"}
+PATH_OPTIONS = {
+    "--data-train",
+    "--data-val",
+    "--data-test",
+    "--data-config",
+    "--network-config",
+    "--model-prefix",
+    "--log-file",
+    "--load-model-weights",
+}
 
 
 def test_models_beyond_the_recipe_are_our_additions_only():
@@ -257,8 +318,14 @@ def test_gpu_choice_from_environment_and_detection(tmp_path):
     # without the override the scripts ask $PYTHON whether torch sees CUDA (exit status 0: yes)
     env = {k: v for k, v in os.environ.items() if k != "JETATTN_ASSUME_CUDA"}
     for fake_python, expected in (("true", "0"), ("false", "")):
-        result = subprocess.run(["bash", str(REPO / "train_JetClass.sh"), "PFN", "kin"], cwd=REPO, capture_output=True,
-                                text=True, timeout=30, env={**env, "DRY_RUN": "1", "PYTHON": shutil.which(fake_python)})
+        result = subprocess.run(
+            ["bash", str(REPO / "train_JetClass.sh"), "PFN", "kin"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**env, "DRY_RUN": "1", "PYTHON": shutil.which(fake_python)},
+        )
         assert last(split_launcher(shlex.split(result.stdout))[1], "--gpus") == [expected]
         assert ("training on the CPU" in result.stderr) == (expected == "")
 
@@ -267,8 +334,15 @@ def test_ddp_errors_and_several_nodes(tmp_path):
     # a real run (data there, weaver on PATH) stops before weaver when DDP finds no GPU
     jetclass = tmp_path / "jc"
     touch(*(jetclass / split / "HToBB_0.root" for split in ("train", "val", "test")))
-    result = run("JetClass", "ParT", "full", DDP_NGPUS="2", JETATTN_ASSUME_CUDA="0", DATADIR_JetClass=str(jetclass),
-                 PATH=f"{fake_tools(tmp_path)}:{os.environ['PATH']}")
+    result = run(
+        "JetClass",
+        "ParT",
+        "full",
+        DDP_NGPUS="2",
+        JETATTN_ASSUME_CUDA="0",
+        DATADIR_JetClass=str(jetclass),
+        PATH=f"{fake_tools(tmp_path)}:{os.environ['PATH']}",
+    )
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "DDP_NGPUS=2" in result.stderr and "CUDA" in result.stderr
     assert not (tmp_path / "weaver.log").exists()
@@ -282,23 +356,43 @@ def test_ddp_errors_and_several_nodes(tmp_path):
 
     argv, _ = dry("JetClass", "ParT", MASTER_ADDR="node0.cluster", **nodes)
     launcher, options = split_launcher(argv)
-    assert launcher == ["torchrun", "--nnodes=2", "--node_rank=1", "--nproc_per_node=4",
-                        "--master_addr=node0.cluster", "--master_port=29500"]
+    assert launcher == [
+        "torchrun",
+        "--nnodes=2",
+        "--node_rank=1",
+        "--nproc_per_node=4",
+        "--master_addr=node0.cluster",
+        "--master_port=29500",
+    ]
     assert last(options, "--samples-per-epoch") == [str(10000 * 1024 // 8)]
 
 
 # Dry runs prepared on a login node (no CUDA: JETATTN_ASSUME_CUDA=0) for GPUs elsewhere: case -> (dataset, args,
 # env, launcher, --gpus). Fine-tuning checkpoints are not needed either: they live where the command runs.
 LOGIN_NODE = {
-    "ddp": ("JetClass", ["PN", "kin"], {"DDP_NGPUS": "2"},
-            ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=2"], "0"),
-    "ddp-nodes": ("JetClass", ["ParT"], {"DDP_NGPUS": "4", "NNODES": "2", "MASTER_ADDR": "node0"},
-                  ["torchrun", "--nnodes=2", "--node_rank=0", "--nproc_per_node=4", "--master_addr=node0",
-                   "--master_port=29500"], "0"),
+    "ddp": (
+        "JetClass",
+        ["PN", "kin"],
+        {"DDP_NGPUS": "2"},
+        ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=2"],
+        "0",
+    ),
+    "ddp-nodes": (
+        "JetClass",
+        ["ParT"],
+        {"DDP_NGPUS": "4", "NNODES": "2", "MASTER_ADDR": "node0"},
+        ["torchrun", "--nnodes=2", "--node_rank=0", "--nproc_per_node=4", "--master_addr=node0", "--master_port=29500"],
+        "0",
+    ),
     "dataparallel": ("JetClass", ["ParT", "full", "--gpus", "0,1"], {}, [], "0,1"),
     "gpus-env": ("QuarkGluon", ["ParT"], {"GPUS": "0,1"}, [], "0,1"),
-    "finetune-ddp": ("TopLandscape", ["ParT-FineTune"], {"DDP_NGPUS": "2", "PRETRAINED": "/absent/ParT_kin.pt"},
-                     ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=2"], "0"),
+    "finetune-ddp": (
+        "TopLandscape",
+        ["ParT-FineTune"],
+        {"DDP_NGPUS": "2", "PRETRAINED": "/absent/ParT_kin.pt"},
+        ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=2"],
+        "0",
+    ),
 }
 
 
@@ -331,12 +425,15 @@ def test_pretrained_override_and_missing_checkpoint(tmp_path):
     assert "./get_datasets.py models --parts ParticleNet kinpid" in result.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["Transformer"], "ParT, ParT-topk, LinParT, PN, PFN, PCNN"),
-    (["ParT-FineTune"], "ParT, ParT-topk, LinParT, PN, PFN, PCNN"),  # no fine-tuning on JetClass itself
-    (["ParT", "everything"], "kin, kinpid, full"),
-    ([], "usage"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["Transformer"], "ParT, ParT-topk, LinParT, PN, PFN, PCNN"),
+        (["ParT-FineTune"], "ParT, ParT-topk, LinParT, PN, PFN, PCNN"),  # no fine-tuning on JetClass itself
+        (["ParT", "everything"], "kin, kinpid, full"),
+        ([], "usage"),
+    ],
+)
 def test_bad_model_or_features(args, message):
     result = run("JetClass", *args, DRY_RUN="1")
     assert result.returncode == 2 and result.stdout == ""
@@ -387,9 +484,14 @@ def touch(*paths):
 
 def test_generated_layouts_are_found(tmp_path):
     jetclass, top, qg = tmp_path / "jc", tmp_path / "top", tmp_path / "qg"
-    touch(jetclass / "train" / "HToBB_0.root", jetclass / "val" / "HToBB_0.root", jetclass / "test" / "HToBB_0.root",
-          *(top / f"{s}_file.root" for s in ("train", "val", "test")),
-          qg / "train_file_0.root", qg / "test_file_0.root")
+    touch(
+        jetclass / "train" / "HToBB_0.root",
+        jetclass / "val" / "HToBB_0.root",
+        jetclass / "test" / "HToBB_0.root",
+        *(top / f"{s}_file.root" for s in ("train", "val", "test")),
+        qg / "train_file_0.root",
+        qg / "test_file_0.root",
+    )
     _, options = split_launcher(dry("JetClass", "PN", DATADIR_JetClass=str(jetclass))[0])
     assert last(options, "--data-train")[0] == f"HToBB:{jetclass}/train/HToBB_*.root"
     assert last(options, "--data-val") == [f"{jetclass}/val/*.root"]
@@ -420,8 +522,11 @@ def test_launch_runs_preflight_then_weaver(tmp_path):
     top = tmp_path / "top"
     touch(*(top / f"{s}_file.parquet" for s in ("train", "val", "test")))
     bin_dir = fake_tools(tmp_path)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON": str(bin_dir / "python"),
-           "DATADIR_TopLandscape": str(top)}
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "PYTHON": str(bin_dir / "python"),
+        "DATADIR_TopLandscape": str(top),
+    }
     printed = shlex.split(run("TopLandscape", "PN", *SENTINEL, DRY_RUN="1", **env).stdout)
     result = run("TopLandscape", "PN", *SENTINEL, **env)
     assert result.returncode == 0, result.stderr
@@ -478,7 +583,7 @@ def test_multiscale_models_on_jets_read_the_multiscale_yaml(dataset, features, m
     assert last(options, "--network-config") == [f"networks/{MULTISCALE[model]}"]
     assert last(options, "--data-config") == [MULTISCALE_YAMLS[dataset, features]]
     assert last(options, "--batch-size") == ["256"] and float(last(options, "--start-lr")[0]) == 1e-3
-    assert "--use-amp" not in options and options[-len(SENTINEL):] == SENTINEL
+    assert "--use-amp" not in options and options[-len(SENTINEL) :] == SENTINEL
 
 
 def test_multiscale_models_need_their_yaml():
@@ -503,7 +608,7 @@ def test_dihiggs_dry_run_command(model, mode):
     assert "--samples-per-epoch" not in options and last(options, "--fetch-step") == ["1"]
     model_prefix = last(options, "--model-prefix")[0]
     assert model_prefix == f"training/DiHiggs/{model}/{{auto}}/net"
-    assert options[-len(SENTINEL):] == SENTINEL and last(options, "--num-epochs") == ["3"]
+    assert options[-len(SENTINEL) :] == SENTINEL and last(options, "--num-epochs") == ["3"]
     if mode == "ddp":
         assert launcher == ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
         assert last(options, "--gpus") == ["0"]
@@ -536,17 +641,48 @@ def test_part_version_option_reaches_weaver_and_builds_that_version(dataset):
 
 
 def test_dihiggs_config_option_is_quoted_for_weaver():
-    _, options = split_launcher(dry("DiHiggs", "MST", "-o", "config", "model_2", "--network-option", "config",
-                                    "model_1", "-o", "config", "objects", "-o", "dim", "16")[0])
-    assert options[-12:] == ["-o", "config", "'model_2'", "--network-option", "config", "'model_1'",
-                             "-o", "config", "'objects'", "-o", "dim", "16"]
+    _, options = split_launcher(
+        dry(
+            "DiHiggs",
+            "MST",
+            "-o",
+            "config",
+            "model_2",
+            "--network-option",
+            "config",
+            "model_1",
+            "-o",
+            "config",
+            "objects",
+            "-o",
+            "dim",
+            "16",
+        )[0]
+    )
+    assert options[-12:] == [
+        "-o",
+        "config",
+        "'model_2'",
+        "--network-option",
+        "config",
+        "'model_1'",
+        "-o",
+        "config",
+        "'objects'",
+        "-o",
+        "dim",
+        "16",
+    ]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["MST", "kin"], "takes no FEATURES argument"),
-    (["PN"], "MST, Concat, ParT"),
-    ([], "usage: ./train_DiHiggs.sh MODEL [weaver options...]"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["MST", "kin"], "takes no FEATURES argument"),
+        (["PN"], "MST, Concat, ParT"),
+        ([], "usage: ./train_DiHiggs.sh MODEL [weaver options...]"),
+    ],
+)
 def test_dihiggs_bad_arguments(args, message):
     result = run("DiHiggs", *args, DRY_RUN="1")
     assert result.returncode == 2 and result.stdout == "" and result.stderr.count("\n") == 1

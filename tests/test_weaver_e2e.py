@@ -53,9 +53,12 @@ def _finetune_start(network: Path, options: dict, tmp_path: Path, request) -> tu
 # every network file with its small options, and ParT as weaver-core's version 3.5 (RMSNorm, SwiGLU, QK-norm,
 # element-wise output gate; RMSNorm exported as weaver does)
 E2E_CASES = [pytest.param(n, SMALL_OPTIONS.get(base_name(n), {}), id=n.stem) for n in NETWORKS] + [
-    pytest.param(REPO / "networks" / "example_ParticleTransformer.py", {**SMALL_PART, "version": 3.5},
-                 id="example_ParticleTransformer-v3.5"),
-]  # fmt: skip
+    pytest.param(
+        REPO / "networks" / "example_ParticleTransformer.py",
+        {**SMALL_PART, "version": 3.5},
+        id="example_ParticleTransformer-v3.5",
+    ),
+]
 
 
 @pytest.mark.slow
@@ -70,10 +73,24 @@ def test_train_predict_export(network: Path, options: dict, real_data: Path, tmp
 
     # train a few steps and predict, in one weaver call
     log = weaver(
-        "--data-config", TOP_YAML, "--network-config", network, *option_args(options),
-        "--data-train", top, "--data-test", top, "--model-prefix", tmp_path / "net",
-        "--predict-output", tmp_path / "pred.root", "--data-fraction", fraction, *SHORT_TRAINING, *extra,
-    )  # fmt: skip
+        "--data-config",
+        TOP_YAML,
+        "--network-config",
+        network,
+        *option_args(options),
+        "--data-train",
+        top,
+        "--data-test",
+        top,
+        "--model-prefix",
+        tmp_path / "net",
+        "--predict-output",
+        tmp_path / "pred.root",
+        "--data-fraction",
+        fraction,
+        *SHORT_TRAINING,
+        *extra,
+    )
     scores = read_predictions(tmp_path / "pred.root", _classes(TOP_YAML))
     assert len(scores) == int(1000 * fraction)
     assert np.isfinite(scores).all() and (scores >= 0).all() and (scores <= 1).all()
@@ -92,9 +109,16 @@ def test_train_predict_export(network: Path, options: dict, real_data: Path, tmp
     # export to ONNX and compare with PyTorch on real jets with padding, at sizes other than the trace's
     state = tmp_path / "net_best_epoch_state.pt"
     weaver(
-        "--export-onnx", tmp_path / "net.onnx", "--data-config", TOP_YAML, "--network-config", network,
-        *option_args(options), "--model-prefix", state,
-    )  # fmt: skip
+        "--export-onnx",
+        tmp_path / "net.onnx",
+        "--data-config",
+        TOP_YAML,
+        "--network-config",
+        network,
+        *option_args(options),
+        "--model-prefix",
+        state,
+    )
     data_config = DataConfig.load(str(TOP_YAML), load_observers=False)
     model, info = load_network(network).get_model(data_config, for_inference=True, **options)
     model.load_state_dict(torch.load(state, map_location="cpu"))
@@ -123,10 +147,22 @@ def test_official_particlenet_kin_on_real_hbb(hbb_sample: Path, shared_models: P
 
     classes = _classes(JETCLASS_YAML)
     weaver(
-        "--predict", "--data-config", JETCLASS_YAML, "--network-config", network, "--model-prefix", checkpoint,
-        "--data-test", hbb_sample, "--data-fraction", "0.2", "--batch-size", "100",
-        "--predict-output", tmp_path / "pred.root",
-    )  # fmt: skip
+        "--predict",
+        "--data-config",
+        JETCLASS_YAML,
+        "--network-config",
+        network,
+        "--model-prefix",
+        checkpoint,
+        "--data-test",
+        hbb_sample,
+        "--data-fraction",
+        "0.2",
+        "--batch-size",
+        "100",
+        "--predict-output",
+        tmp_path / "pred.root",
+    )
     scores = read_predictions(tmp_path / "pred.root", classes)
     hbb_fraction = float((scores.argmax(axis=1) == classes.index("label_Hbb")).mean())
     print(f"official ParticleNet_kin.pt: {hbb_fraction:.1%} of {len(scores)} real H->bb jets classified H->bb")
@@ -165,10 +201,23 @@ def test_topk_file_evaluates_a_dense_checkpoint(real_data: Path, tmp_path: Path)
 
     def predict(network: Path, name: str, **options) -> np.ndarray:
         weaver(
-            "--predict", "--data-config", TOP_YAML, "--network-config", network,
-            *option_args({**SMALL_PART, **options}), "--model-prefix", checkpoint, "--data-test", top,
-            "--data-fraction", "0.2", "--batch-size", "100", "--predict-output", tmp_path / f"{name}.root",
-        )  # fmt: skip
+            "--predict",
+            "--data-config",
+            TOP_YAML,
+            "--network-config",
+            network,
+            *option_args({**SMALL_PART, **options}),
+            "--model-prefix",
+            checkpoint,
+            "--data-test",
+            top,
+            "--data-fraction",
+            "0.2",
+            "--batch-size",
+            "100",
+            "--predict-output",
+            tmp_path / f"{name}.root",
+        )
         return read_predictions(tmp_path / f"{name}.root", _classes(TOP_YAML))
 
     topk_file = REPO / "networks" / "example_ParT_topk.py"

@@ -16,8 +16,18 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 KIN = ["part_pt_log", "part_e_log", "part_logptrel", "part_logerel", "part_deltaR", "part_deta", "part_dphi"]
 PID = ["part_charge", "part_isChargedHadron", "part_isNeutralHadron", "part_isPhoton", "part_isElectron", "part_isMuon"]
 DISPLACEMENT = ["part_d0", "part_d0err", "part_dz", "part_dzerr"]
-JETCLASS_LABELS = ["label_QCD", "label_Hbb", "label_Hcc", "label_Hgg", "label_H4q",
-                   "label_Hqql", "label_Zqq", "label_Wqq", "label_Tbqq", "label_Tbl"]
+JETCLASS_LABELS = [
+    "label_QCD",
+    "label_Hbb",
+    "label_Hcc",
+    "label_Hgg",
+    "label_H4q",
+    "label_Hqql",
+    "label_Zqq",
+    "label_Wqq",
+    "label_Tbqq",
+    "label_Tbl",
+]
 
 # yaml -> (pf_features in order, labels in order)
 EXPECTED = {
@@ -27,7 +37,9 @@ EXPECTED = {
     "QuarkGluon/qg_kin.yaml": (KIN, ["jet_isQ", "jet_isG"]),
     "QuarkGluon/qg_kinpid.yaml": (KIN[:5] + PID + KIN[5:], ["jet_isQ", "jet_isG"]),
     "QuarkGluon/qg_kinpidplus.yaml": (
-        KIN[:5] + ["part_charge", "part_isCHad", "part_isNHad"] + PID[3:] + KIN[5:], ["jet_isQ", "jet_isG"]),
+        KIN[:5] + ["part_charge", "part_isCHad", "part_isNHad"] + PID[3:] + KIN[5:],
+        ["jet_isQ", "jet_isG"],
+    ),
     "TopLandscape/top_kin.yaml": (KIN, ["jet_isTop", "jet_isQCD"]),
 }
 
@@ -46,7 +58,11 @@ def test_yaml_defines_features_and_labels(rel):
     assert list(config.input_dicts["pf_mask"]) == ["part_mask"]
     assert config.label_type == "simple" and list(config.label_value) == labels
     assert {k: v[1] for k, v in config.input_shapes.items()} == {
-        "pf_points": 2, "pf_features": len(features), "pf_vectors": 4, "pf_mask": 1}
+        "pf_points": 2,
+        "pf_features": len(features),
+        "pf_vectors": 4,
+        "pf_mask": 1,
+    }
     for name, params in config.preprocess_params.items():
         assert params["length"] == 128
         assert params["pad_mode"] == ("constant" if name == "part_mask" else "wrap")
@@ -55,11 +71,20 @@ def test_yaml_defines_features_and_labels(rel):
 
 def test_jetclass_standardisation_constants():
     params = load("JetClass/JetClass_full.yaml").preprocess_params
-    expected = {"part_pt_log": (1.7, 0.7), "part_e_log": (2.0, 0.7), "part_logptrel": (-4.7, 0.7),
-                "part_logerel": (-4.7, 0.7), "part_deltaR": (0.2, 4.0)}
+    expected = {
+        "part_pt_log": (1.7, 0.7),
+        "part_e_log": (2.0, 0.7),
+        "part_logptrel": (-4.7, 0.7),
+        "part_logerel": (-4.7, 0.7),
+        "part_deltaR": (0.2, 4.0),
+    }
     for name, (center, scale) in expected.items():
         assert (params[name]["center"], params[name]["scale"], params[name]["min"], params[name]["max"]) == (
-            center, scale, -5, 5)
+            center,
+            scale,
+            -5,
+            5,
+        )
     for name in ("part_d0err", "part_dzerr"):
         assert (params[name]["center"], params[name]["scale"], params[name]["min"], params[name]["max"]) == (0, 1, 0, 1)
     for name in PID + ["part_d0", "part_dz", "part_deta", "part_dphi"]:
@@ -74,9 +99,14 @@ def test_quark_gluon_particle_id_from_pdg_code(rel, dtype):
     table = ak.Array({"part_pid": ak.values_astype(ak.Array([pid]), dtype)})
     config = load(rel)
     names = ["part_charge", "part_isElectron", "part_isMuon", "part_isPhoton"]
-    table = _build_new_variables(table, {k: v for k, v in config.var_funcs.items() if k in names
-                                         or k in ("part_isChargedHadron", "part_isNeutralHadron",
-                                                  "part_isCHad", "part_isNHad")})
+    table = _build_new_variables(
+        table,
+        {
+            k: v
+            for k, v in config.var_funcs.items()
+            if k in names or k in ("part_isChargedHadron", "part_isNeutralHadron", "part_isCHad", "part_isNHad")
+        },
+    )
     got = {k: ak.to_numpy(table[k][0]).tolist() for k in table.fields if k != "part_pid"}
     assert got["part_charge"] == [-1, 1, -1, 1, 0, 1, -1, 1, -1, 1, -1, 0, 0, 0]
     assert got["part_isElectron"] == [1, 1] + [0] * 12
@@ -130,35 +160,73 @@ R_VARIABLES = {
 }
 R_JETCLASS_VARIABLES = {"part_mask": "ak.ones_like(part_energy)", **R_VARIABLES}
 R_QG_VARIABLES = {"part_mask": "ak.ones_like(part_deta)", **R_VARIABLES, "jet_isQ": "label", "jet_isG": "1-label"}
-R_JETCLASS_OBSERVERS = ["jet_pt", "jet_eta", "jet_phi", "jet_energy", "jet_nparticles", "jet_sdmass",
-                        "jet_tau1", "jet_tau2", "jet_tau3", "jet_tau4"]
+R_JETCLASS_OBSERVERS = [
+    "jet_pt",
+    "jet_eta",
+    "jet_phi",
+    "jet_energy",
+    "jet_nparticles",
+    "jet_sdmass",
+    "jet_tau1",
+    "jet_tau2",
+    "jet_tau3",
+    "jet_tau4",
+]
 
 # yaml -> (new_variables, pf_features rows, labels, observers)
 RECIPE = {
     "JetClass/JetClass_kin.yaml": (R_JETCLASS_VARIABLES, R_KIN + R_ANGLES, JETCLASS_LABELS, R_JETCLASS_OBSERVERS),
     "JetClass/JetClass_kinpid.yaml": (
-        R_JETCLASS_VARIABLES, R_KIN + R_PID + R_ANGLES, JETCLASS_LABELS, R_JETCLASS_OBSERVERS),
+        R_JETCLASS_VARIABLES,
+        R_KIN + R_PID + R_ANGLES,
+        JETCLASS_LABELS,
+        R_JETCLASS_OBSERVERS,
+    ),
     "JetClass/JetClass_full.yaml": (
         {**R_JETCLASS_VARIABLES, "part_d0": "np.tanh(part_d0val)", "part_dz": "np.tanh(part_dzval)"},
-        R_KIN + R_PID + R_DISPLACEMENT + R_ANGLES, JETCLASS_LABELS, R_JETCLASS_OBSERVERS),
+        R_KIN + R_PID + R_DISPLACEMENT + R_ANGLES,
+        JETCLASS_LABELS,
+        R_JETCLASS_OBSERVERS,
+    ),
     "QuarkGluon/qg_kin.yaml": (R_QG_VARIABLES, R_KIN + R_ANGLES, ["jet_isQ", "jet_isG"], ["jet_pt", "jet_eta"]),
     "QuarkGluon/qg_kinpid.yaml": (
-        R_QG_VARIABLES, R_KIN + R_PID + R_ANGLES, ["jet_isQ", "jet_isG"], ["jet_pt", "jet_eta"]),
+        R_QG_VARIABLES,
+        R_KIN + R_PID + R_ANGLES,
+        ["jet_isQ", "jet_isG"],
+        ["jet_pt", "jet_eta"],
+    ),
     "QuarkGluon/qg_kinpidplus.yaml": (
-        {**R_QG_VARIABLES,
-         "part_isCHad": "(np.abs(part_pid)==211) + (np.abs(part_pid)==321)*0.5 + (np.abs(part_pid)==2212)*0.2",
-         "part_isNHad": "(np.abs(part_pid)==130) + (np.abs(part_pid)==2112)*0.2"},
-        R_KIN + R_PID_PLUS + R_ANGLES, ["jet_isQ", "jet_isG"], ["jet_pt", "jet_eta"]),
+        {
+            **R_QG_VARIABLES,
+            "part_isCHad": "(np.abs(part_pid)==211) + (np.abs(part_pid)==321)*0.5 + (np.abs(part_pid)==2212)*0.2",
+            "part_isNHad": "(np.abs(part_pid)==130) + (np.abs(part_pid)==2112)*0.2",
+        },
+        R_KIN + R_PID_PLUS + R_ANGLES,
+        ["jet_isQ", "jet_isG"],
+        ["jet_pt", "jet_eta"],
+    ),
     "TopLandscape/top_kin.yaml": (
-        {**{k: v for k, v in R_QG_VARIABLES.items() if not k.startswith("jet_")}, "jet_isTop": "label",
-         "jet_isQCD": "1-label"},
-        R_KIN + R_ANGLES, ["jet_isTop", "jet_isQCD"], ["jet_pt", "jet_eta"]),
+        {
+            **{k: v for k, v in R_QG_VARIABLES.items() if not k.startswith("jet_")},
+            "jet_isTop": "label",
+            "jet_isQCD": "1-label",
+        },
+        R_KIN + R_ANGLES,
+        ["jet_isTop", "jet_isQCD"],
+        ["jet_pt", "jet_eta"],
+    ),
 }
 # What we add on purpose (docs/compatibility.md, "The public recipe, option by option"): the QuarkGluon particle ID
 # computed from part_pid (the recipe reads the same values from the converted files), and observers for the output.
 EXTRA_VARIABLES = {
-    "QuarkGluon/qg_kinpid.yaml": {"part_isElectron", "part_isMuon", "part_isPhoton", "part_isChargedHadron",
-                                  "part_isNeutralHadron", "part_charge"},
+    "QuarkGluon/qg_kinpid.yaml": {
+        "part_isElectron",
+        "part_isMuon",
+        "part_isPhoton",
+        "part_isChargedHadron",
+        "part_isNeutralHadron",
+        "part_charge",
+    },
     "QuarkGluon/qg_kinpidplus.yaml": {"part_isElectron", "part_isMuon", "part_isPhoton", "part_charge"},
 }
 EXTRA_OBSERVERS = {rel: ["jet_phi", "jet_energy", "jet_nparticles"] for rel in RECIPE if not rel.startswith("JetClass")}
@@ -182,8 +250,10 @@ def test_yaml_matches_the_public_recipe(rel):
         assert raw["inputs"][name]["length"] == 128
         assert raw["inputs"][name]["pad_mode"] == ("constant" if name == "pf_mask" else "wrap")
         params = config.preprocess_params
-        got = [(v, *(params[v][k] for k in ("center", "scale", "min", "max", "pad_value")))
-               for v in config.input_dicts[name]]
+        got = [
+            (v, *(params[v][k] for k in ("center", "scale", "min", "max", "pad_value")))
+            for v in config.input_dicts[name]
+        ]
         assert got == rows, name
     assert raw["labels"] == {"type": "simple", "value": labels}
     assert raw["observers"] == observers + EXTRA_OBSERVERS.get(rel, [])
@@ -194,22 +264,29 @@ def run_weaver_pipeline(yaml: Path, sample: Path, for_training: bool) -> dict:
     import torch
     from weaver.utils.dataset import SimpleIterDataset
 
-    dataset = SimpleIterDataset({"_": [str(sample)]}, str(yaml), for_training=for_training, fetch_step=1,
-                                async_load=False, name="test")
+    dataset = SimpleIterDataset(
+        {"_": [str(sample)]}, str(yaml), for_training=for_training, fetch_step=1, async_load=False, name="test"
+    )
     loader = torch.utils.data.DataLoader(dataset, batch_size=2000, num_workers=0)
     batches = list(loader)
     assert len(batches) == 1
     X, y, Z = batches[0]
-    return {**{k: v.numpy() for k, v in X.items()}, "_label_": y["_label_"].numpy(),
-            **{k: v.numpy() for k, v in Z.items()}}
+    return {
+        **{k: v.numpy() for k, v in X.items()},
+        "_label_": y["_label_"].numpy(),
+        **{k: v.numpy() for k, v in Z.items()},
+    }
 
 
 @pytest.mark.requiresdata
-@pytest.mark.parametrize("rel, sample, label", [
-    ("TopLandscape/top_kin.yaml", "TopLandscape_sample_1000.root", "label"),
-    ("QuarkGluon/qg_kin.yaml", "QuarkGluon_sample_1000.root", "label"),
-    ("JetClass/JetClass_kin.yaml", "JetClass_Hbb_sample_1000.root", None),
-])
+@pytest.mark.parametrize(
+    "rel, sample, label",
+    [
+        ("TopLandscape/top_kin.yaml", "TopLandscape_sample_1000.root", "label"),
+        ("QuarkGluon/qg_kin.yaml", "QuarkGluon_sample_1000.root", "label"),
+        ("JetClass/JetClass_kin.yaml", "JetClass_Hbb_sample_1000.root", None),
+    ],
+)
 def test_kin_yaml_on_real_jets(rel, sample, label, real_data, tmp_path):
     # the JetClass sample lacks jet_sdmass and jet_tau1..4, so it goes through the training path,
     # which loads no observers (and shuffles: compare particle counts as sorted lists)
@@ -264,8 +341,22 @@ def test_kin_yaml_on_real_jets(rel, sample, label, real_data, tmp_path):
 
 
 # physics truth for the added particle-ID branches: PDG code -> charge
-CHARGE = {11: -1, -11: 1, 13: -1, -13: 1, 22: 0, 211: 1, -211: -1, 321: 1, -321: -1, 2212: 1, -2212: -1,
-          130: 0, 2112: 0, -2112: 0}
+CHARGE = {
+    11: -1,
+    -11: 1,
+    13: -1,
+    -13: 1,
+    22: 0,
+    211: 1,
+    -211: -1,
+    321: 1,
+    -321: -1,
+    2212: 1,
+    -2212: -1,
+    130: 0,
+    2112: 0,
+    -2112: 0,
+}
 
 
 def with_particle_id(sample: Path, out: Path, jetclass: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -286,10 +377,13 @@ def with_particle_id(sample: Path, out: Path, jetclass: bool) -> tuple[np.ndarra
             "part_charge": jagged(charge),
             "part_isChargedHadron": jagged(np.isin(np.abs(pid), [211, 321, 2212])),
             "part_isNeutralHadron": jagged(np.isin(np.abs(pid), [130, 2112])),
-            "part_isPhoton": jagged(pid == 22), "part_isElectron": jagged(np.abs(pid) == 11),
+            "part_isPhoton": jagged(pid == 22),
+            "part_isElectron": jagged(np.abs(pid) == 11),
             "part_isMuon": jagged(np.abs(pid) == 13),
-            "part_d0val": jagged(rng.normal(0, 0.5, len(pid))), "part_d0err": jagged(rng.exponential(0.5, len(pid))),
-            "part_dzval": jagged(rng.normal(0, 0.5, len(pid))), "part_dzerr": jagged(rng.exponential(0.5, len(pid))),
+            "part_d0val": jagged(rng.normal(0, 0.5, len(pid))),
+            "part_d0err": jagged(rng.exponential(0.5, len(pid))),
+            "part_dzval": jagged(rng.normal(0, 0.5, len(pid))),
+            "part_dzerr": jagged(rng.exponential(0.5, len(pid))),
         }
         columns |= {k: table["jet_mass"] for k in ("jet_sdmass", "jet_tau1", "jet_tau2", "jet_tau3", "jet_tau4")}
     else:
@@ -300,12 +394,15 @@ def with_particle_id(sample: Path, out: Path, jetclass: bool) -> tuple[np.ndarra
 
 
 @pytest.mark.requiresdata
-@pytest.mark.parametrize("rel, sample", [
-    ("JetClass/JetClass_full.yaml", "JetClass_Hbb_sample_1000.root"),
-    ("JetClass/JetClass_kinpid.yaml", "JetClass_Hbb_sample_1000.root"),
-    ("QuarkGluon/qg_kinpid.yaml", "QuarkGluon_sample_1000.root"),
-    ("QuarkGluon/qg_kinpidplus.yaml", "QuarkGluon_sample_1000.root"),
-])
+@pytest.mark.parametrize(
+    "rel, sample",
+    [
+        ("JetClass/JetClass_full.yaml", "JetClass_Hbb_sample_1000.root"),
+        ("JetClass/JetClass_kinpid.yaml", "JetClass_Hbb_sample_1000.root"),
+        ("QuarkGluon/qg_kinpid.yaml", "QuarkGluon_sample_1000.root"),
+        ("QuarkGluon/qg_kinpidplus.yaml", "QuarkGluon_sample_1000.root"),
+    ],
+)
 def test_particle_id_yamls_on_real_jets(rel, sample, real_data, tmp_path):
     jetclass = rel.startswith("JetClass")
     pid, counts = with_particle_id(real_data / sample, tmp_path / "jets.root", jetclass)

@@ -57,9 +57,21 @@ SMALL_OPTIONS = {
 # A training run as short as weaver allows: two steps and one validation step, on the CPU (weaver's `--gpus ""`).
 # Later arguments override these.
 SHORT_TRAINING = [
-    "--num-epochs", "1", "--batch-size", "32", "--samples-per-epoch", "64", "--samples-per-epoch-val", "32",
-    "--fetch-step", "1", "--optimizer", "adam", "--start-lr", "1e-3",
-]  # fmt: skip
+    "--num-epochs",
+    "1",
+    "--batch-size",
+    "32",
+    "--samples-per-epoch",
+    "64",
+    "--samples-per-epoch-val",
+    "32",
+    "--fetch-step",
+    "1",
+    "--optimizer",
+    "adam",
+    "--start-lr",
+    "1e-3",
+]
 
 
 def base_name(network: Path) -> str:

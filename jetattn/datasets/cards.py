@@ -109,8 +109,31 @@ def _ecal_edges() -> tuple[np.ndarray, np.ndarray]:
     """Both cards' ECAL: 0.0174 in eta and 1 degree in phi to |eta| = 3, then CMS's HF towers (10 degrees)."""
     barrel = [i * 0.0174 for i in range(-85, 87)]
     endcaps = [-2.958 + i * 0.0174 for i in range(1, 85)] + [1.4964 + i * 0.0174 for i in range(1, 85)]
-    forward = [-5, -4.7, -4.525, -4.35, -4.175, -4, -3.825, -3.65, -3.475, -3.3, -3.125, -2.958, 3.125, 3.3, 3.475,
-               3.65, 3.825, 4, 4.175, 4.35, 4.525, 4.7, 5]
+    forward = [
+        -5,
+        -4.7,
+        -4.525,
+        -4.35,
+        -4.175,
+        -4,
+        -3.825,
+        -3.65,
+        -3.475,
+        -3.3,
+        -3.125,
+        -2.958,
+        3.125,
+        3.3,
+        3.475,
+        3.65,
+        3.825,
+        4,
+        4.175,
+        4.35,
+        4.525,
+        4.7,
+        5,
+    ]
     return _tower_edges([(barrel, 360), (endcaps, 360), (forward, 36)])
 
 
@@ -138,48 +161,99 @@ def _cms_ecal_resolution(eta: np.ndarray, energy: np.ndarray) -> np.ndarray:
     central = _quadrature(energy, 0.008, 0.11, 0.40)
     return np.select(
         [abs_eta <= 1.5, abs_eta <= 2.5, abs_eta <= 5.0],
-        [(1 + 0.64 * eta**2) * central, (2.16 + 5.6 * (abs_eta - 2) ** 2) * central,
-         _quadrature(energy, 0.107, 2.08)],
+        [(1 + 0.64 * eta**2) * central, (2.16 + 5.6 * (abs_eta - 2) ** 2) * central, _quadrature(energy, 0.107, 2.08)],
         0.0,
     )
 
 
 def _cms_hcal_resolution(eta: np.ndarray, energy: np.ndarray) -> np.ndarray:
     abs_eta = np.abs(eta)
-    return np.select([abs_eta <= 3.0, abs_eta <= 5.0],
-                     [_quadrature(energy, 0.050, 1.50), _quadrature(energy, 0.130, 2.70)], 0.0)
+    return np.select(
+        [abs_eta <= 3.0, abs_eta <= 5.0], [_quadrature(energy, 0.050, 1.50), _quadrature(energy, 0.130, 2.70)], 0.0
+    )
 
 
 def _atlas_ecal_resolution(eta: np.ndarray, energy: np.ndarray) -> np.ndarray:
     abs_eta = np.abs(eta)
-    return np.select([abs_eta <= 3.2, abs_eta <= 4.9],
-                     [_quadrature(energy, 0.0017, 0.101), _quadrature(energy, 0.0350, 0.285)], 0.0)
+    return np.select(
+        [abs_eta <= 3.2, abs_eta <= 4.9], [_quadrature(energy, 0.0017, 0.101), _quadrature(energy, 0.0350, 0.285)], 0.0
+    )
 
 
 def _atlas_hcal_resolution(eta: np.ndarray, energy: np.ndarray) -> np.ndarray:
     abs_eta = np.abs(eta)
     return np.select(
         [abs_eta <= 1.7, abs_eta <= 3.2, abs_eta <= 4.9],
-        [_quadrature(energy, 0.0302, 0.5205, 1.59), _quadrature(energy, 0.0500, 0.706),
-         _quadrature(energy, 0.0942, 1.00)],
+        [
+            _quadrature(energy, 0.0302, 0.5205, 1.59),
+            _quadrature(energy, 0.0500, 0.706),
+            _quadrature(energy, 0.0942, 1.00),
+        ],
         0.0,
     )
 
 
 def _cms() -> Card:
-    hcal_edges = _tower_edges([
-        ([-1.566 + 0.087 * i for i in range(38)], 72),  # 5 degrees, -1.566 .. 1.653
-        ([-4.35, -4.175, -4, -3.825, -3.65, -3.475, -3.3, -3.125, -2.95, -2.868, -2.65, -2.5, -2.322, -2.172,
-          -2.043, -1.93, -1.83, -1.74, -1.653, 1.74, 1.83, 1.93, 2.043, 2.172, 2.322, 2.5, 2.65, 2.868, 2.95,
-          3.125, 3.3, 3.475, 3.65, 3.825, 4, 4.175, 4.35, 4.525], 36),
-        ([-5, -4.7, -4.525, 4.7, 5], 18),
-    ])
+    hcal_edges = _tower_edges(
+        [
+            ([-1.566 + 0.087 * i for i in range(38)], 72),  # 5 degrees, -1.566 .. 1.653
+            (
+                [
+                    -4.35,
+                    -4.175,
+                    -4,
+                    -3.825,
+                    -3.65,
+                    -3.475,
+                    -3.3,
+                    -3.125,
+                    -2.95,
+                    -2.868,
+                    -2.65,
+                    -2.5,
+                    -2.322,
+                    -2.172,
+                    -2.043,
+                    -1.93,
+                    -1.83,
+                    -1.74,
+                    -1.653,
+                    1.74,
+                    1.83,
+                    1.93,
+                    2.043,
+                    2.172,
+                    2.322,
+                    2.5,
+                    2.65,
+                    2.868,
+                    2.95,
+                    3.125,
+                    3.3,
+                    3.475,
+                    3.65,
+                    3.825,
+                    4,
+                    4.175,
+                    4.35,
+                    4.525,
+                ],
+                36,
+            ),
+            ([-5, -4.7, -4.525, 4.7, 5], 18),
+        ]
+    )
     return Card(
-        name="cms", bz=3.8, radius=1.29, half_length=3.00,
+        name="cms",
+        bz=3.8,
+        radius=1.29,
+        half_length=3.00,
         tracking_efficiency=_TRACKING_EFFICIENCY,
         momentum_resolution={
             "hadron": MomentumResolution(_ETA_THIRDS, ((0.01, 1.5e-4), (0.015, 2.5e-4), (0.025, 5.5e-4))),
-            "electron": _ELECTRON_RESOLUTION, "muon": _MUON_RESOLUTION},
+            "electron": _ELECTRON_RESOLUTION,
+            "muon": _MUON_RESOLUTION,
+        },
         ecal=Calorimeter(*_ecal_edges(), _cms_ecal_resolution, 0.5, 2.0, _ECAL_FRACTIONS, 0.0, 22),
         hcal=Calorimeter(*hcal_edges, _cms_hcal_resolution, 1.0, 2.0, _HCAL_FRACTIONS, 1.0, 0),
     )
@@ -189,18 +263,50 @@ def _atlas() -> Card:
     """The ATLAS card of the Delphes 3.4 era (commit 8713dee of delphes/delphes), which TopLandscape used: one
     `Calorimeter` module whose ECAL and HCAL share 0.1 x 10 degree towers to |eta| = 2.5, with significance
     thresholds of 1 sigma. (Today's card splits them and gives the ECAL CMS's 0.0174 x 1 degree cells.)"""
-    towers = _tower_edges([
-        ([-3.2, *(round(-2.5 + 0.1 * i, 1) for i in range(52)), 3.3], 36),  # 10 degrees, 0.1 in eta to 2.6
-        ([-4.9, -4.7, -4.5, -4.3, -4.1, -3.9, -3.7, -3.5, -3.3, -3, -2.8, -2.6, 2.8, 3, 3.2, 3.5, 3.7, 3.9, 4.1, 4.3,
-          4.5, 4.7, 4.9], 18),
-    ])
+    towers = _tower_edges(
+        [
+            ([-3.2, *(round(-2.5 + 0.1 * i, 1) for i in range(52)), 3.3], 36),  # 10 degrees, 0.1 in eta to 2.6
+            (
+                [
+                    -4.9,
+                    -4.7,
+                    -4.5,
+                    -4.3,
+                    -4.1,
+                    -3.9,
+                    -3.7,
+                    -3.5,
+                    -3.3,
+                    -3,
+                    -2.8,
+                    -2.6,
+                    2.8,
+                    3,
+                    3.2,
+                    3.5,
+                    3.7,
+                    3.9,
+                    4.1,
+                    4.3,
+                    4.5,
+                    4.7,
+                    4.9,
+                ],
+                18,
+            ),
+        ]
+    )
     return Card(
-        name="atlas", bz=2.0, radius=1.15, half_length=3.51,
+        name="atlas",
+        bz=2.0,
+        radius=1.15,
+        half_length=3.51,
         tracking_efficiency=_TRACKING_EFFICIENCY,
         momentum_resolution={
             "hadron": (hadron := MomentumResolution(_ETA_THIRDS, ((0.06, 1.3e-3), (0.10, 1.7e-3), (0.25, 3.1e-3)))),
             "electron": hadron,
-            "muon": MomentumResolution(_ETA_THIRDS, ((0.02, 2.0e-4), (0.03, 3.0e-4), (0.06, 6.0e-4)))},
+            "muon": MomentumResolution(_ETA_THIRDS, ((0.02, 2.0e-4), (0.03, 3.0e-4), (0.06, 6.0e-4))),
+        },
         ecal=Calorimeter(*towers, _atlas_ecal_resolution, 0.5, 1.0, _ECAL_FRACTIONS, 0.0, 22),
         hcal=Calorimeter(*towers, _atlas_hcal_resolution, 1.0, 1.0, _HCAL_FRACTIONS, 1.0, 0),
         massless_tracks=True,  # the real TopLandscape constituents are all massless

@@ -31,9 +31,21 @@ from jetattn.io import atomic_path
 CLASS_NAMES = {
     "TopLandscape": {"label": {0: "QCD", 1: "top"}},
     "QuarkGluon": {"label": {0: "gluon", 1: "quark"}},
-    "JetClass": {name: {1: name.removeprefix("label_")} for name in (
-        "label_QCD", "label_Hbb", "label_Hcc", "label_Hgg", "label_H4q", "label_Hqql", "label_Zqq", "label_Wqq",
-        "label_Tbqq", "label_Tbl")},
+    "JetClass": {
+        name: {1: name.removeprefix("label_")}
+        for name in (
+            "label_QCD",
+            "label_Hbb",
+            "label_Hcc",
+            "label_Hgg",
+            "label_H4q",
+            "label_Hqql",
+            "label_Zqq",
+            "label_Wqq",
+            "label_Tbqq",
+            "label_Tbl",
+        )
+    },
 }
 JET_RADIUS = {"TopLandscape": 0.8, "QuarkGluon": 0.4, "JetClass": 0.8}
 SOFT_THRESHOLDS = (0.5, 1.0, 2.0)
@@ -50,8 +62,12 @@ class Target:
     limit: float
 
 
-TARGETS = (Target("n_constituents", "ratio", 0.05), Target("share_below_1GeV", "difference", 0.03),
-           Target("leading_pt_fraction", "ratio", 0.05), Target("n_constituents", "ks", 0.1))
+TARGETS = (
+    Target("n_constituents", "ratio", 0.05),
+    Target("share_below_1GeV", "difference", 0.03),
+    Target("leading_pt_fraction", "ratio", 0.05),
+    Target("n_constituents", "ks", 0.1),
+)
 
 
 def root_files(path: Path) -> list[Path]:
@@ -73,8 +89,9 @@ def read_classes(path: Path, dataset: str) -> dict[str, ak.Array]:
                 raise ValueError(f"{file}: no TTree named 'tree'")
             tree = root["tree"]
             labels = [name for name in names if name in tree]
-            missing = [b for b in (*PARTICLE_BRANCHES, "jet_pt") if b not in tree] + ([] if labels else [
-                " or ".join(names)])
+            missing = [b for b in (*PARTICLE_BRANCHES, "jet_pt") if b not in tree] + (
+                [] if labels else [" or ".join(names)]
+            )
             if missing:
                 raise ValueError(f"{file}: lacks the branch(es) {', '.join(missing)} of a {dataset} file")
             jets = tree.arrays([*PARTICLE_BRANCHES, "jet_pt", *labels])
@@ -94,15 +111,18 @@ def _pair_features(jets: ak.Array) -> dict[str, np.ndarray]:
 
     jets = jets[:PAIR_JETS]
     length = int(ak.max(ak.num(jets.part_px)))
-    p4 = np.stack([ak.to_numpy(ak.fill_none(ak.pad_none(jets[f"part_{c}"], length), 0.0)) for c in
-                   ("px", "py", "pz", "energy")], axis=1)  # B, 4, L
+    p4 = np.stack(
+        [ak.to_numpy(ak.fill_none(ak.pad_none(jets[f"part_{c}"], length), 0.0)) for c in ("px", "py", "pz", "energy")],
+        axis=1,
+    )  # B, 4, L
     mask = np.arange(length)[None, :] < ak.to_numpy(ak.num(jets.part_px))[:, None]  # B, L
     ln_kt, ln_delta = [], []
     upper = np.triu(np.ones((length, length), bool), k=1)
     for start in range(0, len(p4), 50):
-        block_mask = mask[start:start + 50]
-        features = pair_feature_matrix(torch.from_numpy(p4[start:start + 50]).double(),
-                                       torch.from_numpy(block_mask[:, None, :])).numpy()  # B, 4, L, L
+        block_mask = mask[start : start + 50]
+        features = pair_feature_matrix(
+            torch.from_numpy(p4[start : start + 50]).double(), torch.from_numpy(block_mask[:, None, :])
+        ).numpy()  # B, 4, L, L
         pairs = block_mask[:, :, None] & block_mask[:, None, :] & upper
         ln_kt.append(features[:, 0][pairs])
         ln_delta.append(features[:, 2][pairs])
@@ -128,8 +148,9 @@ def distributions(jets: ak.Array, radius: float) -> dict[str, np.ndarray]:
     energy, px, py, pz = (ak.sum(jets[f"part_{c}"], axis=1) for c in ("energy", "px", "py", "pz"))
     result["jet_mass"] = ak.to_numpy(np.sqrt(np.maximum(energy**2 - px**2 - py**2 - pz**2, 0.0)))
     sdmass, tau32 = [], []
-    flat = np.stack([ak.to_numpy(ak.flatten(jets[f"part_{c}"])).astype(np.float64)
-                     for c in ("px", "py", "pz", "energy")])
+    flat = np.stack(
+        [ak.to_numpy(ak.flatten(jets[f"part_{c}"])).astype(np.float64) for c in ("px", "py", "pz", "energy")]
+    )
     for constituents in np.split(flat, np.cumsum(n)[:-1], axis=1):  # awkward records are slow to walk
         sdmass.append(softdrop_mass(*constituents, R0=radius))
         taus = nsubjettiness(*constituents, n_max=3, R0=radius)
@@ -151,9 +172,15 @@ def compare(generated: dict[str, np.ndarray], real: dict[str, np.ndarray]) -> di
     rows = {}
     for name in generated:
         mean_generated, mean_real = float(np.nanmean(generated[name])), float(np.nanmean(real[name]))
-        rows[name] = {"generated": mean_generated, "real": mean_real, "ratio": mean_generated / mean_real,
-                      "difference": mean_generated - mean_real, "ks": ks_distance(generated[name], real[name]),
-                      "jets_generated": len(generated["n_constituents"]), "jets_real": len(real["n_constituents"])}
+        rows[name] = {
+            "generated": mean_generated,
+            "real": mean_real,
+            "ratio": mean_generated / mean_real,
+            "difference": mean_generated - mean_real,
+            "ks": ks_distance(generated[name], real[name]),
+            "jets_generated": len(generated["n_constituents"]),
+            "jets_real": len(real["n_constituents"]),
+        }
     return rows
 
 
@@ -162,22 +189,33 @@ def target_lines(class_name: str, rows: dict[str, dict[str, float]]) -> list[str
     for target in TARGETS:
         row = rows[target.distribution]
         value = abs(row[target.measure] - 1) if target.measure == "ratio" else abs(row[target.measure])
-        shown = {"ratio": f"ratio {row['ratio']:.3f}", "difference": f"difference {100 * row['difference']:+.1f} "
-                 "points", "ks": f"KS {row['ks']:.3f}"}[target.measure]
-        limit = {"ratio": f"within {100 * target.limit:g}%", "difference": f"within {100 * target.limit:g} points",
-                 "ks": f"below {target.limit:g}"}[target.measure]
-        lines.append(f"{class_name}: {target.distribution} {shown} ({limit}): "
-                     f"{'met' if value <= target.limit else 'NOT met'}")
+        shown = {
+            "ratio": f"ratio {row['ratio']:.3f}",
+            "difference": f"difference {100 * row['difference']:+.1f} points",
+            "ks": f"KS {row['ks']:.3f}",
+        }[target.measure]
+        limit = {
+            "ratio": f"within {100 * target.limit:g}%",
+            "difference": f"within {100 * target.limit:g} points",
+            "ks": f"below {target.limit:g}",
+        }[target.measure]
+        lines.append(
+            f"{class_name}: {target.distribution} {shown} ({limit}): {'met' if value <= target.limit else 'NOT met'}"
+        )
     return lines
 
 
 def markdown_table(results: dict[str, dict[str, dict[str, float]]]) -> str:
-    lines = ["| class | distribution | generated mean | real mean | ratio | KS |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| class | distribution | generated mean | real mean | ratio | KS |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for class_name, rows in results.items():
         for name, row in rows.items():
-            lines.append(f"| {class_name} | {name} | {row['generated']:.4g} | {row['real']:.4g} | {row['ratio']:.3f} | "
-                         f"{row['ks']:.3f} |")
+            lines.append(
+                f"| {class_name} | {name} | {row['generated']:.4g} | {row['real']:.4g} | {row['ratio']:.3f} | "
+                f"{row['ks']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -194,11 +232,18 @@ def plot_class(out: Path, stem: str, class_name: str, generated: dict, real: dic
         low, high = np.quantile(both, [0.005, 0.995])
         bins = np.arange(low - 0.5, high + 1.5) if name == "n_constituents" else np.linspace(low, high, 41)
         for values, label, style in ((real[name], "real", "step"), (generated[name], "generated", "stepfilled")):
-            ax.hist(values[np.isfinite(values)], bins=bins, density=True, histtype=style, alpha=0.8 if
-                    style == "step" else 0.35, label=label, linewidth=1.5)
+            ax.hist(
+                values[np.isfinite(values)],
+                bins=bins,
+                density=True,
+                histtype=style,
+                alpha=0.8 if style == "step" else 0.35,
+                label=label,
+                linewidth=1.5,
+            )
         ax.set_xlabel(name, fontsize=14)
         ax.tick_params(labelsize=11)
-    for ax in axes.flat[len(names):]:
+    for ax in axes.flat[len(names) :]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=12, title=class_name, title_fontsize=12)
     fig.tight_layout()
@@ -206,12 +251,19 @@ def plot_class(out: Path, stem: str, class_name: str, generated: dict, real: dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jetattn.datasets.compare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m jetattn.datasets.compare",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("generated", type=Path, help="generated jets: a ROOT file or a folder of them")
     parser.add_argument("real", type=Path, help="real jets: a ROOT file or a folder of them")
-    parser.add_argument("--dataset", required=True, choices=list(CLASS_NAMES),
-                        help="which layout and labels (TopLandscape: label 1 = top; QuarkGluon: 1 = quark)")
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        choices=list(CLASS_NAMES),
+        help="which layout and labels (TopLandscape: label 1 = top; QuarkGluon: 1 = quark)",
+    )
     parser.add_argument("--max-jets", type=int, default=2000, help="jets per class and side (default 2000)")
     parser.add_argument("--plot", type=Path, help="folder for one picture per class (compare_<dataset>_<class>.png)")
     parser.add_argument("--markdown", type=Path, help="write the table and the targets to this file")
@@ -226,13 +278,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     shared = [name for name in generated if name in real]
     if not shared:
-        print(f"error: no class in both: generated has {', '.join(generated) or 'none'}, real has "
-              f"{', '.join(real) or 'none'}", file=sys.stderr)
+        print(
+            f"error: no class in both: generated has {', '.join(generated) or 'none'}, real has "
+            f"{', '.join(real) or 'none'}",
+            file=sys.stderr,
+        )
         return 1
     results, targets = {}, []
     for class_name in shared:
         radius = JET_RADIUS[args.dataset]
-        sides = [distributions(jets[class_name][:args.max_jets], radius) for jets in (generated, real)]
+        sides = [distributions(jets[class_name][: args.max_jets], radius) for jets in (generated, real)]
         results[class_name] = compare(*sides)
         targets += target_lines(class_name, results[class_name])
         if args.plot:
@@ -245,8 +300,18 @@ def main(argv: list[str] | None = None) -> int:
             tmp.write_text(table + "\n" + "".join(f"- {line}\n" for line in targets))
     if args.json:
         with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps({"dataset": args.dataset, "generated": str(args.generated),
-                                       "real": str(args.real), "classes": results, "targets": targets}, indent=1))
+            tmp.write_text(
+                json.dumps(
+                    {
+                        "dataset": args.dataset,
+                        "generated": str(args.generated),
+                        "real": str(args.real),
+                        "classes": results,
+                        "targets": targets,
+                    },
+                    indent=1,
+                )
+            )
     return 0
 
 

@@ -181,8 +181,9 @@ def calorimeter_entry(
     charged = charge != 0
     with np.errstate(divide="ignore", invalid="ignore"):
         radius = pt / (_GEV_PER_TESLA_METRE * np.abs(charge) * card.bz)  # helix radius, m
-        turn_to_barrel = np.where(2 * radius >= card.radius, 2 * np.arcsin(np.minimum(card.radius / (2 * radius), 1)),
-                                  np.inf)
+        turn_to_barrel = np.where(
+            2 * radius >= card.radius, 2 * np.arcsin(np.minimum(card.radius / (2 * radius), 1)), np.inf
+        )
         turn_to_endcap = np.where(pz != 0, card.half_length * pt / (np.abs(pz) * radius), np.inf)
         turn = np.minimum(turn_to_barrel, turn_to_endcap)  # angle the momentum turns by on the way
         rho = 2 * radius * np.abs(np.sin(turn / 2))
@@ -236,8 +237,9 @@ def _flow_through(
     tracked = (track_deposit > 0) & hit[tracks["source"]]
     track_tower = np.searchsorted(towers, cell[tracks["source"]][tracked])
     track_energy = np.bincount(track_tower, track_deposit[tracked], minlength=len(towers))
-    track_sigma = np.sqrt(np.bincount(track_tower, (tracks["resolution"] * track_deposit)[tracked] ** 2,
-                                      minlength=len(towers)))
+    track_sigma = np.sqrt(
+        np.bincount(track_tower, (tracks["resolution"] * track_deposit)[tracked] ** 2, minlength=len(towers))
+    )
 
     tower_eta_bin = towers // n_phi_max % len(calorimeter.eta_edges)
     tower_phi_bin = towers % n_phi_max
@@ -336,15 +338,17 @@ def apply_particle_flow(
     hadrons, hcal_scale = _flow_through(card.hcal, at_calorimeter, tracks, rng)
     track_scale = ecal_scale * hcal_scale
     track_momentum = track_momentum * track_scale
-    d0_true, dz_true = straight_track_impact_parameters(px[source], py[source], pz[source], x[source] - pv[0],
-                                                        y[source] - pv[1], z[source] - pv[2])
+    d0_true, dz_true = straight_track_impact_parameters(
+        px[source], py[source], pz[source], x[source] - pv[0], y[source] - pv[1], z[source] - pv[2]
+    )
     d0err = impact_parameter_resolution(pt[source], D0_RESOLUTION)
     dzerr = impact_parameter_resolution(pt[source], DZ_RESOLUTION)
     d0_noise, dz_noise = rng.standard_normal((2, len(source)))
 
     neutrals = {key: np.concatenate([photons[key], hadrons[key]]) for key in photons}
-    neutral_pid = np.repeat([card.ecal.neutral_pid, card.hcal.neutral_pid],
-                            [len(photons["energy"]), len(hadrons["energy"])]).astype(pid.dtype)
+    neutral_pid = np.repeat(
+        [card.ecal.neutral_pid, card.hcal.neutral_pid], [len(photons["energy"]), len(hadrons["energy"])]
+    ).astype(pid.dtype)
     neutral_pt = neutrals["energy"] / np.cosh(neutrals["eta"])
     no_track = np.zeros(len(neutral_pt))
     columns = {
@@ -371,9 +375,19 @@ def generator_level(particles: Mapping[str, np.ndarray], event: np.ndarray | Non
     d0, dz = straight_track_impact_parameters(px, py, pz, x, y, z)
     charged = charge != 0
     zeros = np.zeros(len(px))
-    return {"px": px, "py": py, "pz": pz, "energy": energy, "charge": charge, "pid": pid,
-            "d0val": np.where(charged, d0, 0.0), "d0err": zeros, "dzval": np.where(charged, dz, 0.0), "dzerr": zeros,
-            "event": np.zeros(len(px), np.int64) if event is None else np.asarray(event, dtype=np.int64)}
+    return {
+        "px": px,
+        "py": py,
+        "pz": pz,
+        "energy": energy,
+        "charge": charge,
+        "pid": pid,
+        "d0val": np.where(charged, d0, 0.0),
+        "d0err": zeros,
+        "dzval": np.where(charged, dz, 0.0),
+        "dzerr": zeros,
+        "event": np.zeros(len(px), np.int64) if event is None else np.asarray(event, dtype=np.int64),
+    }
 
 
 def measure(

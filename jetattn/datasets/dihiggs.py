@@ -55,9 +55,17 @@ class Process:
 
 
 def _signal_settings(mass: float) -> tuple[str, ...]:
-    return ("Higgs:useBSM = on", "HiggsBSM:gg2H2 = on", f"35:m0 = {mass}", f"35:mWidth = {WIDTH_FRACTION * mass}",
-            "35:doForceWidth = on", "35:onMode = off", "35:onIfMatch = 25 25", "25:onMode = off",
-            "25:onIfMatch = 5 -5")
+    return (
+        "Higgs:useBSM = on",
+        "HiggsBSM:gg2H2 = on",
+        f"35:m0 = {mass}",
+        f"35:mWidth = {WIDTH_FRACTION * mass}",
+        "35:doForceWidth = on",
+        "35:onMode = off",
+        "35:onIfMatch = 25 25",
+        "25:onMode = off",
+        "25:onIfMatch = 5 -5",
+    )
 
 
 def _qcd_settings(mass: float) -> tuple[str, ...]:
@@ -77,16 +85,23 @@ PROCESSES = (
 
 def pythia_settings(process: Process, mass: float, sqrt_s: float, seed: int) -> list[str]:
     """All `readString` lines for one process and one random seed."""
-    return [f"Beams:eCM = {sqrt_s}", *COMMON_SETTINGS, *process.settings(mass), "Random:setSeed = on",
-            f"Random:seed = {seed}"]
+    return [
+        f"Beams:eCM = {sqrt_s}",
+        *COMMON_SETTINGS,
+        *process.settings(mass),
+        "Random:setSeed = on",
+        f"Random:seed = {seed}",
+    ]
 
 
 def _four_vector_columns(p4: np.ndarray) -> dict[str, np.ndarray]:
     """(n, 4) px, py, pz, E  ->  pt, eta, phi, mass, energy (float32)."""
     pt, eta, phi = gen._pt_eta_phi(p4)
     mass = np.sqrt(np.maximum(p4[:, 3] ** 2 - np.sum(p4[:, :3] ** 2, axis=1), 0.0))
-    return {name: value.astype(np.float32) for name, value in
-            {"pt": pt, "eta": eta, "phi": phi, "mass": mass, "energy": p4[:, 3]}.items()}
+    return {
+        name: value.astype(np.float32)
+        for name, value in {"pt": pt, "eta": eta, "phi": phi, "mass": mass, "energy": p4[:, 3]}.items()
+    }
 
 
 class _EventMaker:
@@ -119,13 +134,15 @@ class _EventMaker:
         if not self.mjj_range[0] <= mjj < self.mjj_range[1]:
             return None
         columns = {"obj": objects, "mjj": mjj}
-        for j, (jet, jet_eta, jet_phi) in enumerate(zip(leading, objects["eta"][:2], objects["phi"][:2], strict=True),
-                                                    start=1):
+        for j, (jet, jet_eta, jet_phi) in enumerate(
+            zip(leading, objects["eta"][:2], objects["phi"][:2], strict=True), start=1
+        ):
             members = constituents[jet]
             pt = np.hypot(measured["px"][members], measured["py"][members])
             kept = members[np.argsort(-pt)[:MAX_PARTICLES]]
-            columns[f"jet{j}_part"] = gen._particle_columns({k: v[kept] for k, v in measured.items()},
-                                                            float(jet_eta), float(jet_phi))
+            columns[f"jet{j}_part"] = gen._particle_columns(
+                {k: v[kept] for k, v in measured.items()}, float(jet_eta), float(jet_phi)
+            )
             columns[f"jet{j}_nparticles"] = len(members)
         return columns
 
@@ -212,9 +229,14 @@ def _run_task(task: _Task, report: Callable[[str, int], None]) -> dict:
                     writer.extend(_columns(task.process, pending))
                     pending = []
             report(task.process.name, unreported)
-    return {"process": task.process.name, "events": task.num_events, "generated": generated,
-            "sigma_pb": pythia.infoPython().sigmaGen() * 1e9, "seconds": time.perf_counter() - start,
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "process": task.process.name,
+        "events": task.num_events,
+        "generated": generated,
+        "sigma_pb": pythia.infoPython().sigmaGen() * 1e9,
+        "seconds": time.perf_counter() - start,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -235,13 +257,18 @@ def cross_sections(results: list[dict]) -> dict[str, dict[str, float]]:
         kept = sum(r["events"] for r in rows)
         sigma = sum(r["sigma_pb"] * r["generated"] for r in rows) / generated
         normalisation = 1.0 if process.signal else sigma
-        table[process.name] = {"sigma_pb": sigma, "efficiency": kept / generated, "events": kept,
-                               "weight": normalisation / generated}
+        table[process.name] = {
+            "sigma_pb": sigma,
+            "efficiency": kept / generated,
+            "events": kept,
+            "weight": normalisation / generated,
+        }
     return table
 
 
-def _check_arguments(num_events: int, split: tuple[float, float, float], workers: int | None, sqrt_s: float,
-                     mass: float) -> None:
+def _check_arguments(
+    num_events: int, split: tuple[float, float, float], workers: int | None, sqrt_s: float, mass: float
+) -> None:
     if isinstance(num_events, bool) or not isinstance(num_events, int) or num_events < 2:
         raise ValueError(f"num_events must be an integer of at least 2 (events per class), got {num_events!r}")
     gen._check_arguments("TopLandscape", num_events, split, workers, sqrt_s)  # the checks every dataset shares
@@ -249,8 +276,9 @@ def _check_arguments(num_events: int, split: tuple[float, float, float], workers
         raise ValueError(f"mass must lie between 250 GeV (two Higgs bosons) and sqrt_s, got {mass!r}")
 
 
-def _plan(root: Path, num_events: int, seed: int, workers: int, split: tuple[float, float, float], sqrt_s: float,
-          mass: float) -> list[_Task]:
+def _plan(
+    root: Path, num_events: int, seed: int, workers: int, split: tuple[float, float, float], sqrt_s: float, mass: float
+) -> list[_Task]:
     """Signal: num_events; background: num_events, half QCD and half tt̄, each in chunks and splits."""
     per_process = [num_events, num_events - num_events // 2, num_events // 2]
     tasks = []
@@ -258,10 +286,13 @@ def _plan(root: Path, num_events: int, seed: int, workers: int, split: tuple[flo
         n_chunks = gen._num_chunks(n, len(PROCESSES), workers)
         for chunk in range(n_chunks):
             chunk_events = n // n_chunks + (chunk < n % n_chunks)
-            outputs = tuple((root / ".parts" / f"{process.name}_{chunk:03d}_{split_name}.root", count)
-                            for split_name, count in zip(("train", "val", "test"),
-                                                         gen._split_counts(chunk_events, list(split)), strict=True)
-                            if count)
+            outputs = tuple(
+                (root / ".parts" / f"{process.name}_{chunk:03d}_{split_name}.root", count)
+                for split_name, count in zip(
+                    ("train", "val", "test"), gen._split_counts(chunk_events, list(split)), strict=True
+                )
+                if count
+            )
             tasks.append(_Task(index, chunk, seed, sqrt_s, mass, outputs))
     return tasks
 
@@ -313,11 +344,17 @@ def generate_dihiggs(
     finally:
         progress.close()
     for name, row in table.items():
-        print(f"{name}: sigma {row['sigma_pb']:.4g} pb, selection efficiency {row['efficiency']:.3g}, "
-              f"{row['events']} events", file=sys.stderr)
+        print(
+            f"{name}: sigma {row['sigma_pb']:.4g} pb, selection efficiency {row['efficiency']:.3g}, "
+            f"{row['events']} events",
+            file=sys.stderr,
+        )
     peak_mb = max(result["peak_mb"] for result in results)
-    print(f"{NAME}: {sum(r['events'] for r in results)} events written under {root}; "
-          f"peak memory per worker {peak_mb:.0f} MB", file=sys.stderr)
+    print(
+        f"{NAME}: {sum(r['events'] for r in results)} events written under {root}; "
+        f"peak memory per worker {peak_mb:.0f} MB",
+        file=sys.stderr,
+    )
     return root
 
 

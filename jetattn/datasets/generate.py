@@ -162,7 +162,7 @@ class _Truth:
     def resonances(self, pids: tuple[int, ...]) -> list[int]:
         """Decaying copies of the resonances with |pid| in pids."""
         ev = self.events
-        abs_pid = np.abs(ev.pid[self.start:self.stop])
+        abs_pid = np.abs(ev.pid[self.start : self.stop])
         found = []
         for i in self.start + np.flatnonzero(np.isin(abs_pid, pids)):
             d1 = ev.daughter1[i]
@@ -182,7 +182,7 @@ class _Truth:
         L runs from where the hadron was made (before any B0/Bs oscillation, which Pythia books as a
         1 -> 1 decay into the partner) to its decay vertex, the production vertex of its first daughter."""
         ev = self.events
-        abs_pid = np.abs(ev.pid[self.start:self.stop])
+        abs_pid = np.abs(ev.pid[self.start : self.stop])
         candidates = self.start + np.flatnonzero(np.isin(abs_pid, _B_HADRONS) | np.isin(abs_pid, _C_HADRONS))
         indices, ctau = [], []
         for i in candidates:
@@ -246,7 +246,10 @@ def _particle_columns(measured: dict[str, np.ndarray], jet_eta: float, jet_phi: 
     lepton = (abs_pid == 11) | (abs_pid == 13)
     eta_sign = 1.0 if jet_eta >= 0 else -1.0  # ParT convention: deta counted away from the beam axis
     columns = {
-        "px": p4[:, 0], "py": p4[:, 1], "pz": p4[:, 2], "energy": p4[:, 3],
+        "px": p4[:, 0],
+        "py": p4[:, 1],
+        "pz": p4[:, 2],
+        "energy": p4[:, 3],
         "deta": (eta - jet_eta) * eta_sign,
         "dphi": _wrap_phi(phi - jet_phi),
         "charge": charge,
@@ -275,8 +278,14 @@ def _truth_columns(events: _EventBatch, indices: list[int] | np.ndarray, ctau: n
 class _JetMaker:
     """Turns batches of events into selected, truth-matched jets of one class."""
 
-    def __init__(self, dataset: DatasetSpec, cls: JetClassSpec, particles: _ParticleTable,
-                 rng: np.random.Generator, detector: str = "simple"):
+    def __init__(
+        self,
+        dataset: DatasetSpec,
+        cls: JetClassSpec,
+        particles: _ParticleTable,
+        rng: np.random.Generator,
+        detector: str = "simple",
+    ):
         import fastjet
 
         self.dataset = dataset
@@ -294,9 +303,17 @@ class _JetMaker:
         measurable = (events.p4[:, 3] > 0) & (np.hypot(events.p4[:, 0], events.p4[:, 1]) > 0)
         visible = np.flatnonzero((events.status > 0) & ~np.isin(np.abs(events.pid), _NEUTRINOS) & measurable)
         p4, vertex = events.p4[visible], events.vertex[visible]
-        particles = {"px": p4[:, 0], "py": p4[:, 1], "pz": p4[:, 2], "energy": p4[:, 3],
-                     "charge": self.particles.charge(events.pid[visible]), "pid": events.pid[visible],
-                     "xprod": vertex[:, 0], "yprod": vertex[:, 1], "zprod": vertex[:, 2]}
+        particles = {
+            "px": p4[:, 0],
+            "py": p4[:, 1],
+            "pz": p4[:, 2],
+            "energy": p4[:, 3],
+            "charge": self.particles.charge(events.pid[visible]),
+            "pid": events.pid[visible],
+            "xprod": vertex[:, 0],
+            "yprod": vertex[:, 1],
+            "zprod": vertex[:, 2],
+        }
         event = np.searchsorted(events.offsets, visible, side="right") - 1
         measured = measure(particles, event, self.rng, self.detector)  # one call serves the whole batch
         return np.bincount(measured.pop("event"), minlength=events.num_events), measured
@@ -308,10 +325,13 @@ class _JetMaker:
 
         bad = ~np.isfinite(np.stack([measured[k] for k in ("px", "py", "pz", "energy")])).all(axis=0)
         if bad.any():  # FastJet segfaults on NaN momenta: say which particle instead
-            raise ValueError(f"detector model returned a non-finite four-momentum for {self.cls.name} particle(s) "
-                             f"with PDG id {sorted(set(measured['pid'][bad].tolist()))}")
-        momenta = ak.unflatten(ak.zip({"px": measured["px"], "py": measured["py"], "pz": measured["pz"],
-                                       "E": measured["energy"]}), counts)
+            raise ValueError(
+                f"detector model returned a non-finite four-momentum for {self.cls.name} particle(s) "
+                f"with PDG id {sorted(set(measured['pid'][bad].tolist()))}"
+            )
+        momenta = ak.unflatten(
+            ak.zip({"px": measured["px"], "py": measured["py"], "pz": measured["pz"], "E": measured["energy"]}), counts
+        )
         with _quiet_stdout(self._first_clustering):  # FastJet prints its banner on first use
             sequence = fastjet.ClusterSequence(momenta, self.jet_definition)
             min_pt = 0.9 * self.dataset.pt_range[0]
@@ -319,10 +339,12 @@ class _JetMaker:
             constituents = sequence.constituent_index(min_pt)
         self._first_clustering = False
         starts = np.concatenate([[0], np.cumsum(counts)])
-        jets_p4 = [np.stack([ak.to_numpy(jet[c]) for c in ("px", "py", "pz", "E")], axis=-1).reshape(-1, 4)
-                   for jet in jets]
-        jets_constituents = [[starts[event] + ak.to_numpy(c) for c in constituents[event]]
-                             for event in range(events.num_events)]
+        jets_p4 = [
+            np.stack([ak.to_numpy(jet[c]) for c in ("px", "py", "pz", "E")], axis=-1).reshape(-1, 4) for jet in jets
+        ]
+        jets_constituents = [
+            [starts[event] + ak.to_numpy(c) for c in constituents[event]] for event in range(events.num_events)
+        ]
         return jets_p4, jets_constituents
 
     def _symmetrise_charge(self, events: _EventBatch) -> None:
@@ -343,7 +365,7 @@ class _JetMaker:
             truth = _Truth(events, event)
             order = np.argsort(-np.hypot(jets_p4[event][:, 0], jets_p4[event][:, 1]))
             if self.dataset.leading_jets is not None:
-                order = order[:self.dataset.leading_jets]
+                order = order[: self.dataset.leading_jets]
             elif self.cls.match == "leading":
                 order = order[:2]
             targets = self._targets(truth)
@@ -396,13 +418,21 @@ class _JetMaker:
             return None
         p4 = np.stack([measured[c][constituents] for c in ("px", "py", "pz", "energy")], axis=1)
         kept = constituents[np.argsort(-np.hypot(p4[:, 0], p4[:, 1]))[:MAX_PARTICLES]]
-        particles = _particle_columns({name: value[kept] for name, value in measured.items()},
-                                      float(jet_eta), float(jet_phi))
+        particles = _particle_columns(
+            {name: value[kept] for name, value in measured.items()}, float(jet_eta), float(jet_phi)
+        )
         from jetattn.datasets.observables import subjet_columns, substructure
 
         mass = math.sqrt(max(jet_p4[3] ** 2 - jet_p4[0] ** 2 - jet_p4[1] ** 2 - jet_p4[2] ** 2, 0.0))
-        columns = {"pt": jet_pt, "eta": jet_eta, "phi": jet_phi, "energy": jet_p4[3], "mass": mass,
-                   "nparticles": len(constituents), **substructure(*p4.T, R0=self.dataset.radius)}
+        columns = {
+            "pt": jet_pt,
+            "eta": jet_eta,
+            "phi": jet_phi,
+            "energy": jet_p4[3],
+            "mass": mass,
+            "nparticles": len(constituents),
+            **substructure(*p4.T, R0=self.dataset.radius),
+        }
         subjets = subjet_columns(*p4.T, float(jet_eta), float(jet_phi))
         return _Jet(columns, particles, subjets, {}, {})
 
@@ -567,6 +597,7 @@ def _run_task(task: _Task, report: Callable[[str, int], None]) -> dict:
 # ---------------------------------------------------------------------------------------------------------------
 # Worker pool
 
+
 def _worker_loop(tasks, messages, run_task) -> None:
     """A worker process: takes ``(index, task)`` from ``tasks`` until None, runs ``run_task(task, report)`` and
     reports on ``messages``: ``("progress", class, jets)``, ``("done", index, result)`` or
@@ -600,8 +631,9 @@ def _run_tasks(tasks: list, workers: int, progress, run_task: Callable = _run_ta
         task_queue.put(item)
     for _ in range(workers):
         task_queue.put(None)
-    processes = [context.Process(target=_worker_loop, args=(task_queue, messages, run_task), daemon=True)
-                 for _ in range(workers)]
+    processes = [
+        context.Process(target=_worker_loop, args=(task_queue, messages, run_task), daemon=True) for _ in range(workers)
+    ]
     results: list[dict | None] = [None] * len(tasks)
     remaining = len(tasks)
     try:
@@ -615,8 +647,10 @@ def _run_tasks(tasks: list, workers: int, progress, run_task: Callable = _run_ta
                 crashed = [code for code in codes if code not in (None, 0)]
                 if crashed:  # stop at once: the other workers' jets would be deleted anyway
                     signal_note = f" (signal {-crashed[0]})" if crashed[0] < 0 else ""
-                    raise RuntimeError(f"a generator worker died with exit code {crashed[0]}{signal_note}; "
-                                       "nothing was kept, rerun to start again") from None
+                    raise RuntimeError(
+                        f"a generator worker died with exit code {crashed[0]}{signal_note}; "
+                        "nothing was kept, rerun to start again"
+                    ) from None
                 if not any(process.is_alive() for process in processes):
                     raise RuntimeError(f"generator workers exited with {codes} before finishing") from None
                 continue
@@ -662,8 +696,14 @@ class _Progress:
 # Public interface
 
 
-def _check_arguments(dataset: str, num_jets: int, split: tuple[float, float, float], workers: int | None,
-                     sqrt_s: float, detector: str | None = None) -> None:
+def _check_arguments(
+    dataset: str,
+    num_jets: int,
+    split: tuple[float, float, float],
+    workers: int | None,
+    sqrt_s: float,
+    detector: str | None = None,
+) -> None:
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
     if detector is not None and detector not in DETECTORS:
@@ -714,12 +754,23 @@ def default_files_per_class(num_jets: int) -> int:
     """Files per class and split of a JetClass-style sample: enough for the train scripts' loader workers under
     DDP (2 workers x 2-4 processes; weaver gives each its own files of every class), as few as keep files of about
     a thousand jets or more, and files below MAX_JETS_PER_FILE."""
-    return max(FILES_PER_CLASS_SMALL if num_jets < 8 * MIN_JETS_PER_FILE else FILES_PER_CLASS_LARGE,
-               -(-num_jets // MAX_JETS_PER_FILE))  # fmt: skip
+    return max(
+        FILES_PER_CLASS_SMALL if num_jets < 8 * MIN_JETS_PER_FILE else FILES_PER_CLASS_LARGE,
+        -(-num_jets // MAX_JETS_PER_FILE),
+    )
 
 
-def _plan(spec: DatasetSpec, root: Path, staging: Path | None, num_jets: int, seed: int, workers: int,
-          fractions: list[float], sqrt_s: float, files_per_class: int | None = None) -> list[_Task]:
+def _plan(
+    spec: DatasetSpec,
+    root: Path,
+    staging: Path | None,
+    num_jets: int,
+    seed: int,
+    workers: int,
+    fractions: list[float],
+    sqrt_s: float,
+    files_per_class: int | None = None,
+) -> list[_Task]:
     """The tasks of a run: chunks of each class (a Pythia run each), writing their jets in order to their files.
 
     JetClass-style (``staging`` None): each split of each class is spread over ``files_per_class`` files (fewer
@@ -816,11 +867,14 @@ def generate_dataset(
     staging = None if dataset == "JetClass" else root / ".parts"
     if files_per_class is not None and staging is not None:
         raise ValueError(f"files_per_class applies to JetClass-style datasets; {dataset} is one file per split")
-    if files_per_class is not None and (isinstance(files_per_class, bool) or not isinstance(files_per_class, int)
-                                        or files_per_class <= 0):
+    if files_per_class is not None and (
+        isinstance(files_per_class, bool) or not isinstance(files_per_class, int) or files_per_class <= 0
+    ):
         raise ValueError(f"files_per_class must be a positive integer, got {files_per_class!r}")
-    tasks = [replace(task, detector=detector) for task in _plan(spec, root, staging, num_jets, seed, workers,
-                                                                 fractions, sqrt_s, files_per_class)]
+    tasks = [
+        replace(task, detector=detector)
+        for task in _plan(spec, root, staging, num_jets, seed, workers, fractions, sqrt_s, files_per_class)
+    ]
     temporaries = [temp_path(path) for task in tasks for path, _ in task.outputs]
     if staging is None:
         _remove_stale_chunks(spec, folders, {path for task in tasks for path, _ in task.outputs})
@@ -843,13 +897,17 @@ def generate_dataset(
     finally:
         progress.close()
     peak_mb = max(result["peak_mb"] for result in results)
-    print(f"{dataset}: {sum(r['jets'] for r in results)} jets written under {root}; "
-          f"peak memory per worker {peak_mb:.0f} MB", file=sys.stderr)
+    print(
+        f"{dataset}: {sum(r['jets'] for r in results)} jets written under {root}; "
+        f"peak memory per worker {peak_mb:.0f} MB",
+        file=sys.stderr,
+    )
     return root
 
 
-def benchmark(num_jets: int = 200, seed: int = 1, dataset: str = "JetClass", detector: str | None = None
-              ) -> dict[str, float]:
+def benchmark(
+    num_jets: int = 200, seed: int = 1, dataset: str = "JetClass", detector: str | None = None
+) -> dict[str, float]:
     """Jets per second per core for every class of `dataset`, one process: jets over the CPU time this process
     spent making them (Pythia's initialisation excluded), so other load on the machine does not count against it."""
     _require_generators()

@@ -157,8 +157,9 @@ def add_subjets(columns: dict, radius: float = 0.8) -> dict:
     """``columns`` (the layout :class:`~jetattn.datasets.writer.TreeWriter` takes: per-jet numpy arrays and
     awkward records such as ``part``) with the record ``subjet`` and, where absent, the substructure branches."""
     particles = columns["part"]
-    px, py, pz, energy = (ak.to_numpy(ak.flatten(particles[f])).astype(np.float64)
-                          for f in ("px", "py", "pz", "energy"))
+    px, py, pz, energy = (
+        ak.to_numpy(ak.flatten(particles[f])).astype(np.float64) for f in ("px", "py", "pz", "energy")
+    )
     offsets = np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(particles)))])
     jet_eta, jet_phi = np.asarray(columns["jet_eta"], np.float64), np.asarray(columns["jet_phi"], np.float64)
     missing = [name for name in SUBSTRUCTURE if name not in columns]

@@ -64,8 +64,16 @@ class DatasetSpec:
 
 
 JETCLASS_LABELS = (
-    "label_QCD", "label_Hbb", "label_Hcc", "label_Hgg", "label_H4q",
-    "label_Hqql", "label_Zqq", "label_Wqq", "label_Tbqq", "label_Tbl",
+    "label_QCD",
+    "label_Hbb",
+    "label_Hcc",
+    "label_Hgg",
+    "label_H4q",
+    "label_Hqql",
+    "label_Zqq",
+    "label_Wqq",
+    "label_Tbqq",
+    "label_Tbl",
 )
 
 # Pythia's default decays, as the papers ran it: K0S, Lambda and the other hyperons decay (COMMON_SETTINGS keeps
@@ -90,19 +98,40 @@ JETCLASS = DatasetSpec(
         JetClassSpec("HToBB", "label_Hbb", (*_HZ, "25:onIfMatch = 5 -5"), _JC_PTHAT, resonance=_HIGGS),
         JetClassSpec("HToCC", "label_Hcc", (*_HZ, "25:onIfMatch = 4 -4"), _JC_PTHAT, resonance=_HIGGS),
         JetClassSpec("HToGG", "label_Hgg", (*_HZ, "25:onIfMatch = 21 21"), _JC_PTHAT, resonance=_HIGGS),
-        JetClassSpec("HToWW4Q", "label_H4q", (*_HZ, "25:onIfMatch = 24 -24", *_W_HADRONIC), _JC_PTHAT,
-                     resonance=_HIGGS),
-        JetClassSpec("HToWW2Q1L", "label_Hqql", (*_HZ, "25:onIfMatch = 24 -24", *_W_SEMILEPTONIC),
-                     _JC_PTHAT_LEPTONIC, resonance=_HIGGS, n_leptons=1),
-        JetClassSpec("ZToQQ", "label_Zqq",
-                     ("WeakBosonAndParton:qqbar2gmZg = on", "WeakBosonAndParton:qg2gmZq = on",
-                      "WeakZ0:gmZmode = 2", *_Z_HADRONIC), _JC_PTHAT, resonance=(23,)),
-        JetClassSpec("WToQQ", "label_Wqq",
-                     ("WeakBosonAndParton:qqbar2Wg = on", "WeakBosonAndParton:qg2Wq = on", *_W_HADRONIC),
-                     _JC_PTHAT, resonance=(24,)),
+        JetClassSpec(
+            "HToWW4Q", "label_H4q", (*_HZ, "25:onIfMatch = 24 -24", *_W_HADRONIC), _JC_PTHAT, resonance=_HIGGS
+        ),
+        JetClassSpec(
+            "HToWW2Q1L",
+            "label_Hqql",
+            (*_HZ, "25:onIfMatch = 24 -24", *_W_SEMILEPTONIC),
+            _JC_PTHAT_LEPTONIC,
+            resonance=_HIGGS,
+            n_leptons=1,
+        ),
+        JetClassSpec(
+            "ZToQQ",
+            "label_Zqq",
+            (
+                "WeakBosonAndParton:qqbar2gmZg = on",
+                "WeakBosonAndParton:qg2gmZq = on",
+                "WeakZ0:gmZmode = 2",
+                *_Z_HADRONIC,
+            ),
+            _JC_PTHAT,
+            resonance=(23,),
+        ),
+        JetClassSpec(
+            "WToQQ",
+            "label_Wqq",
+            ("WeakBosonAndParton:qqbar2Wg = on", "WeakBosonAndParton:qg2Wq = on", *_W_HADRONIC),
+            _JC_PTHAT,
+            resonance=(24,),
+        ),
         JetClassSpec("TTBar", "label_Tbqq", (*_TTBAR, *_W_HADRONIC), _JC_PTHAT, resonance=(6,)),
-        JetClassSpec("TTBarLep", "label_Tbl", (*_TTBAR, *_W_SEMILEPTONIC), _JC_PTHAT_LEPTONIC, resonance=(6,),
-                     n_leptons=1),
+        JetClassSpec(
+            "TTBarLep", "label_Tbl", (*_TTBAR, *_W_SEMILEPTONIC), _JC_PTHAT_LEPTONIC, resonance=(6,), n_leptons=1
+        ),
     ),
 )
 
@@ -135,10 +164,24 @@ QUARKGLUON = DatasetSpec(
     settings=_DEFAULT_DECAYS,
     detector="none",
     classes=(
-        JetClassSpec("Gluon", "label", ("WeakBosonAndParton:qqbar2gmZg = on", *_ZJ), _QG_PTHAT,
-                     match="parton", partons=(21,), label_value=0),
-        JetClassSpec("Quark", "label", ("WeakBosonAndParton:qg2gmZq = on", *_ZJ), _QG_PTHAT,
-                     match="parton", partons=(1, 2, 3), label_value=1),
+        JetClassSpec(
+            "Gluon",
+            "label",
+            ("WeakBosonAndParton:qqbar2gmZg = on", *_ZJ),
+            _QG_PTHAT,
+            match="parton",
+            partons=(21,),
+            label_value=0,
+        ),
+        JetClassSpec(
+            "Quark",
+            "label",
+            ("WeakBosonAndParton:qg2gmZq = on", *_ZJ),
+            _QG_PTHAT,
+            match="parton",
+            partons=(1, 2, 3),
+            label_value=1,
+        ),
     ),
 )
 

@@ -44,8 +44,9 @@ class TreeWriter:
 
     def extend(self, columns: dict) -> None:
         if self._tree is None:
-            self._tree = self._file.mktree(self.tree_name, _branch_types(columns), counter_name=_counter_name,
-                                           field_name=_field_name)
+            self._tree = self._file.mktree(
+                self.tree_name, _branch_types(columns), counter_name=_counter_name, field_name=_field_name
+            )
         self._tree.extend(columns)
         self.num_entries += len(next(iter(columns.values())))
 
@@ -82,7 +83,7 @@ def read_columns(path: Path, entry_start: int, entry_stop: int, records: Sequenc
     for name in arrays.fields:
         record = next((r for r in records if name.startswith(f"{r}_")), None)
         if record is not None:
-            fields[record][name[len(record) + 1:]] = arrays[name]
+            fields[record][name[len(record) + 1 :]] = arrays[name]
         elif name not in counters:
             columns[name] = ak.to_numpy(arrays[name])
     columns.update({record: ak.zip(values) for record, values in fields.items() if values})
@@ -115,8 +116,11 @@ def merge_shuffled(
     num_blocks = max(1, -(-total // block_jets))
     with TreeWriter(dest) as writer:
         for ranges in zip(*(_blocks(p, num_blocks) for p in parts), strict=True):
-            pieces = [read_columns(p, start, stop, records)
-                      for p, (start, stop) in zip(parts, ranges, strict=True) if stop > start]
+            pieces = [
+                read_columns(p, start, stop, records)
+                for p, (start, stop) in zip(parts, ranges, strict=True)
+                if stop > start
+            ]
             if not pieces:
                 continue
             block = {name: _concat([piece[name] for piece in pieces]) for name in pieces[0]}

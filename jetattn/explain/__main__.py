@@ -96,8 +96,10 @@ def explain(args: argparse.Namespace) -> dict:
     if not blocks and objects is None:
         raise ToolError(f"{args.network}: no particle attention blocks (blocks.<i>) to explain")
     if not blocks:
-        note(f"particle attention, graphs and Grad-CAM: no stream of the model holds the particle sequence "
-             f"'{sample.stream}' of the data config; cross-attention only")  # fmt: skip
+        note(
+            f"particle attention, graphs and Grad-CAM: no stream of the model holds the particle sequence "
+            f"'{sample.stream}' of the data config; cross-attention only"
+        )
     layers = [f"{block}.attn" for block in blocks]
     gradcam_layer = args.gradcam_layer or (blocks[-1] if blocks else None)
     summaries = {"trained": AttentionSummary(layers, names, args.max_particles, graphs.SUBJETS)}
@@ -153,16 +155,23 @@ def explain(args: argparse.Namespace) -> dict:
                 orders = [np.argsort(-pt, kind="stable") for pt in pts]
                 summary.add_cross(records, labels, is_signal, object_padding, orders, args.cross_particles)
             if model_name == "trained" and layers:
-                graph_data.update(graph_entries(records[layers[-1]][0], examples, start, stop, sample, subjets,
-                                                names, args.edge_threshold, note))  # fmt: skip
+                graph_data.update(
+                    graph_entries(
+                        records[layers[-1]][0], examples, start, stop, sample, subjets, names, args.edge_threshold, note
+                    )
+                )
         if gradcam_layer is None:
             continue
         padding = mask[start:stop, 0].le(0).to(args.device)
         cam = gradcam(model, batch, gradcam_layer, torch.from_numpy(labels), padding).cpu().numpy()
         for row, j in enumerate(jets_here):
             n = len(pts[row])
-            cams.add(names[sample.labels[j]], sample.particles["part_deta"][j], sample.particles["part_dphi"][j],
-                     cam[row, :n])  # fmt: skip
+            cams.add(
+                names[sample.labels[j]],
+                sample.particles["part_deta"][j],
+                sample.particles["part_dphi"][j],
+                cam[row, :n],
+            )
 
     args.out.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
@@ -181,8 +190,11 @@ def explain(args: argparse.Namespace) -> dict:
     cross_means = trained.cross.means()
     cross_layers = sorted({layer for _, layer in cross_means})
     for index, layer in enumerate(cross_layers):
-        tables = {g: np.nanmean(cross_means[(g, layer)], axis=0) for g in ("signal", "background")
-                  if (g, layer) in cross_means}  # fmt: skip
+        tables = {
+            g: np.nanmean(cross_means[(g, layer)], axis=0)
+            for g in ("signal", "background")
+            if (g, layer) in cross_means
+        }
         written += plots.cross_maps(layer, tables, args.out, index, args.object_names)
         cross_json[layer] = {g: listed(t) for g, t in tables.items()}
     if objects is None:
@@ -190,8 +202,10 @@ def explain(args: argparse.Namespace) -> dict:
     for key, graph in graph_data.items():
         written += plots.attention_graph(graph, args.out, f"graph_{key}")
     fractions = {}
-    for kind, title, xlabel in (("between_subjets", "attention between exclusive-kT subjets", "fraction"),
-                                ("to_leptons", "attention to leptons", "fraction")):  # fmt: skip
+    for kind, title, xlabel in (
+        ("between_subjets", "attention between exclusive-kT subjets", "fraction"),
+        ("to_leptons", "attention to leptons", "fraction"),
+    ):
         tables = {k: fraction_table(getattr(s, kind)) for k, s in summaries.items()}
         if tables["trained"]:
             stem = "subjet_attention" if kind == "between_subjets" else "lepton_attention"
@@ -212,8 +226,11 @@ def explain(args: argparse.Namespace) -> dict:
         "cross_attention": {"constituents": args.cross_particles, "maps": cross_json},
         "graphs": graph_data,
         "fractions": fractions,
-        "gradcam": {"layer": gradcam_layer, "bin_edges": cams.edges.tolist(),
-                    "maps": {k: listed(v) for k, v in cam_means.items()}},  # fmt: skip
+        "gradcam": {
+            "layer": gradcam_layer,
+            "bin_edges": cams.edges.tolist(),
+            "maps": {k: listed(v) for k, v in cam_means.items()},
+        },
         "skipped": notes,
         "files": written,
     }
@@ -253,8 +270,9 @@ def graph_entries(record, examples, start, stop, sample, subjets, names, thresho
 def main(argv: list[str] | None = None) -> int:
     from jetattn.weaver import add_network_arguments
 
-    parser = argparse.ArgumentParser(prog="python -m jetattn.explain", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m jetattn.explain", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("checkpoint", type=Path, help="trained checkpoint (state_dict) of --network")
     add_network_arguments(parser)  # --network, --data-config, --network-option (the options of the training)
     parser.add_argument("--files", nargs="+", type=Path, required=True, help="ROOT files of jets (held out)")
@@ -263,15 +281,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="jets per forward pass (%(default)s)")
     parser.add_argument("--max-particles", type=int, default=30, help="leading particles in the mean maps")
     parser.add_argument("--cross-particles", type=int, default=20, help="leading constituents in cross maps")
-    parser.add_argument("--graph-classes", nargs="+", default=["label_Tbl", "label_Tbqq", "label_H4q"],
-                        help="classes with an example η–φ graph (%(default)s)")  # fmt: skip
-    parser.add_argument("--object-names", nargs="+", help="names of the objects in cross-attention maps, in order "
-                        "(DiHiggs: 'jet 1' 'jet 2' di-jet)")  # fmt: skip
+    parser.add_argument(
+        "--graph-classes",
+        nargs="+",
+        default=["label_Tbl", "label_Tbqq", "label_H4q"],
+        help="classes with an example η–φ graph (%(default)s)",
+    )
+    parser.add_argument(
+        "--object-names",
+        nargs="+",
+        help="names of the objects in cross-attention maps, in order (DiHiggs: 'jet 1' 'jet 2' di-jet)",
+    )
     parser.add_argument("--edge-threshold", type=float, default=0.1, help="least weight drawn in graphs")
     parser.add_argument("--kt-radius", type=float, default=0.8, help="R of the exclusive-kT subjet clustering")
     parser.add_argument("--gradcam-layer", help="module whose tokens Grad-CAM reads (default: last particle block)")
-    parser.add_argument("--compare-untrained", action=argparse.BooleanOptionalAction, default=True,
-                        help="fractions also for the network untrained (seeded, no checkpoint)")  # fmt: skip
+    parser.add_argument(
+        "--compare-untrained",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fractions also for the network untrained (seeded, no checkpoint)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the untrained network")
     parser.add_argument("--device", default="cpu", help="torch device (%(default)s)")
     args = parser.parse_args(argv)

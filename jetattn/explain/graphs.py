@@ -5,8 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 # exclusive-kT subjets per class: the hard partons the decay leaves (QCD: the jet itself)
-SUBJETS = {"QCD": 1, "Hbb": 2, "Hcc": 2, "Hgg": 2, "H4q": 4, "Hqql": 3, "Zqq": 2, "Wqq": 2, "Tbqq": 3, "Tbl": 2,
-           "Top": 3}  # fmt: skip
+SUBJETS = {
+    "QCD": 1,
+    "Hbb": 2,
+    "Hcc": 2,
+    "Hgg": 2,
+    "H4q": 4,
+    "Hqql": 3,
+    "Zqq": 2,
+    "Wqq": 2,
+    "Tbqq": 3,
+    "Tbl": 2,
+    "Top": 3,
+}
 
 
 def subjet_of_particles(p4: np.ndarray, num_subjets: int, radius: float = 0.8) -> np.ndarray:

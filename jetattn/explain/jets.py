@@ -86,8 +86,9 @@ def read_branches(files: list[Path], config, names: tuple[str, ...], num_jets: i
             available = [b for b in names if plans[b] is not None]
             lacking = [b for b in KINEMATICS if b not in available]
             if lacking:
-                raise ToolError(f"{path}: lacks the branch {lacking[0]} the plots need (nor does the data config "
-                                "compute it)")  # fmt: skip
+                raise ToolError(
+                    f"{path}: lacks the branch {lacking[0]} the plots need (nor does the data config compute it)"
+                )
             table = tree.arrays(sorted(set().union(*(plans[b][0] for b in available))), entry_stop=left)
             derived = set().union(*(plans[b][1] for b in available))
             _build_new_variables(table, {k: expr for k, expr in funcs.items() if k in derived})  # in config order
@@ -114,8 +115,10 @@ def load(data_config: Path, files: list[Path], num_jets: int) -> Jets:
     if mask is None:
         raise ToolError(f"the data config has no input group {stream}_mask for the particles of {group}")
     counts = mask[:, 0].gt(0).sum(dim=1).numpy()
-    particles = {b: [ak.to_numpy(jet[:n]).astype(np.float32) for jet, n in zip(v, counts, strict=True)] for b, v in
-                 branches.items()}  # fmt: skip
+    particles = {
+        b: [ak.to_numpy(jet[:n]).astype(np.float32) for jet, n in zip(v, counts, strict=True)]
+        for b, v in branches.items()
+    }
     # weaver and uproot must give the same jets in the same order: compare an unstandardised input
     seen = inputs[group][:, index].numpy()
     for jet, n in enumerate(counts):
@@ -136,5 +139,7 @@ def comparable_input(config, branches: dict) -> tuple[str, str, int, str]:
         for index, name in enumerate(names):
             if name in branches and config.preprocess_params[name]["center"] is None:
                 return group.split("_")[0], group, index, name
-    raise ToolError("the data config reads no particle branch unstandardised (e.g. part_px): cannot match its "
-                    "jets to the files' particles")  # fmt: skip
+    raise ToolError(
+        "the data config reads no particle branch unstandardised (e.g. part_px): cannot match its "
+        "jets to the files' particles"
+    )

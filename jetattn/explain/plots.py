@@ -17,8 +17,10 @@ def score_distribution(scores: dict[str, dict], out: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(9, 7))
     for (model, summary), style in zip(scores.items(), ("-", "--"), strict=False):
         edges, counts = np.array(summary["bin_edges"]), np.array(summary["counts"])
-        label = (f"{model}: {100 * summary['fraction_below_0.1']:.1f}% < 0.1, "
-                 f"{100 * summary['fraction_above_0.9']:.1f}% > 0.9")  # fmt: skip
+        label = (
+            f"{model}: {100 * summary['fraction_below_0.1']:.1f}% < 0.1, "
+            f"{100 * summary['fraction_above_0.9']:.1f}% > 0.9"
+        )
         ax.stairs(counts / max(counts.sum(), 1), edges, ls=style, label=label)
     ax.set(yscale="log", xlabel="attention score", ylabel="fraction of scores", xlim=(0, 1))
     ax.legend(fontsize=14)
@@ -74,14 +76,27 @@ def attention_graph(graph: dict, out: Path, stem: str) -> list[str]:
     subjet, types = np.array(graph["subjet"]), graph["types"]
     for query, key, weight in graph["edges"]:
         same = subjet[query] == subjet[key]
-        ax.plot([deta[query], deta[key]], [dphi[query], dphi[key]], color="black", lw=0.5 + 3 * weight,
-                alpha=min(1.0, 0.15 + weight), ls="-" if same else ":")  # fmt: skip
+        ax.plot(
+            [deta[query], deta[key]],
+            [dphi[query], dphi[key]],
+            color="black",
+            lw=0.5 + 3 * weight,
+            alpha=min(1.0, 0.15 + weight),
+            ls="-" if same else ":",
+        )
     size = 400 * pt / max(pt.max(), 1e-9) + 10
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for kind in dict.fromkeys(types):
         pick = np.array([t == kind for t in types])
-        ax.scatter(deta[pick], dphi[pick], s=size[pick], marker=MARKERS.get(kind, "o"),
-                   c=[colors[s % len(colors)] for s in subjet[pick]], edgecolors="black", label=kind)  # fmt: skip
+        ax.scatter(
+            deta[pick],
+            dphi[pick],
+            s=size[pick],
+            marker=MARKERS.get(kind, "o"),
+            c=[colors[s % len(colors)] for s in subjet[pick]],
+            edgecolors="black",
+            label=kind,
+        )
     ax.set(xlabel=r"$\Delta\eta$", ylabel=r"$\Delta\phi$", title=graph["title"])
     ax.legend(fontsize=12, loc="upper right")
     return save(fig, out, stem)

@@ -96,8 +96,11 @@ class BlockConfig:
     kernel_options: dict | None = None
 
     def __post_init__(self) -> None:
-        choices = {"activation": ("gelu", "relu", "swiglu"), "norm": ("layer", "rms"),
-                   "output_gate": (None, "headwise", "elementwise")}  # fmt: skip
+        choices = {
+            "activation": ("gelu", "relu", "swiglu"),
+            "norm": ("layer", "rms"),
+            "output_gate": (None, "headwise", "elementwise"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"block option {name}={getattr(self, name)!r}: choose from {allowed}")
@@ -150,11 +153,13 @@ def version_config(version: float) -> BlockConfig:
         raise ValueError(f"version={version!r}: weaver-core 0.5.3's ParT versions are {', '.join(map(str, VERSIONS))}")
     config = BlockConfig()
     if version > 1:
-        config = replace(config, activation="swiglu", scale_attn=False, scale_fc=False, scale_heads=False,
-                         scale_resids=False)  # fmt: skip
+        config = replace(
+            config, activation="swiglu", scale_attn=False, scale_fc=False, scale_heads=False, scale_resids=False
+        )
     if version > 2:
-        config = replace(config, norm="rms", bias=False, dropout=0.0, attn_dropout=0.0, activation_dropout=0.0,
-                         drop_path=0.1)  # fmt: skip
+        config = replace(
+            config, norm="rms", bias=False, dropout=0.0, attn_dropout=0.0, activation_dropout=0.0, drop_path=0.1
+        )
     if version > 3:
         config = replace(config, qk_norm=True, output_gate="elementwise")
     return config
@@ -180,9 +185,16 @@ class Block(nn.Module):
         self.num_heads, self.head_dim = num_heads, dim // num_heads
         ffn_dim = dim * config.ffn_ratio
         self.pre_attn_norm = config.norm_layer(dim)
-        self.attn = Attention(dim, num_heads, dropout=config.attn_dropout, bias=config.bias, kernel=config.kernel,
-                              qk_norm=config.norm_layer if config.qk_norm else None, output_gate=config.output_gate,
-                              **(config.kernel_options or {}))  # fmt: skip
+        self.attn = Attention(
+            dim,
+            num_heads,
+            dropout=config.attn_dropout,
+            bias=config.bias,
+            kernel=config.kernel,
+            qk_norm=config.norm_layer if config.qk_norm else None,
+            output_gate=config.output_gate,
+            **(config.kernel_options or {}),
+        )
         self.post_attn_norm = config.norm_layer(dim) if config.scale_attn else nn.Identity()
         self.dropout = nn.Dropout(config.dropout)
         self.ls1 = LayerScale(dim, config.layer_scale) if config.layer_scale else nn.Identity()

@@ -207,9 +207,12 @@ def run_packed(model, tokens, kinematics, four_vectors, packed: PackedBatch) -> 
     if model.pair_embed is not None:
         a, b = packed.pair_a, packed.pair_b
         features = pair_features(
-            kinematics[:, a], kinematics[:, b], four_vectors[:, a], four_vectors[:, b],
+            kinematics[:, a],
+            kinematics[:, b],
+            four_vectors[:, a],
+            four_vectors[:, b],
             min_delta=model.pair_embed.min_delta,
-        )  # fmt: skip
+        )
         features = torch.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0)  # as the padded PairEmbed
         elements = embed_pairs(model.pair_embed.embed, features.T).to(bias.dtype)  # P, heads
     else:
@@ -228,8 +231,16 @@ def prepare(model, x: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> tupl
     inputs = packed_inputs(model, x, v, packed)
     tokens, kinematics, four_vectors = inputs
     # the token and pair counts vary per batch: symbolic, so that they never trigger a recompile
-    for tensor, axis in ((tokens, 0), (kinematics, 1), (four_vectors, 1), (packed.token_slot, 0), (packed.pair_a, 0),
-                         (packed.pair_b, 0), (packed.pair_slot, 0), (packed.pair_slot_mirror, 0)):  # fmt: skip
+    for tensor, axis in (
+        (tokens, 0),
+        (kinematics, 1),
+        (four_vectors, 1),
+        (packed.token_slot, 0),
+        (packed.pair_a, 0),
+        (packed.pair_b, 0),
+        (packed.pair_slot, 0),
+        (packed.pair_slot_mirror, 0),
+    ):
         torch._dynamo.maybe_mark_dynamic(tensor, axis)
     return (*inputs, packed)
 

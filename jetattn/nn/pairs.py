@@ -68,8 +68,9 @@ def pair_feature_matrix(p4: torch.Tensor, mask: torch.Tensor, min_delta: float |
     """
     kin = particle_kinematics(p4).transpose(0, 1)  # 3, B, L
     p4_t = p4.transpose(0, 1)  # 4, B, L
-    features = pair_features(kin[..., :, None], kin[..., None, :], p4_t[..., :, None], p4_t[..., None, :],
-                             min_delta=min_delta)  # fmt: skip
+    features = pair_features(
+        kin[..., :, None], kin[..., None, :], p4_t[..., :, None], p4_t[..., None, :], min_delta=min_delta
+    )
     features = torch.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0).transpose(0, 1)  # B, 4, L, L
     real_pairs = mask.unsqueeze(-1) & mask.unsqueeze(-2)  # B, 1, L, L
     return features.masked_fill(~real_pairs, 0)

@@ -102,22 +102,23 @@ def refuse_weaver_options(
 ) -> None:
     """One line for each weaver-core ParT option (or value) that jetattn does not implement."""
     if pair_input_type != "pp":
-        raise ValueError(f"pair_input_type={pair_input_type!r}: jetattn's ParT has the hadron-collider pair "
-                         "features only ('pp')")  # fmt: skip
+        raise ValueError(
+            f"pair_input_type={pair_input_type!r}: jetattn's ParT has the hadron-collider pair features only ('pp')"
+        )
     if pair_input_dim not in (None, 0, 4):
         raise ValueError(f"pair_input_dim={pair_input_dim}: ParT's pair features are 4 (ln kT, ln z, ln Δ, ln m²)")
     if pair_extra_dim:
-        raise ValueError(f"pair_extra_dim={pair_extra_dim}: extra pair features from the data (weaver's uu inputs) "
-                         "are not supported by jetattn's ParT")  # fmt: skip
+        raise ValueError(
+            f"pair_extra_dim={pair_extra_dim}: extra pair features from the data (weaver's uu inputs) "
+            "are not supported by jetattn's ParT"
+        )
     if for_segmentation:
         raise ValueError("for_segmentation: per-particle outputs are out of scope for jetattn's ParT (jet tagging)")
     if weight_init not in (None, "moco", "timm"):
         raise ValueError(f"weight_init={weight_init!r}: choose 'moco', 'timm' or None")
 
 
-def block_setup(
-    base: BlockConfig, ours: dict, params: dict | None, num_heads: int
-) -> tuple[int, BlockConfig]:
+def block_setup(base: BlockConfig, ours: dict, params: dict | None, num_heads: int) -> tuple[int, BlockConfig]:
     """Heads and config of a kind of block: ``base`` with our settings, then the user's ``block_params`` (weaver's
     names too; ``num_heads`` overrides the heads; weaver's ``for_inference``, its choice of RMSNorm code, is
     dropped: ours exports either way)."""
@@ -245,8 +246,9 @@ class ParticleTransformer(nn.Module):
         if version == 3.6:
             include_global_token, num_cls_layers = True, 0
         if include_global_token and num_cls_layers > 0:
-            raise ValueError(f"include_global_token reads the jet from the global token: set num_cls_layers=0, "
-                             f"not {num_cls_layers}")  # fmt: skip
+            raise ValueError(
+                f"include_global_token reads the jet from the global token: set num_cls_layers=0, not {num_cls_layers}"
+            )
         kernel_options = dict(topk=topk, proj_dim=proj_dim, max_len=max_len, share_kv_proj=share_kv_proj)
         block_heads, particle_config = block_setup(
             base, {"kernel": attention, "kernel_options": kernel_options}, block_params, num_heads
@@ -273,8 +275,10 @@ class ParticleTransformer(nn.Module):
             if attention != "linformer":
                 raise ValueError(f"linear_pairs needs attention='linformer', not {attention!r}")
             if include_global_token or not all(self.pair_bias_blocks):
-                raise ValueError("linear_pairs projects one pair bias for every block: it takes neither "
-                                 "include_global_token nor block_ids_with_attn_mask")  # fmt: skip
+                raise ValueError(
+                    "linear_pairs projects one pair bias for every block: it takes neither "
+                    "include_global_token nor block_ids_with_attn_mask"
+                )
             self.pair_projection = LinformerProjection(proj_dim, max_len, share_kv_proj)
             for block in self.blocks:
                 block.attn.linformer = self.pair_projection
@@ -301,8 +305,12 @@ class ParticleTransformer(nn.Module):
         self.packed = bool(packed) and not for_inference
         if self.packed:
             check_packable(attention, buckets)
-            refused = {"include_global_token": include_global_token, "remove_self_pair": remove_self_pair,
-                       "use_conv_embed": use_conv_embed, "block_ids_with_attn_mask": not all(self.pair_bias_blocks)}
+            refused = {
+                "include_global_token": include_global_token,
+                "remove_self_pair": remove_self_pair,
+                "use_conv_embed": use_conv_embed,
+                "block_ids_with_attn_mask": not all(self.pair_bias_blocks),
+            }
             for name, given in refused.items():
                 if given:
                     raise ValueError(f"packed=1 does not support {name} (yet): leave packed at 0 for this model")

@@ -24,8 +24,9 @@ class PCNN(nn.Module):
     def __init__(self, input_dims, num_classes, conv_params, fc_params):
         super().__init__()
         stem = conv_params[0][0]
-        self.fts_conv = nn.Sequential(nn.BatchNorm1d(input_dims), nn.Conv1d(input_dims, stem, 3, padding=1),
-                                      nn.BatchNorm1d(stem), nn.ReLU())  # fmt: skip
+        self.fts_conv = nn.Sequential(
+            nn.BatchNorm1d(input_dims), nn.Conv1d(input_dims, stem, 3, padding=1), nn.BatchNorm1d(stem), nn.ReLU()
+        )
         self.resnet_units = nn.ModuleDict()
         for i, stage in enumerate(conv_params[1:]):
             cins = [conv_params[i][-1], *stage[:-1]]
@@ -33,8 +34,10 @@ class PCNN(nn.Module):
             units = [Unit(a, b, 2 if (j == 0 and i > 0) else 1) for j, (a, b) in pairs]
             self.resnet_units[f"resnet_unit_{i}"] = nn.Sequential(*units)
         widths = [conv_params[-1][-1]] + [w for w, _ in fc_params]
-        dense = [nn.Sequential(nn.Linear(a, b), nn.ReLU(), nn.Dropout(d))
-                 for a, b, (_, d) in zip(widths, widths[1:], fc_params, strict=False)]  # fmt: skip
+        dense = [
+            nn.Sequential(nn.Linear(a, b), nn.ReLU(), nn.Dropout(d))
+            for a, b, (_, d) in zip(widths, widths[1:], fc_params, strict=False)
+        ]
         self.fc = nn.Sequential(*dense, nn.Linear(widths[-1], num_classes))
 
     def forward(self, points, features, lorentz_vectors, mask):
@@ -45,6 +48,10 @@ class PCNN(nn.Module):
 
 
 def get_model(data_config, **kwargs):
-    model = PCNN(len(data_config.input_dicts["pf_features"]), len(data_config.label_value),
-                 conv_params=[(32,), (64, 64), (64, 64), (128, 128)], fc_params=[(512, 0.2)])  # fmt: skip
+    model = PCNN(
+        len(data_config.input_dicts["pf_features"]),
+        len(data_config.label_value),
+        conv_params=[(32,), (64, 64), (64, 64), (128, 128)],
+        fc_params=[(512, 0.2)],
+    )
     return model, model_info(data_config)

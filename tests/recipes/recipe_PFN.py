@@ -21,6 +21,10 @@ class PFN(nn.Module):
 
 
 def get_model(data_config, **kwargs):
-    model = PFN(len(data_config.input_dicts["pf_features"]), len(data_config.label_value),
-                Phi_sizes=(128, 128, 128), F_sizes=(128, 128, 128))  # fmt: skip
+    model = PFN(
+        len(data_config.input_dicts["pf_features"]),
+        len(data_config.label_value),
+        Phi_sizes=(128, 128, 128),
+        F_sizes=(128, 128, 128),
+    )
     return model, model_info(data_config)
