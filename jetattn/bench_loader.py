@@ -23,22 +23,11 @@ from pathlib import Path
 
 import torch
 
+from jetattn.datasets.processes import JETCLASS_FILE_GROUPS
 from jetattn.io import write_json
 from jetattn.loader_settings import file_groups
 
 ROOT = Path(__file__).resolve().parents[1]
-JETCLASS_CLASSES = (
-    "HToBB",
-    "HToCC",
-    "HToGG",
-    "HToWW2Q1L",
-    "HToWW4Q",
-    "TTBar",
-    "TTBarLep",
-    "WToQQ",
-    "ZToQQ",
-    "ZJetsToNuNu",
-)
 
 
 def jetclass_train_files(datadir: str) -> list[str]:
@@ -47,7 +36,7 @@ def jetclass_train_files(datadir: str) -> list[str]:
         (f"{datadir}/{name}" for name in ("train_100M", "train") if os.path.isdir(f"{datadir}/{name}")),
         f"{datadir}/train_100M",
     )
-    return [f"{name}:{train_dir}/{name}_*.root" for name in JETCLASS_CLASSES]
+    return [f"{name}:{train_dir}/{name}_*.root" for name in JETCLASS_FILE_GROUPS]
 
 
 def worker_problem(groups: dict[str, list[str]], num_workers: int) -> str | None:

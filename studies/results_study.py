@@ -31,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from jetattn.datasets.processes import JETCLASS_FILE_GROUPS  # noqa: E402
 from jetattn.io import atomic_path, write_json, write_text_atomic  # noqa: E402
 from jetattn.metrics import (  # noqa: E402
     binary_metrics,
@@ -63,18 +64,6 @@ PART = [
 # ParticleNet with two EdgeConv blocks of 16 neighbours and 32, 64 channels (the paper's: three blocks, 64 to 256
 # channels, which train at about 10 jets/s on one of these cores; this one at about 50, half the small ParT's speed)
 PN = ["-o", "conv_params", "[(16, (32, 32, 32)), (16, (64, 64, 64))]", "-o", "fc_params", "[(128, 0.1)]"]
-JETCLASS_CLASSES = (
-    "HToBB",
-    "HToCC",
-    "HToGG",
-    "HToWW2Q1L",
-    "HToWW4Q",
-    "TTBar",
-    "TTBarLep",
-    "WToQQ",
-    "ZToQQ",
-    "ZJetsToNuNu",
-)
 
 
 @dataclass
@@ -145,7 +134,7 @@ def test_files(run: Run, out: Path) -> list[str]:
     """weaver --data-test groups: the generated test set, and the real jets where they fit the features."""
     root = data_dir(run.dataset)
     if run.dataset == "JetClass":
-        groups = [f"{c}:{root}/test/{c}_*.root" for c in JETCLASS_CLASSES]
+        groups = [f"{c}:{root}/test/{c}_*.root" for c in JETCLASS_FILE_GROUPS]
         real = real_hbb_file(out) if run.features == "kin" else None
         if real:
             groups.append(f"real_HToBB:{real}")

@@ -26,26 +26,13 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
+from jetattn.datasets.processes import JETCLASS_LABELS
 from jetattn.io import atomic_path
 
 CLASS_NAMES = {
     "TopLandscape": {"label": {0: "QCD", 1: "top"}},
     "QuarkGluon": {"label": {0: "gluon", 1: "quark"}},
-    "JetClass": {
-        name: {1: name.removeprefix("label_")}
-        for name in (
-            "label_QCD",
-            "label_Hbb",
-            "label_Hcc",
-            "label_Hgg",
-            "label_H4q",
-            "label_Hqql",
-            "label_Zqq",
-            "label_Wqq",
-            "label_Tbqq",
-            "label_Tbl",
-        )
-    },
+    "JetClass": {name: {1: name.removeprefix("label_")} for name in JETCLASS_LABELS},
 }
 JET_RADIUS = {"TopLandscape": 0.8, "QuarkGluon": 0.4, "JetClass": 0.8}
 SOFT_THRESHOLDS = (0.5, 1.0, 2.0)

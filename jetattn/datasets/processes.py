@@ -63,6 +63,20 @@ class DatasetSpec:
     leading_jets: int | None = None  # keep only this many leading jets of each event (None: every matched jet)
 
 
+# the JetClass file prefixes, one weaver file group each, in the public recipe's order (train_JetClass.sh lists them
+# so; weaver shuffles the training files starting from this order)
+JETCLASS_FILE_GROUPS = (
+    "HToBB",
+    "HToCC",
+    "HToGG",
+    "HToWW2Q1L",
+    "HToWW4Q",
+    "TTBar",
+    "TTBarLep",
+    "WToQQ",
+    "ZToQQ",
+    "ZJetsToNuNu",
+)
 JETCLASS_LABELS = (
     "label_QCD",
     "label_Hbb",
