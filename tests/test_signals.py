@@ -344,8 +344,9 @@ time.sleep(120)
 
 
 def test_sigterm_to_a_ddp_run_reaches_torchrun_and_every_rank(tmp_path):
-    if not shutil.which("torchrun"):
-        pytest.skip("torchrun (PyTorch) is not on PATH")
+    # torchrun comes with PyTorch, beside the python running the tests (CI does not put that folder on PATH)
+    torch_bin = Path(sys.executable).parent
+    assert (torch_bin / "torchrun").exists() or shutil.which("torchrun"), "torchrun not found beside python"
     # a stand-in weaver, as torchrun runs it: a Python script per rank, each in a session of its own
     bin_dir = fake_bin(tmp_path, weaver=FAKE_RANK)
     pids = tmp_path / "ranks"
@@ -359,6 +360,7 @@ def test_sigterm_to_a_ddp_run_reaches_torchrun_and_every_rank(tmp_path):
         RANK_PIDS=str(pids),
         DATADIR_TopLandscape=str(top_landscape_files(tmp_path / "top")),
     )
+    env["PATH"] = f"{bin_dir}:{torch_bin}:{os.environ['PATH']}"
     log = tmp_path / "output.txt"
     process = start(["bash", str(REPO / "train_TopLandscape.sh"), "PN"], log, env=env)
     wait_for(lambda: len(list(pids.iterdir())) == 2 or process.poll() is not None, 120, "the ranks never started")
