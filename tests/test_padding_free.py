@@ -99,27 +99,10 @@ def test_compiled_model_trims_to_few_shapes_and_matches_eager():
 @pytest.mark.slow
 @pytest.mark.requiresdata
 def test_compiled_part_trains_under_weaver(real_data, tmp_path):
-    from weaver_run import REPO, SHORT_TRAINING, SMALL_OPTIONS, TOP_YAML, option_args, read_predictions, weaver
+    from weaver_run import REPO, SMALL_OPTIONS, read_predictions, short_training
 
     options = {**SMALL_OPTIONS["ParticleTransformer"], "compile": "aot_eager", "buckets": 4}
     top = real_data / "TopLandscape_sample_1000.root"
-    weaver(
-        "--data-config",
-        TOP_YAML,
-        "--network-config",
-        REPO / "networks/example_ParticleTransformer.py",
-        *option_args(options),
-        "--data-train",
-        top,
-        "--data-test",
-        top,
-        "--model-prefix",
-        tmp_path / "net",
-        "--predict-output",
-        tmp_path / "pred.root",
-        "--data-fraction",
-        0.2,
-        *SHORT_TRAINING,
-    )
+    short_training(REPO / "networks/example_ParticleTransformer.py", options, top, tmp_path, 0.2)
     scores = read_predictions(tmp_path / "pred.root", ["jet_isTop", "jet_isQCD"])
     assert scores.shape == (200, 2) and abs(scores.sum(axis=1) - 1).max() < 1e-5

@@ -13,7 +13,6 @@ from weaver_run import (
     JETCLASS_YAML,
     NETWORKS,
     REPO,
-    SHORT_TRAINING,
     SMALL_OPTIONS,
     SMALL_PART,
     TOP_YAML,
@@ -23,6 +22,7 @@ from weaver_run import (
     option_args,
     read_predictions,
     real_batch,
+    short_training,
     weaver,
 )
 
@@ -72,25 +72,7 @@ def test_train_predict_export(network: Path, options: dict, real_data: Path, tmp
         extra += ["--load-model-weights", str(checkpoint)]
 
     # train a few steps and predict, in one weaver call
-    log = weaver(
-        "--data-config",
-        TOP_YAML,
-        "--network-config",
-        network,
-        *option_args(options),
-        "--data-train",
-        top,
-        "--data-test",
-        top,
-        "--model-prefix",
-        tmp_path / "net",
-        "--predict-output",
-        tmp_path / "pred.root",
-        "--data-fraction",
-        fraction,
-        *SHORT_TRAINING,
-        *extra,
-    )
+    log = short_training(network, options, top, tmp_path, fraction, *extra)
     scores = read_predictions(tmp_path / "pred.root", _classes(TOP_YAML))
     assert len(scores) == int(1000 * fraction)
     assert np.isfinite(scores).all() and (scores >= 0).all() and (scores <= 1).all()

@@ -99,6 +99,30 @@ def weaver(*args: object, timeout: int = 300, pythonpath: Path | None = None) ->
     return log
 
 
+def short_training(network: Path, options: dict, sample: Path, out: Path, fraction: float, *extra: object) -> str:
+    """A few weaver training steps on ``sample`` (TopLandscape YAML) with ``network`` and ``options``, then its
+    predictions to ``out/pred.root``, in one weaver call; returns weaver's log."""
+    return weaver(
+        "--data-config",
+        TOP_YAML,
+        "--network-config",
+        network,
+        *option_args(options),
+        "--data-train",
+        sample,
+        "--data-test",
+        sample,
+        "--model-prefix",
+        out / "net",
+        "--predict-output",
+        out / "pred.root",
+        "--data-fraction",
+        fraction,
+        *SHORT_TRAINING,
+        *extra,
+    )
+
+
 def load_keys_report(log: str) -> tuple[list[str], list[str]]:
     """The Missing and Unexpected keys weaver logs after ``--load-model-weights``."""
     missing = re.search(r"Missing: (\[.*?\])", log)
