@@ -172,7 +172,8 @@ def model_train_rate(batch_size: int, steps: int) -> float | None:
     """CPU training jets/s of the paper's ParT (JetClass ``full``), as ``bench attention`` measures it."""
     from weaver.nn.model.ParticleTransformer import ParticleTransformer as WeaverParT
 
-    from jetattn.bench import Variant, jetclass_like_batch, measure
+    from jetattn.bench import Variant, measure
+    from jetattn.measure import jetclass_like_batch
 
     torch.manual_seed(0)
     state = WeaverParT(input_dim=17, num_classes=10, fc_params=[]).state_dict()

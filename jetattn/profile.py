@@ -185,8 +185,7 @@ def layer_times(prof, names: list[str], device: torch.device, steps: int) -> tup
 
 
 def profile(args: argparse.Namespace) -> dict:
-    from jetattn.bench import device_name, make_step, weaver_inputs
-    from jetattn.quantize import autocast_inference
+    from jetattn.measure import autocast_inference, device_name, make_step, weaver_inputs
     from jetattn.weaver import build_network, parse_options
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

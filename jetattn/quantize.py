@@ -21,12 +21,10 @@ for export; a checkpoint trained without it loads unchanged.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +33,7 @@ from torch import nn
 
 from jetattn.deps import ToolError, exit_if_missing
 from jetattn.io import atomic_path, prepare_outputs, write_json
+from jetattn.measure import autocast_inference
 from jetattn.weaver import add_network_arguments, build_network, load_checkpoint, parse_options
 
 INT8_FORMAT = "jetattn-int8-dynamic-v1"  # the key that marks a file written by save_int8
@@ -131,16 +130,6 @@ def quantize_onnx(src: Path, dst: Path) -> dict[str, int]:
     for node in onnx.load(str(dst)).graph.node:
         ops[node.op_type] = ops.get(node.op_type, 0) + 1
     return ops
-
-
-@contextlib.contextmanager
-def autocast_inference(model: nn.Module, device: torch.device | str) -> Iterator[nn.Module]:
-    """Run ``model`` in eval mode, without autograd, under bfloat16 autocast on ``device`` (CPU or CUDA):
-    matmuls in bfloat16, reductions and normalisations where autocast keeps them in float32."""
-    device = torch.device(device)
-    model.eval()
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16):
-        yield model
 
 
 def predict_torch(

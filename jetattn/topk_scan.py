@@ -22,6 +22,7 @@ import torch
 
 from jetattn.deps import ToolError, exit_if_missing
 from jetattn.io import prepare_outputs, write_json, write_text_atomic
+from jetattn.weaver.tools import add_network_arguments
 
 DEFAULT_KS = ["1", "2", "3", "4", "6", "10", "20", "30", "all"]
 DENSE = 1 << 30  # top-k with k above any jet's multiplicity is dense attention (tested)
@@ -73,20 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m jetattn.topk_scan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("checkpoint", type=Path, help="ParT checkpoint (state_dict), trained densely or not")
-    parser.add_argument(
-        "--network",
-        type=Path,
-        default=Path(__file__).parents[1] / "networks/example_ParT_topk.py",
-        help="weaver network file with top-k attention (default: networks/example_ParT_topk.py)",
-    )
-    parser.add_argument("--data-config", type=Path, required=True, help="weaver data config (YAML)")
-    parser.add_argument(
-        "--network-option",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help="as weaver's, e.g. the widths the checkpoint was trained with",
-    )
+    add_network_arguments(parser, Path(__file__).parents[1] / "networks/example_ParT_topk.py")
     parser.add_argument("--files", nargs="+", type=Path, required=True, help="held-out ROOT files")
     parser.add_argument("--num-jets", type=int, default=100_000, help="jets to evaluate (the first ones)")
     parser.add_argument("--k", nargs="+", default=DEFAULT_KS, help="k values; 'all' is dense (default: %(default)s)")

@@ -8,23 +8,14 @@ projected pair embedding is recomputed in the backward pass rather than kept (``
 it: more memory, a little faster).
 ``--network-option share_kv_proj True`` shares ``E`` between keys and values."""
 
-from jetattn.weaver import PART_RECIPE, ParTForWeaver, cross_entropy_loss, model_info, num_classes
+from jetattn.weaver import recipes
+
+RECIPE = "LinParT"  # jetattn.weaver.recipes.RECIPES: the model and the public recipe's settings
 
 
-def get_model(data_config, **kwargs):
-    options = {
-        **PART_RECIPE,
-        "attention": "linformer",
-        "proj_dim": 32,
-        "max_len": 128,
-        "linear_pairs": True,
-        "input_dim": len(data_config.input_dicts["pf_features"]),
-        **kwargs,
-    }
-    options.setdefault("checkpoint_pairs", options["linear_pairs"])
-    model = ParTForWeaver(num_classes=num_classes(data_config), **options)
-    return model, model_info(data_config)
+def get_model(data_config, **options):
+    return recipes.get_model(RECIPE, data_config, **options)
 
 
-def get_loss(data_config, **kwargs):
-    return cross_entropy_loss(data_config, **kwargs)
+def get_loss(data_config, **options):
+    return recipes.get_loss(data_config, **options)

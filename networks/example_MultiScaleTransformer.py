@@ -7,14 +7,14 @@ model_3 ``pf`` and ``obj``; ``objects`` ``obj`` alone (no constituents).
 ``-o pair_bias True`` also reads ``pf_vectors`` (or ``jet1_vectors``, ...).
 """
 
-from jetattn.nn.multiscale import MultiScaleTransformer, from_data_config
-from jetattn.weaver import cross_entropy_loss, model_info
+from jetattn.weaver import recipes
+
+RECIPE = "MultiScaleTransformer"  # jetattn.weaver.recipes.RECIPES: the model and the public recipe's settings
 
 
-def get_model(data_config, **kwargs):
-    model = from_data_config(MultiScaleTransformer, data_config, **kwargs)
-    return model, model_info(data_config)
+def get_model(data_config, **options):
+    return recipes.get_model(RECIPE, data_config, **options)
 
 
-def get_loss(data_config, **kwargs):
-    return cross_entropy_loss(data_config, **kwargs)
+def get_loss(data_config, **options):
+    return recipes.get_loss(data_config, **options)

@@ -4,14 +4,14 @@ No new parameters, so a densely trained ParT checkpoint evaluates under top-k wi
 ``--network-option topk K`` changes k (k at least the number of particles is dense ParT).
 """
 
-from jetattn.weaver import PART_RECIPE, ParTForWeaver, cross_entropy_loss, model_info, num_classes
+from jetattn.weaver import recipes
+
+RECIPE = "ParT_topk"  # jetattn.weaver.recipes.RECIPES: the model and the public recipe's settings
 
 
-def get_model(data_config, **kwargs):
-    options = {**PART_RECIPE, "attention": "topk", "topk": 30, "input_dim": len(data_config.input_dicts["pf_features"])}
-    model = ParTForWeaver(num_classes=num_classes(data_config), **{**options, **kwargs})
-    return model, model_info(data_config)
+def get_model(data_config, **options):
+    return recipes.get_model(RECIPE, data_config, **options)
 
 
-def get_loss(data_config, **kwargs):
-    return cross_entropy_loss(data_config, **kwargs)
+def get_loss(data_config, **options):
+    return recipes.get_loss(data_config, **options)

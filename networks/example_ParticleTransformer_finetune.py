@@ -1,14 +1,14 @@
 """ParT fine-tuning: the backbone loads from a JetClass checkpoint (``--load-model-weights models/ParT_kin.pt``),
 the classifier ``fc`` is new (train it faster with ``--optimizer-option lr_mult ("fc.*",50)``)."""
 
-from jetattn.weaver import PART_RECIPE, ParTForWeaver, cross_entropy_loss, model_info, num_classes
+from jetattn.weaver import recipes
+
+RECIPE = "ParT_finetune"  # jetattn.weaver.recipes.RECIPES: the model and the public recipe's settings
 
 
-def get_model(data_config, **kwargs):
-    options = {**PART_RECIPE, "input_dim": len(data_config.input_dicts["pf_features"]), **kwargs}
-    model = ParTForWeaver(head_classes=num_classes(data_config), **options)
-    return model, model_info(data_config)
+def get_model(data_config, **options):
+    return recipes.get_model(RECIPE, data_config, **options)
 
 
-def get_loss(data_config, **kwargs):
-    return cross_entropy_loss(data_config, **kwargs)
+def get_loss(data_config, **options):
+    return recipes.get_loss(data_config, **options)

@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from jetattn.nn.baselines import (
-    PARTICLENET_RECIPE,
     ParticleCNN,
     ParticleFlowNetwork,
     ParticleNetWrapper,
     knn_without_self,
 )
+from jetattn.weaver import PARTICLENET_RECIPE, answer_probabilities
 
 SMALL = {
     "PFN": lambda: ParticleFlowNetwork(7, 3, phi_sizes=(16, 16), f_sizes=(16,)),
@@ -92,13 +92,17 @@ def test_published_sizes(model, published):
 
 @pytest.mark.parametrize("name", SMALL)
 def test_for_inference_outputs_probabilities(name):
+    """weaver's for_inference, applied at the weaver boundary: probabilities out, the state_dict unchanged."""
     model = SMALL[name]()
     model.eval()
-    model.for_inference = True
+    keys = list(model.state_dict())
     with torch.no_grad():
-        probs = model(*jets())
+        logits = model(*jets())
+        probs = answer_probabilities(model)(*jets())
     assert probs.shape == (4, 3) and (probs >= 0).all()
     torch.testing.assert_close(probs.sum(dim=1), torch.ones(4))
+    torch.testing.assert_close(probs, torch.softmax(logits, dim=1))
+    assert list(model.state_dict()) == keys
 
 
 def test_finetune_head_layout():

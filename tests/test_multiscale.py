@@ -13,7 +13,7 @@ from jetattn.nn.attention import Attention, record_attention
 from jetattn.nn.blocks import CrossBlock
 from jetattn.nn.multiscale import ConcatTransformer, MultiScaleTransformer, required_inputs, stream_names
 from jetattn.quantize import count_int8_linears, count_linears, quantize_int8
-from jetattn.weaver import model_info
+from jetattn.weaver import answer_probabilities, model_info
 
 warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated")  # torch 2.13 on quantize_dynamic
 
@@ -85,8 +85,7 @@ def test_each_configuration_reads_its_streams_and_classifies(model_class, config
     assert list(model.streams) == list(stream_names(config))
     with torch.no_grad():
         assert model(*events(config, batch=4)).shape == (4, 3)
-        model.for_inference = True
-        probabilities = model(*events(config, batch=2))
+        probabilities = answer_probabilities(model)(*events(config, batch=2))
     torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(2))
     n_cross = sum(isinstance(m, CrossBlock) for m in model.modules())
     assert n_cross == (2 if model_class is MultiScaleTransformer and config in ("model_2", "model_3") else 0)

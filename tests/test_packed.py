@@ -6,9 +6,10 @@ import pytest
 import torch
 from test_padding_free import SMALL, jets_of_every_length, trained_looking
 
-from jetattn.bench import jetclass_like_batch
+from jetattn.measure import jetclass_like_batch
 from jetattn.nn.packed import assign_rows, pack_batch
 from jetattn.nn.part import ParticleTransformer
+from jetattn.weaver import weaver_part
 
 NO_DROPOUT = dict(block_params={"dropout": 0, "attn_dropout": 0, "activation_dropout": 0})
 
@@ -84,11 +85,13 @@ def test_packed_refuses_what_it_cannot_run(option):
 
 
 def test_an_export_runs_the_padded_model():
-    model = ParticleTransformer(**SMALL, packed=True, for_inference=True)
+    model = weaver_part(**SMALL, packed=True, for_inference=True)
     x, v, mask = jets_of_every_length(8)
     assert not model.packed
     with torch.no_grad():
-        assert model(x, v, mask).shape == (8, 5)
+        probabilities = model(x, v, mask)
+    assert probabilities.shape == (8, 5)
+    torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(8))
 
 
 @pytest.mark.slow

@@ -4,8 +4,9 @@ eager model, same checkpoints, and a compiled model that trains under weaver's l
 import pytest
 import torch
 
-from jetattn.bench import jetclass_like_batch
+from jetattn.measure import jetclass_like_batch
 from jetattn.nn.part import ParticleTransformer, length_buckets
+from jetattn.weaver import weaver_part
 
 SMALL = dict(
     input_dim=17, num_classes=5, embed_dims=(32, 32), pair_embed_dims=(16,), num_heads=2, num_layers=2, num_cls_layers=1
@@ -13,8 +14,9 @@ SMALL = dict(
 
 
 def trained_looking(**options) -> ParticleTransformer:
+    """``options``: weaver's (``compile`` and run settings included), as a network file passes them."""
     torch.manual_seed(0)
-    model = ParticleTransformer(**SMALL, **options)
+    model = weaver_part(**SMALL, **options)
     for module in model.modules():  # BatchNorm statistics that matter
         if isinstance(module, torch.nn.BatchNorm1d):
             module.running_mean.normal_(0, 0.5)

@@ -11,7 +11,7 @@ from weaver_run import official_layout
 
 from jetattn.nn.attention import record_attention
 from jetattn.nn.part import ParticleTransformer
-from jetattn.weaver import ParTForWeaver
+from jetattn.weaver import ParTForWeaver, answer_probabilities
 
 logging.getLogger("weaver").setLevel(logging.WARNING)
 
@@ -150,7 +150,7 @@ def test_for_inference_exports_to_onnx_and_matches_onnxruntime():
     ort = pytest.importorskip("onnxruntime")
     torch.manual_seed(7)
     cfg = dict(input_dim=7, num_classes=3, fc_params=[], **SMALL)
-    model = ParTForWeaver(**cfg, for_inference=True).eval()
+    model = answer_probabilities(ParTForWeaver(**cfg, for_inference=True)).eval()  # as recipes.get_model builds it
     model.load_state_dict(ParTForWeaver(**cfg).state_dict())
     x, v, mask = padded_jets(batch=2, length=16)
     buffer = io.BytesIO()

@@ -1,5 +1,6 @@
 """Every ParT weaver-core 0.5.3 builds (versions 1, 2, 3, 3.5, 3.6 and its other options) loads strictly into
-ours and gives the same eval outputs; the options we do not implement are refused in one line."""
+ours (built from weaver's options at the weaver boundary, :func:`jetattn.weaver.weaver_part`) and gives the same
+eval outputs; the options we do not implement are refused in one line."""
 
 import logging
 
@@ -9,7 +10,7 @@ from test_part import padded_jets
 from weaver.nn.model.ParticleTransformer import ParticleTransformer as WeaverParT
 
 from jetattn.nn.attention import KERNELS, record_attention
-from jetattn.nn.part import ParticleTransformer
+from jetattn.weaver import weaver_part
 
 logging.getLogger("weaver").setLevel(logging.WARNING)
 
@@ -44,7 +45,7 @@ def weaver_and_ours(**options) -> tuple[torch.nn.Module, torch.nn.Module]:
     torch.manual_seed(0)
     cfg = {**SMALL, **options}
     weaver_model = perturbed(WeaverParT(**cfg))
-    ours = ParticleTransformer(**cfg).eval()
+    ours = weaver_part(**cfg).eval()
     ours.load_state_dict(weaver_model.state_dict(), strict=True)
     return weaver_model, ours
 
@@ -159,5 +160,5 @@ def test_kernels_and_recording_on_every_version(version):
 )
 def test_unsupported_options_are_refused_in_one_line(options, message):
     with pytest.raises(ValueError, match=message) as err:
-        ParticleTransformer(**{**SMALL, **options})
+        weaver_part(**{**SMALL, **options})
     assert "\n" not in str(err.value)

@@ -10,7 +10,7 @@ import torch
 from weaver_run import REPO, SMALL_OPTIONS, TOP_YAML
 
 from jetattn import quantize
-from jetattn.bench import weaver_inputs
+from jetattn.measure import weaver_inputs
 from jetattn.weaver import build_network
 
 NETWORK = REPO / "networks/example_ParticleTransformer.py"

@@ -146,6 +146,14 @@ def padding_bias(padding_mask: torch.Tensor, dtype: torch.dtype = torch.float32)
     return bias.masked_fill(padding_mask, float("-inf"))[:, None, None, :]
 
 
+def keep_a_key(padding: torch.Tensor) -> torch.Tensor:
+    """``(B, L)`` True where padded  ->  the same, with the first slot of a sequence that has no real entry
+    kept as a key: a softmax over nothing but ``-inf`` is NaN. That slot holds the same thing whatever the padding
+    held and however long it is, where attending to all of the padding would depend on its length."""
+    first = torch.arange(padding.size(1), device=padding.device) == 0
+    return padding & ~(padding.all(dim=1, keepdim=True) & first)
+
+
 @dataclass
 class AttentionRecord:
     """What one call of an :class:`Attention` applied, detached.

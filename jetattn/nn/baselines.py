@@ -2,8 +2,7 @@
 
 All three take weaver's inputs in the order of the JetClass/TopLandscape/QuarkGluon YAMLs:
 ``points (N, 2, P)``, ``features (N, C, P)``, ``lorentz_vectors (N, 4, P)``, ``mask (N, 1, P)``,
-with 1 in the mask for a real particle and 0 for padding. Each returns logits ``(N, num_classes)``,
-or class probabilities when built with ``for_inference=True`` (what weaver asks for on ONNX export).
+with 1 in the mask for a real particle and 0 for padding. Each returns logits ``(N, num_classes)``.
 """
 
 from __future__ import annotations
@@ -16,15 +15,6 @@ from weaver.nn.model.ParticleNet import EdgeConvBlock, ParticleNet, pairwise_dis
 
 from jetattn.nn.blocks import classifier_head
 from jetattn.nn.inputs import finite, particle_mask
-
-# The ParticleNet of the official JetClass checkpoints (ParticleNet_kin.pt and friends).
-PARTICLENET_RECIPE = {
-    "conv_params": [(16, (64, 64, 64)), (16, (128, 128, 128)), (16, (256, 256, 256))],
-    "fc_params": [(256, 0.1)],
-    "use_fusion": False,
-    "use_fts_bn": True,
-    "use_counts": True,
-}
 
 
 class ParticleFlowNetwork(nn.Module):
@@ -39,7 +29,6 @@ class ParticleFlowNetwork(nn.Module):
         phi_sizes: widths of the per-particle network Phi (1x1 convolutions, ReLU).
         f_sizes: widths of the jet-level network F applied to the summed latent vector.
         use_bn: BatchNorm on the inputs and after each Phi layer (off in the public recipe).
-        for_inference: output softmax probabilities instead of logits.
     """
 
     def __init__(
@@ -49,8 +38,6 @@ class ParticleFlowNetwork(nn.Module):
         phi_sizes: Sequence[int] = (128, 128, 128),
         f_sizes: Sequence[int] = (128, 128, 128),
         use_bn: bool = False,
-        for_inference: bool = False,
-        **kwargs,
     ) -> None:
         super().__init__()
         self.input_bn = nn.BatchNorm1d(input_dims) if use_bn else nn.Identity()
@@ -61,13 +48,11 @@ class ParticleFlowNetwork(nn.Module):
             input_dims = width
         self.phi = nn.Sequential(*phi)
         self.fc = classifier_head(input_dims, num_classes, [(w, 0.0) for w in f_sizes])
-        self.for_inference = for_inference
 
     def forward(self, points, features, lorentz_vectors, mask) -> torch.Tensor:
         mask = particle_mask(mask, points, lorentz_vectors)
         latent = (self.phi(self.input_bn(finite(features))) * mask).sum(dim=-1)  # N, phi_sizes[-1]
-        logits = self.fc(latent)
-        return torch.softmax(logits, dim=1) if self.for_inference else logits
+        return self.fc(latent)
 
 
 class _ResidualUnit(nn.Module):
@@ -104,7 +89,6 @@ class ParticleCNN(nn.Module):
         conv_params: channels of the stem convolution, then one tuple per stage with one residual unit
             per entry; every stage after the first starts by halving the sequence (stride 2).
         fc_params: (width, dropout) of the hidden layers after the average.
-        for_inference: output softmax probabilities instead of logits.
     """
 
     def __init__(
@@ -113,8 +97,6 @@ class ParticleCNN(nn.Module):
         num_classes: int,
         conv_params: Sequence[Sequence[int]] = ((32,), (64, 64), (64, 64), (128, 128)),
         fc_params: Sequence[tuple[int, float]] = ((512, 0.2),),
-        for_inference: bool = False,
-        **kwargs,
     ) -> None:
         super().__init__()
         channels = conv_params[0][0]
@@ -132,15 +114,13 @@ class ParticleCNN(nn.Module):
                 channels = width
             self.resnet_units[f"resnet_unit_{stage}"] = nn.Sequential(*units)
         self.fc = classifier_head(channels, num_classes, fc_params)
-        self.for_inference = for_inference
 
     def forward(self, points, features, lorentz_vectors, mask) -> torch.Tensor:
         mask = particle_mask(mask, points, lorentz_vectors)
         x = self.fts_conv(finite(features) * mask)  # N, C, P
         for stage in self.resnet_units.values():
             x = stage(x)  # N, C', P' (P' = P / 2 per later stage)
-        logits = self.fc(x.mean(dim=-1))
-        return torch.softmax(logits, dim=1) if self.for_inference else logits
+        return self.fc(x.mean(dim=-1))
 
 
 def knn_without_self(points: torch.Tensor, k: int) -> torch.Tensor:
@@ -212,7 +192,8 @@ class ParticleNetWrapper(nn.Module):
             tie is broken differently by PyTorch and onnxruntime, so exports disagree. Use it for models trained
             here that will be deployed through ONNX (training and prediction alike); leave it off for
             checkpoints trained with weaver's ParticleNet (the official ones), as their outputs move with it.
-        for_inference: output softmax probabilities instead of logits.
+        onnx_gather: weaver's ONNX-friendly neighbour gather (its ParticleNet's ``for_inference`` edge convolutions);
+            same outputs.
         **particlenet_options: passed to weaver's ``ParticleNet`` (conv_params, fc_params, ...).
     """
 
@@ -222,19 +203,19 @@ class ParticleNetWrapper(nn.Module):
         num_classes: int,
         fresh_head: bool = False,
         knn_exclude_self: bool = False,
-        for_inference: bool = False,
+        onnx_gather: bool = False,
         **particlenet_options,
     ) -> None:
         super().__init__()
-        self.mod = ParticleNet(input_dims, num_classes, for_inference=for_inference, **particlenet_options)
-        self.mod.for_inference = False  # softmax below, after the (fresh) head
+        self.mod = ParticleNet(input_dims, num_classes, for_inference=onnx_gather, **particlenet_options)
+        self.mod.for_inference = False  # weaver's flag also adds a softmax: logits out, after the (fresh) head
         if knn_exclude_self:
             self.mod.edge_convs = nn.ModuleList(
                 _EdgeConv(
                     conv.k,
                     conv.convs[0].in_channels // 2,
                     [c.out_channels for c in conv.convs],
-                    cpu_mode=for_inference,  # weaver's ONNX-friendly gather
+                    cpu_mode=onnx_gather,
                 )
                 for conv in self.mod.edge_convs
             )
@@ -246,9 +227,7 @@ class ParticleNetWrapper(nn.Module):
             self.fc_out = nn.Linear(last.in_features, num_classes)
         else:
             self.fc_out = nn.Identity()
-        self.for_inference = for_inference
 
     def forward(self, points, features, lorentz_vectors, mask) -> torch.Tensor:
         mask = particle_mask(mask, lorentz_vectors)
-        logits = self.fc_out(self.mod(finite(points), finite(features), mask))
-        return torch.softmax(logits, dim=1) if self.for_inference else logits
+        return self.fc_out(self.mod(finite(points), finite(features), mask))

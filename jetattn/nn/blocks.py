@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jetattn.nn.attention import Attention
+from jetattn.nn.attention import Attention, padding_bias
 
 
 class RMSNorm(nn.RMSNorm):
@@ -287,6 +287,22 @@ class SwiGLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2 = self.w12(x).chunk(2, dim=-1)
         return self.w3(self.drop(F.silu(x1) * x2))
+
+
+def class_attention_kernel(kernel: str | None) -> str | None:
+    """The kernel of class-attention blocks beside particle blocks running ``kernel``: dense (``sdpa``, or ``math``
+    when that is chosen). One query over 1 + L keys costs little; sparsity or projections would only blur the jet."""
+    return kernel if kernel in (None, "sdpa", "math") else "sdpa"
+
+
+def class_attention(blocks: nn.ModuleList, cls_token: torch.Tensor, x: torch.Tensor, padding: torch.Tensor):
+    """The class token ``(1, 1, C)`` read through class-attention ``blocks`` over ``x: (B, L, C)`` (``padding:
+    (B, L)``, True where padded), the token itself always a key  ->  ``(B, C)``."""
+    bias = padding_bias(torch.cat((padding.new_zeros(padding.size(0), 1), padding), dim=1), x.dtype)
+    token = cls_token.expand(x.size(0), -1, -1)
+    for block in blocks:
+        token = block(x, cls_token=token, bias=bias)
+    return token.squeeze(1)
 
 
 def classifier_head(

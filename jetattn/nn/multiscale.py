@@ -23,13 +23,11 @@ graph (weaver's ONNX runner feeds every input it has).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from jetattn.nn.attention import padding_bias
-from jetattn.nn.blocks import Block, CrossBlock, classifier_head
+from jetattn.nn.attention import keep_a_key, padding_bias
+from jetattn.nn.blocks import Block, CrossBlock, class_attention, class_attention_kernel, classifier_head
 from jetattn.nn.inputs import finite, keep_in_graph, particle_mask
 from jetattn.nn.pairs import PairEmbed
 from jetattn.nn.part import Embed
@@ -51,17 +49,6 @@ def stream_names(config: str) -> tuple[str, ...]:
         raise ValueError(f"unknown multi-scale configuration {config!r}; choose from {sorted(CONFIGS)}")
     constituents, objects = CONFIGS[config]
     return constituents + ((objects,) if objects else ())
-
-
-def key_padding_bias(padding: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``(B, L)`` True where padded  ->  ``(B, 1, 1, L)`` bias, ``-inf`` on padded keys.
-
-    A sequence with no real entry keeps its first slot as a key (a softmax over nothing but -inf is NaN): that
-    slot holds the same thing whatever the padding held and however long it is, where attending to all of
-    the padding would mix slots of different streams in proportions set by their lengths.
-    """
-    first = torch.arange(padding.size(1), device=padding.device) == 0
-    return padding_bias(padding & ~(padding.all(dim=1, keepdim=True) & first), dtype)
 
 
 def masked_mean(x: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
@@ -111,7 +98,7 @@ class Stream(nn.Module):
         ``(B, L, dim)`` and the padding ``(B, L)``, True where padded."""
         padding = ~mask.squeeze(1)
         x = self.embed(finite(x)).masked_fill(~mask.transpose(1, 2), 0)  # B, L, C
-        bias = key_padding_bias(padding, x.dtype)
+        bias = padding_bias(keep_a_key(padding), x.dtype)
         if self.pair_embed is not None:
             bias = self.pair_embed(finite(vectors), mask) + bias  # B, H, L, L
         for block in self.blocks:
@@ -138,8 +125,7 @@ class StreamModel(nn.Module):
             self-attention; pair_embed_dims: the pair embedding's widths before its last (heads) layer.
         input_names: the order of the forward's inputs (weaver's ``data_config.input_names``); default the
             groups the configuration reads, stream by stream (features, mask, vectors).
-        for_inference: softmax output, fixed-shape pair embedding (ONNX export).
-        use_amp: accepted from weaver's trainer, which applies it itself.
+        dense_pairs: embed every pair of the padded sequence (fixed shapes, for ONNX export); same outputs.
     """
 
     def __init__(
@@ -158,8 +144,7 @@ class StreamModel(nn.Module):
         pair_bias: bool = False,
         pair_embed_dims: tuple[int, ...] = (32, 32),
         input_names: tuple[str, ...] | None = None,
-        for_inference: bool = False,
-        use_amp: bool = False,
+        dense_pairs: bool = False,
     ) -> None:
         super().__init__()
         names = stream_names(config)
@@ -169,7 +154,7 @@ class StreamModel(nn.Module):
         unknown = set(stream_params or {}) - set(names)
         if unknown:
             raise ValueError(f"stream_params for {sorted(unknown)}: config {config} has streams {names}")
-        self.config, self.dim, self.for_inference = config, dim, for_inference
+        self.config, self.dim = config, dim
         self.constituents, self.objects = CONFIGS[config]
         self.pair_bias = pair_bias
         self.input_names = tuple(input_names or required_inputs(config, pair_bias))
@@ -184,7 +169,7 @@ class StreamModel(nn.Module):
             params = {**STREAM_DEFAULTS, **(stream_params or {}).get(name, {})}
             pairs = None
             if pair_bias and name in self.constituents:
-                pairs = PairEmbed((*pair_embed_dims, params["num_heads"]), 4, dense=for_inference)
+                pairs = PairEmbed((*pair_embed_dims, params["num_heads"]), 4, dense=dense_pairs)
             self.streams[name] = Stream(
                 input_dims[name],
                 dim,
@@ -218,9 +203,8 @@ class StreamModel(nn.Module):
         return encoded
 
     def classify(self, summary: torch.Tensor) -> torch.Tensor:
-        """``(B, head_dim)``  ->  logits, or probabilities when ``for_inference``."""
-        output = self.fc(self.norm(summary))
-        return torch.softmax(output, dim=1) if self.for_inference else output
+        """``(B, head_dim)``  ->  logits."""
+        return self.fc(self.norm(summary))
 
 
 def required_inputs(config: str, pair_bias: bool = False) -> tuple[str, ...]:
@@ -264,7 +248,7 @@ class MultiScaleTransformer(StreamModel):
         num_cross_layers = num_cross_layers if self.objects else 0
         self.cross_blocks = nn.ModuleList([CrossBlock(**cross_options) for _ in range(num_cross_layers)])
         cls_options = dict(dim=self.dim, num_heads=cross_heads, dropout=0.0, attn_dropout=0.0, activation_dropout=0.0)
-        cls_options["kernel"] = self.attention if self.attention in (None, "sdpa", "math") else "sdpa"
+        cls_options["kernel"] = class_attention_kernel(self.attention)
         num_cls_layers = num_cls_layers if readout == "cls" else 0
         self.cls_blocks = nn.ModuleList([Block(**cls_options) for _ in range(num_cls_layers)])
         self.cls_token = nn.Parameter(torch.zeros(1, 1, self.dim))
@@ -275,7 +259,7 @@ class MultiScaleTransformer(StreamModel):
         return {"cls_token"}
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        """Inputs in ``input_names`` order  ->  logits ``(B, num_classes)`` (softmax when ``for_inference``)."""
+        """Inputs in ``input_names`` order  ->  logits ``(B, num_classes)``."""
         encoded = self.encode(inputs)
         # keys and values: the constituent streams as one sequence
         context = torch.cat([encoded[name][0] for name in self.constituents], dim=1)  # B, Lc, C
@@ -284,16 +268,12 @@ class MultiScaleTransformer(StreamModel):
             x, padding = context, context_padding
         else:
             x, padding = encoded[self.objects]  # B, Lo, C: the queries
-            context_bias = key_padding_bias(context_padding, x.dtype)
+            context_bias = padding_bias(keep_a_key(context_padding), x.dtype)
             for block in self.cross_blocks:
                 x = block(x, context, bias=context_bias)
         if self.readout == "mean":
             return self.classify(masked_mean(x, padding))
-        cls_bias = padding_bias(torch.cat((padding.new_zeros(padding.size(0), 1), padding), dim=1), x.dtype)
-        cls_token = self.cls_token.expand(x.size(0), -1, -1)
-        for block in self.cls_blocks:
-            cls_token = block(x, cls_token=cls_token, bias=cls_bias)
-        return self.classify(cls_token.squeeze(1))
+        return self.classify(class_attention(self.cls_blocks, self.cls_token, x, padding))
 
 
 class ConcatTransformer(StreamModel):
@@ -305,21 +285,6 @@ class ConcatTransformer(StreamModel):
         return self.dim * len(stream_names(self.config))
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        """Inputs in ``input_names`` order  ->  logits ``(B, num_classes)`` (softmax when ``for_inference``)."""
+        """Inputs in ``input_names`` order  ->  logits ``(B, num_classes)``."""
         pooled = [masked_mean(x, padding) for x, padding in self.encode(inputs).values()]
         return self.classify(torch.cat(pooled, dim=1))
-
-
-def from_data_config(model_class: type[StreamModel], data_config: Any, **options) -> StreamModel:
-    """Build ``model_class`` for weaver: stream widths from ``data_config.input_dicts``, the forward's input order
-    from ``data_config.input_names``; a clear error naming the input group a configuration lacks."""
-    config = options.get("config", "model_3")
-    stream_names(config)  # an unknown config fails here, by name
-    for name in required_inputs(config, options.get("pair_bias", False)):
-        if name not in data_config.input_names:
-            raise ValueError(
-                f"network config {config} reads the input group '{name}', which the data config lacks "
-                f"(it has {', '.join(data_config.input_names)})"
-            )
-    input_dims = {name: len(data_config.input_dicts[f"{name}_features"]) for name in stream_names(config)}
-    return model_class(input_dims, len(data_config.label_value), input_names=tuple(data_config.input_names), **options)

@@ -14,8 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jetattn.nn.attention import Attention, LinformerProjection, padding_bias
-from jetattn.nn.blocks import Block, BlockConfig, classifier_head, version_config
+from jetattn.nn.attention import Attention, LinformerProjection, keep_a_key, padding_bias
+from jetattn.nn.blocks import (
+    Block,
+    BlockConfig,
+    class_attention,
+    class_attention_kernel,
+    classifier_head,
+    version_config,
+)
 from jetattn.nn.inputs import finite
 from jetattn.nn.packed import check_packable, packed_forward, run_packed
 from jetattn.nn.pairs import PairEmbed, pair_feature_matrix
@@ -97,55 +104,39 @@ def length_buckets(mask: torch.Tensor, buckets: int, multiple: int = 1) -> list[
     return groups
 
 
-def refuse_weaver_options(
-    pair_input_type: str, pair_input_dim: int | None, pair_extra_dim: int, for_segmentation: bool, weight_init
-) -> None:
-    """One line for each weaver-core ParT option (or value) that jetattn does not implement."""
-    if pair_input_type != "pp":
-        raise ValueError(
-            f"pair_input_type={pair_input_type!r}: jetattn's ParT has the hadron-collider pair features only ('pp')"
-        )
-    if pair_input_dim not in (None, 0, 4):
+def check_part_options(pair_input_dim: int, weight_init: str | None) -> None:
+    """One line for a value of an option that jetattn's ParT does not implement."""
+    if pair_input_dim not in (0, 4):
         raise ValueError(f"pair_input_dim={pair_input_dim}: ParT's pair features are 4 (ln kT, ln z, ln Δ, ln m²)")
-    if pair_extra_dim:
-        raise ValueError(
-            f"pair_extra_dim={pair_extra_dim}: extra pair features from the data (weaver's uu inputs) "
-            "are not supported by jetattn's ParT"
-        )
-    if for_segmentation:
-        raise ValueError("for_segmentation: per-particle outputs are out of scope for jetattn's ParT (jet tagging)")
     if weight_init not in (None, "moco", "timm"):
         raise ValueError(f"weight_init={weight_init!r}: choose 'moco', 'timm' or None")
 
 
 def block_setup(base: BlockConfig, ours: dict, params: dict | None, num_heads: int) -> tuple[int, BlockConfig]:
     """Heads and config of a kind of block: ``base`` with our settings, then the user's ``block_params`` (weaver's
-    names too; ``num_heads`` overrides the heads; weaver's ``for_inference``, its choice of RMSNorm code, is
-    dropped: ours exports either way)."""
-    params = {k: v for k, v in (params or {}).items() if k != "for_inference"}
+    names too; ``num_heads`` overrides the heads)."""
+    params = dict(params or {})
     return params.pop("num_heads", num_heads), base.updated({**ours, **params})
 
 
 class ParticleTransformer(nn.Module):
     """ParT: particle embedding, pair-feature attention bias, particle blocks, class-attention blocks, classifier.
 
-    Every constructor option of weaver-core 0.5.3's ``ParticleTransformer`` is taken with its meaning and default,
-    except those refused with a message (``pair_input_type`` other than ``pp``, ``pair_extra_dim``,
-    ``for_segmentation``; see docs/compatibility.md).
+    The architecture options of weaver-core 0.5.3's ``ParticleTransformer`` have its names, meanings and defaults;
+    weaver's run settings (``for_inference``, ``use_amp``, ``compile_model``) and the options it has that jetattn
+    refuses are handled at the weaver boundary (:mod:`jetattn.weaver.adapters`; see docs/compatibility.md).
 
     Args:
         input_dim: number of per-particle input features.
         num_classes: classifier outputs; None with ``fc_params=None`` returns the class-token embedding.
-        pair_input_type: ``pp`` (hadron-collider pair features; the only kind here).
-        pair_input_dim: pair features from the four-vectors (4 or None: ln k_T, ln z, ln Δ, ln m²; 0: none).
-        pair_extra_dim: extra pair features read from the data (weaver's ``uu``): 0 only.
+        pair_input_dim: pair features from the four-vectors (4: ln k_T, ln z, ln Δ, ln m²; 0: none).
         remove_self_pair: leave each particle's pair with itself out of the pair embedding.
         use_pre_activation_pair: no GELU after the last pair-embedding layer.
         use_conv_embed: particle embedding by bias-free 1×1 convolutions and BatchNorms (see :class:`Embed`).
         embed_dims: widths of the particle embedding; the last is the model width.
         pair_embed_dims: widths of the pair embedding before its last layer (which has ``num_heads`` outputs).
-        pair_embed_sparse_eval: weaver's choice of how to compute the pair embedding; outputs do not depend on it,
-            and here only the real particles' pairs are computed (every pair with ``for_inference``).
+        dense_pairs: embed every pair of the padded sequence (fixed shapes, for ONNX export) instead of only the
+            real particles' pairs; outputs are the same.
         num_heads, num_layers, num_cls_layers: attention heads, particle blocks, class-attention blocks.
         block_params, cls_block_params: overrides of the :class:`BlockConfig` of each kind of block, by our field
             names or weaver's (``use_rmsnorm``, ``use_qk_norm``, ``elementwise_attn_output_gate``, ...), and
@@ -163,9 +154,7 @@ class ParticleTransformer(nn.Module):
             the jet is the mean of its particles.
         weight_init: ``moco`` (weaver's default), ``timm`` or None (PyTorch's defaults); fix_init: shrink each
             particle block's output projections by 1/√(2·depth).
-        for_segmentation: per-particle outputs; refused (jetattn's models tag jets).
-        trim: drop trailing padding (see :class:`SequenceTrimmer`); off for inference.
-        for_inference: softmax output, no trimming, fixed-shape pair embedding (ONNX export).
+        trim: drop trailing padding (see :class:`SequenceTrimmer`); off for an export (fixed shapes).
         attention: attention kernel of the particle blocks (see :mod:`jetattn.nn.attention`; None: the global
             default, ``sdpa``). The class-attention blocks stay dense (``sdpa``, or ``math`` when that is chosen):
             one query over 1 + L keys costs little, and sparsity or projections would only blur the jet summary.
@@ -186,27 +175,20 @@ class ParticleTransformer(nn.Module):
             jet's length, so short jets do not pay for the longest one. Outputs equal the padded model's, in
             training too (the blocks hold LayerNorms only).
         packed: packed execution (see :mod:`jetattn.nn.packed`): real particles and real pairs only, attention
-            within each jet; same weights and outputs. Off with ``for_inference`` (ONNX export keeps fixed shapes).
-        compile_model: set by weaver's ``--compile``: trimmed lengths are rounded up to multiples of 32 so that
-            the compiled model sees few shapes. ``compile``: compile the attention blocks and the head here
-            (``--network-option compile 1``, or a torch.compile backend name), for weaver runs without
-            ``--compile``.
-        use_amp: accepted from weaver's trainer, which applies it itself.
+            within each jet; same weights and outputs.
+        length_multiple: round trimmed lengths up to a multiple of this (32 for a compiled model: few shapes).
     """
 
     def __init__(
         self,
         input_dim: int,
         num_classes: int | None = None,
-        pair_input_type: str = "pp",
-        pair_input_dim: int | None = None,
-        pair_extra_dim: int = 0,
+        pair_input_dim: int = 4,
         remove_self_pair: bool = False,
         use_pre_activation_pair: bool = True,
         use_conv_embed: bool = False,
         embed_dims: tuple[int, ...] = (128, 512, 128),
         pair_embed_dims: tuple[int, ...] | None = (64, 64, 64),
-        pair_embed_sparse_eval: tuple[bool, bool] | None = None,
         num_heads: int = 8,
         num_layers: int = 8,
         block_params: dict | None = None,
@@ -220,8 +202,6 @@ class ParticleTransformer(nn.Module):
         weight_init: str | None = "moco",
         fix_init: bool = True,
         trim: bool = True,
-        for_inference: bool = False,
-        for_segmentation: bool = False,
         attention: str | None = None,
         topk: int = 30,
         proj_dim: int = 32,
@@ -230,16 +210,13 @@ class ParticleTransformer(nn.Module):
         linear_pairs: bool = False,
         checkpoint_pairs: bool = False,
         pair_min_delta: float | None = None,
+        dense_pairs: bool = False,
         buckets: int = 1,
         packed: bool = False,
-        use_amp: bool = False,
-        compile_model: bool = False,
-        compile: bool | str = False,
+        length_multiple: int = 1,
     ) -> None:
         super().__init__()
-        refuse_weaver_options(pair_input_type, pair_input_dim, pair_extra_dim, for_segmentation, weight_init)
-        pair_input_dim = 4 if pair_input_dim is None else pair_input_dim
-        self.for_inference = for_inference
+        check_part_options(pair_input_dim, weight_init)
         dim = embed_dims[-1] if embed_dims else input_dim
         base = version_config(version)
         base = replace(base, activation=activation) if version == 1 else base
@@ -259,7 +236,7 @@ class ParticleTransformer(nn.Module):
                 (*pair_embed_dims, block_heads),
                 pair_input_dim,
                 use_pre_activation_pair,
-                dense=for_inference,
+                dense=dense_pairs,
                 min_delta=pair_min_delta,
                 bias=base.bias,
                 remove_self_pair=remove_self_pair,
@@ -285,8 +262,8 @@ class ParticleTransformer(nn.Module):
         elif checkpoint_pairs:
             raise ValueError("checkpoint_pairs needs linear_pairs (the dense pair bias is not checkpointed)")
         self.checkpoint_pairs = checkpoint_pairs
-        cls_kernel = attention if attention in (None, "sdpa", "math") else "sdpa"
-        cls_options = {"kernel": cls_kernel, "dropout": 0.0, "attn_dropout": 0.0, "activation_dropout": 0.0}
+        cls_options = {"kernel": class_attention_kernel(attention), "dropout": 0.0, "attn_dropout": 0.0}
+        cls_options["activation_dropout"] = 0.0
         cls_heads, cls_config = block_setup(base, cls_options, cls_block_params, num_heads)
         self.cls_blocks = nn.ModuleList([Block(dim, cls_heads, cls_config) for _ in range(num_cls_layers)])
         self.include_global_token = include_global_token
@@ -298,11 +275,10 @@ class ParticleTransformer(nn.Module):
         )
         has_token = include_global_token or num_cls_layers > 0
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if has_token else None
-        self.multiple = 32 if (compile_model or compile) else 1
-        self.trimmer = SequenceTrimmer(multiple=self.multiple) if trim and not for_inference else None
-        self.buckets = 1 if for_inference else buckets  # an exported graph has fixed control flow
-        # an export (and the tools, which build for inference) runs the padded model: same weights and outputs
-        self.packed = bool(packed) and not for_inference
+        self.multiple = length_multiple
+        self.trimmer = SequenceTrimmer(multiple=length_multiple) if trim else None
+        self.buckets = buckets
+        self.packed = bool(packed)
         if self.packed:
             check_packable(attention, buckets)
             refused = {
@@ -314,11 +290,13 @@ class ParticleTransformer(nn.Module):
             for name, given in refused.items():
                 if given:
                     raise ValueError(f"packed=1 does not support {name} (yet): leave packed at 0 for this model")
-        if compile:
-            backend = "inductor" if compile in (True, 1) else compile
-            self.attend = torch.compile(self.attend, backend=backend)
-            self.run_packed = torch.compile(self.run_packed, backend=backend)
         self._init_weights(weight_init, fix_init)
+
+    def compile_blocks(self, backend: str = "inductor") -> None:
+        """Compile what follows the data-dependent trimming and packing (the attention blocks and the head) with
+        ``torch.compile``: one graph per length, few lengths with ``length_multiple``."""
+        self.attend = torch.compile(self.attend, backend=backend)
+        self.run_packed = torch.compile(self.run_packed, backend=backend)
 
     def _init_weights(self, mode: str | None, fix_init: bool) -> None:
         # moco (MoCo-v3, as weaver): Xavier-uniform Linears with q, k and v each treated as its own matrix, zero
@@ -348,7 +326,7 @@ class ParticleTransformer(nn.Module):
     def forward(self, x: torch.Tensor, v: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x: (B, C, L)`` particle features; ``v: (B, 4, L)`` (px, py, pz, E); ``mask: (B, 1, L)``, 1 = real.
 
-        Returns logits ``(B, num_classes)`` (softmax when ``for_inference``), or the class-token embedding.
+        Returns logits ``(B, num_classes)``, or the class-token embedding.
         """
         # non-finite inputs (a broken feature) must not poison the whole batch through BatchNorm and attention
         x = finite(x)
@@ -361,8 +339,7 @@ class ParticleTransformer(nn.Module):
         if self.packed:
             return packed_forward(self, x, v, mask)
         padding = ~mask.squeeze(1)  # B, L; True = padded
-        # a jet with no particles would have nothing to attend to (softmax of all -inf = NaN): let it see its padding
-        padding = padding & ~padding.all(dim=1, keepdim=True)
+        padding = keep_a_key(padding)  # a jet with no particles still attends to something
         # the embeddings (and their BatchNorm statistics, in training) see the whole batch ...
         x = self.embed(x).masked_fill(~mask.transpose(1, 2), 0)  # B, L, C
         if self.pair_projection is not None:  # linear in L: the bias is (B, H, L, proj_dim), or none
@@ -399,11 +376,7 @@ class ParticleTransformer(nn.Module):
         if len(self.cls_blocks) == 0:
             real = (~padding).unsqueeze(-1).to(x.dtype)  # B, L, 1
             return (x * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)
-        cls_bias = padding_bias(torch.cat((padding.new_zeros(padding.size(0), 1), padding), dim=1), x.dtype)
-        cls_token = self.cls_token.expand(x.size(0), -1, -1)
-        for block in self.cls_blocks:
-            cls_token = block(x, cls_token=cls_token, bias=cls_bias)
-        return cls_token.squeeze(1)
+        return class_attention(self.cls_blocks, self.cls_token, x, padding)
 
     def attend(self, x: torch.Tensor, bias: torch.Tensor | None, padding: torch.Tensor) -> torch.Tensor:
         """Particle blocks, class-attention blocks and the classifier: what ``compile`` compiles.
@@ -429,8 +402,7 @@ class ParticleTransformer(nn.Module):
         x_cls = self.norm(self.read_out(x, padding))
         if self.fc is None:
             return x_cls
-        output = self.fc(x_cls)
-        return torch.softmax(output, dim=1) if self.for_inference else output
+        return self.fc(x_cls)
 
     def run_packed(self, tokens, kinematics, four_vectors, packed) -> torch.Tensor:
         """The packed model after packing (:func:`jetattn.nn.packed.run_packed`): what ``compile`` compiles."""

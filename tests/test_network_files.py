@@ -1,0 +1,107 @@
+"""Every network file is the same dozen lines naming one recipe, and each jet model runs on every data config it
+can read: the recipe's YAMLs and the multi-scale ones, which hold more input groups."""
+
+import ast
+import io
+import logging
+import re
+
+import numpy as np
+import pytest
+import torch
+from weaver.utils.data.config import DataConfig
+from weaver_run import REPO, SMALL_OPTIONS, load_network
+
+from jetattn.measure import weaver_inputs
+from jetattn.weaver import RECIPES
+
+logging.getLogger("weaver").setLevel(logging.WARNING)
+
+NETWORK_FILES = sorted((REPO / "networks").glob("*.py"))
+# network file -> SMALL_OPTIONS entry (tests/weaver_run.py)
+SMALL = {
+    "ParT": "ParticleTransformer",
+    "ParT_finetune": "ParticleTransformer",
+    "ParT_topk": "ParT_topk",
+    "LinParT": "LinParT",
+    "ParticleNet": "ParticleNet",
+    "ParticleNet_finetune": "ParticleNet",
+    "PFN": "PFN",
+    "PCNN": "PCNN",
+}
+
+
+def recipe_of(path) -> str:
+    tree = ast.parse(path.read_text())
+    (value,) = [n.value.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "RECIPE"]
+    return value
+
+
+def test_every_network_file_is_the_same_lines_naming_one_recipe():
+    bodies = set()
+    for path in NETWORK_FILES:
+        text = path.read_text()
+        docstring = ast.get_docstring(ast.parse(text))
+        assert docstring, f"{path.name}: says what it builds"
+        body = re.sub(r'^""".*?"""\n', "", text, flags=re.S).replace(repr(recipe_of(path)).replace("'", '"'), "NAME")
+        bodies.add(body)
+        assert len(body.splitlines()) <= 14, path.name
+    assert len(bodies) == 1, "network files differ beyond their docstring and recipe name"
+    assert sorted(recipe_of(p) for p in NETWORK_FILES) == sorted(RECIPES)  # one file per recipe, no stray recipe
+
+
+def jet_networks():
+    return [(p, recipe_of(p)) for p in NETWORK_FILES if recipe_of(p) in SMALL]
+
+
+@pytest.mark.parametrize(("path", "recipe"), jet_networks(), ids=lambda x: getattr(x, "stem", x))
+def test_jet_models_read_their_groups_from_a_data_config_with_more(path, recipe):
+    """The same weights give the same scores on JetClass_full.yaml's inputs and on the multi-scale YAML's, which
+    add the object groups; with ``for_inference`` every input group stays in the ONNX graph."""
+    plain = DataConfig.load(str(REPO / "data/JetClass/JetClass_full.yaml"), load_observers=False)
+    more = DataConfig.load(str(REPO / "data/JetClass/JetClass_full_multiscale.yaml"), load_observers=False)
+    network = load_network(path)
+    options = SMALL_OPTIONS[SMALL[recipe]]
+    torch.manual_seed(0)
+    model, info = network.get_model(plain, **options)
+    wide, wide_info = network.get_model(more, **options)
+    wide.load_state_dict(model.state_dict())
+    inputs = dict(zip(wide_info["input_names"], weaver_inputs(wide_info, 6), strict=True))
+    with torch.no_grad():
+        expected = model.eval()(*[inputs[n] for n in info["input_names"]])
+        got = wide.eval()(*inputs.values())
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+    ort = pytest.importorskip("onnxruntime")
+    exported, _ = network.get_model(more, **options, for_inference=True)
+    exported.load_state_dict(model.state_dict())
+    exported.eval()
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        exported,
+        tuple(inputs.values()),
+        buffer,
+        input_names=wide_info["input_names"],
+        output_names=wide_info["output_names"],
+        dynamic_axes=wide_info["dynamic_axes"],
+        opset_version=17,
+        dynamo=False,
+    )
+    session = ort.InferenceSession(buffer.getvalue())
+    assert [i.name for i in session.get_inputs()] == list(wide_info["input_names"])
+    scores = session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
+    np.testing.assert_allclose(scores, torch.softmax(expected, dim=1).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("recipe", ["ParT", "ParticleNet", "PFN"])
+def test_a_data_config_without_a_group_the_model_reads_is_refused_in_one_line(recipe):
+    config = DataConfig.load(str(REPO / "data/DiHiggs/dihiggs.yaml"), load_observers=False)  # no pf_points
+    path = next(p for p, r in jet_networks() if r == recipe)
+    if recipe == "ParT":  # ParT reads no points: it runs
+        model, info = load_network(path).get_model(config, **SMALL_OPTIONS["ParticleTransformer"])
+        with torch.no_grad():
+            assert model.eval()(*weaver_inputs(info, 3)).shape == (3, len(config.label_value))
+        return
+    with pytest.raises(ValueError, match="pf_points") as err:
+        load_network(path).get_model(config, **SMALL_OPTIONS[SMALL[recipe]])
+    assert "\n" not in str(err.value)
