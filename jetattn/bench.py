@@ -23,7 +23,6 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,117 +275,30 @@ def print_row(row: dict) -> None:
     )
 
 
-def attention_targets(rows: list[dict], sweep_rows: list[dict]) -> list[str]:
-    """The targets as ratios, each with its figure and whether it is met."""
+TARGETS = Path(__file__).resolve().parents[1] / "docs/targets.yaml"
 
-    def rate(key: str, **match) -> float | None:
-        values = [r[key] for r in rows if r[key] is not None and all(r.get(k) == v for k, v in match.items())]
+
+def attention_targets(rows: list[dict], sweep_rows: list[dict], targets: Path = TARGETS) -> list[str]:
+    """Each target of ``targets`` (docs/targets.yaml) whose two sides the rows give: the ratio, the target, met
+    or not."""
+    import yaml
+
+    def side(spec: dict) -> float | None:
+        if "value" in spec:
+            return float(spec["value"])
+        match = {k: v for k, v in spec.items() if k not in ("key", "rows")}
+        table = sweep_rows if spec.get("rows") == "sweep" else rows
+        values = [r[spec["key"]] for r in table if r.get(spec["key"]) and all(r.get(k) == v for k, v in match.items())]
         return max(values) if values else None
 
-    shape = dict(n_particles=128, version=1)
-    weaver_fp32 = rate("infer_jets_per_s", model="weaver-ParT", precision="fp32", compiled=False, **shape)
-    weaver_best = rate("infer_jets_per_s", model="weaver-ParT", **shape)
-    ours_best = max(filter(None, [rate("infer_jets_per_s", model="ParT", **shape)]), default=None)
-    checks = [
-        (
-            "ours fp32 eager inference / weaver fp32 eager",
-            1.5,
-            rate("infer_jets_per_s", model="ParT", precision="fp32", compiled=False, **shape),
-            weaver_fp32,
-        ),
-        (
-            "ours int8 inference / weaver fp32 eager",
-            3.0,
-            rate("infer_jets_per_s", model="ParT", precision="int8", **shape),
-            weaver_fp32,
-        ),
-        ("our fastest inference / weaver's fastest", 1.3, ours_best, weaver_best),
-        (
-            "ours training / weaver training (best of each)",
-            1.3,
-            rate("train_jets_per_s", model="ParT", **shape),
-            rate("train_jets_per_s", model="weaver-ParT", **shape),
-        ),
-    ]
-    checks += packed_checks(rate)
     lines = []
-    for text, target, ours, theirs in checks:
+    for target in yaml.safe_load(targets.read_text())["targets"]:
+        ours, theirs = side(target["ours"]), side(target["theirs"])
         if ours and theirs:
-            ratio = ours / theirs
-            lines.append(f"{text}: {ratio:.2f}x (target {target}x: {'met' if ratio >= target else 'NOT met'})")
-    sweep = {(r["model"], r["n_particles"]): r for r in sweep_rows}
-    for n, speed, memory in ((512, 4.0, 4.0), (128, 1 / 1.1, None)):
-        lin, dense = sweep.get(("LinParT", n)), sweep.get(("ParT", n))
-        if lin and dense and lin["infer_jets_per_s"] and dense["infer_jets_per_s"]:
-            ratio = lin["infer_jets_per_s"] / dense["infer_jets_per_s"]
-            lines.append(
-                f"LinParT / dense inference speed at N={n}: {ratio:.2f}x (target >= {speed:.2f}x: "
-                f"{'met' if ratio >= speed else 'NOT met'})"
-            )
-            for key, what in (("peak_mem_mb", "peak memory"), ("peak_tensor_mb", "peak tensor memory")):
-                if memory and lin.get(key) and dense.get(key):
-                    mem_ratio = dense[key] / lin[key]
-                    lines.append(
-                        f"dense / LinParT {what} at N={n}: {mem_ratio:.2f}x (target {memory}x: "
-                        f"{'met' if mem_ratio >= memory else 'NOT met'})"
-                    )
-    v35 = dict(n_particles=128, version=3.5, precision="fp32", compiled=False)
-    for key in ("infer_jets_per_s", "train_jets_per_s"):
-        ours, weaver = rate(key, model="ParT", **v35), rate(key, model="weaver-ParT", **v35)
-        if ours and weaver:
-            verdict = "met" if ours >= weaver else "NOT met"
-            lines.append(
-                f"version 3.5, ours (best fp32 eager) / weaver fp32 eager {key[:5]}: {ours / weaver:.2f}x "
-                f"(target 1x: {verdict})"
-            )
+            ratio, wanted = ours / theirs, target["ratio"]
+            verdict = "met" if ratio >= wanted else "NOT met"
+            lines.append(f"{target['text']}: {ratio:.2f}x (target {wanted}x: {verdict})")
     return lines
-
-
-def packed_checks(rate: Callable[..., float | None]) -> list[tuple[str, float, float | None, float | None]]:
-    """The packed ParT's targets (issue 18) as (text, target ratio, ours, theirs); the 30,000 jets/s one against 1."""
-
-    def train(**match) -> float | None:
-        return rate("train_jets_per_s", n_particles=128, **match)
-
-    ours = dict(model="ParT", precision="bf16", variant="packed")
-    weaver = dict(model="weaver-ParT", precision="bf16")
-    checks = [
-        (
-            f"packed / our padded training, {p} eager",
-            1.5,
-            train(model="ParT", precision=p, variant="packed", compiled=False),
-            train(model="ParT", precision=p, variant="padded", compiled=False),
-        )
-        for p in ("fp32", "bf16")
-    ]
-    checks += [
-        ("ours bf16 compiled training, jets/s / 30,000", 1.0, train(**ours, compiled=True), 30_000.0),
-        (
-            "ours bf16 compiled training / weaver's bf16 compiled",
-            2.5,
-            train(**ours, compiled=True),
-            train(**weaver, compiled=True),
-        ),
-        (
-            "ours bf16 eager training / weaver's --use-amp eager",
-            2.5,
-            train(**ours, compiled=False),
-            train(**weaver, compiled=False),
-        ),
-        (
-            "our packed inference (best) / weaver's bf16 compiled",
-            2.0,
-            rate("infer_jets_per_s", model="ParT", variant="packed"),
-            rate("infer_jets_per_s", **weaver, compiled=True),
-        ),
-        (
-            "weaver's bf16 eager peak memory / ours packed bf16 eager",
-            3.0,
-            rate("peak_mem_mb", **weaver, compiled=False),
-            rate("peak_mem_mb", **ours, compiled=False),
-        ),
-    ]
-    return checks
 
 
 def bench_attention(args: argparse.Namespace) -> list[dict]:
