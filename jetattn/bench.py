@@ -368,11 +368,7 @@ def bench_generate(args: argparse.Namespace) -> dict:
     return {"jets_per_s_per_core": rates, "device": device_name(torch.device("cpu"))}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m jetattn.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="what", required=True)
+def part_arguments(sub) -> argparse.ArgumentParser:
     part = sub.add_parser("part", help="our ParT vs weaver's ParticleTransformer")
     part.add_argument("--batch-size", type=int, default=256)
     part.add_argument("--steps", type=int, default=6, help="timed steps per model and mode")
@@ -380,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     part.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     part.add_argument("--version", type=float, default=1, help="weaver-core's ParT version (1, 2, 3, 3.5, 3.6)")
     part.add_argument("--packed", action="store_true", help="also ours with -o packed 1, timed in the same turns")
+    return part
+
+
+def attention_arguments(sub) -> argparse.ArgumentParser:
     attention = sub.add_parser("attention", help="every attention variant, precision and compilation")
     attention.add_argument("--batch-size", type=int, default=None, help="JetClass-shape batch (256 CPU, 512 GPU)")
     attention.add_argument(
@@ -420,6 +420,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="CPU: also the tensors' peak memory (torch.profiler), besides the resident set size",
     )
+    return attention
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m jetattn.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="what", required=True)
+    part, attention = part_arguments(sub), attention_arguments(sub)
     gen = sub.add_parser("generate", help="Pythia 8 + FastJet generation speed per class")
     gen.add_argument("--num-jets", type=int, default=200, help="jets per class")
     gen.add_argument("--seed", type=int, default=1)

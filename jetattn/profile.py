@@ -184,8 +184,42 @@ def layer_times(prof, names: list[str], device: torch.device, steps: int) -> tup
     return {name: totals.get(LABEL + name, 0.0) for name in names}, totals.get("step", 0.0)
 
 
+def timed_step(model: nn.Module, inputs: tuple, device: torch.device, train: bool, bf16: bool):
+    """One inference call or training step of ``model`` on ``inputs``, under bfloat16 autocast with ``bf16``."""
+    from jetattn.measure import autocast_inference, make_step
+
+    num_classes = model.eval()(*(t[:1] for t in inputs)).size(-1)
+    plain = make_step(model, inputs, device, train, num_classes)
+    if not bf16:
+        return plain
+
+    def step():
+        context = torch.autocast(device.type, dtype=torch.bfloat16) if train else autocast_inference(model, device)
+        with context:
+            plain()
+
+    return step
+
+
+def profiled(step, layers: list[tuple[str, nn.Module]], device: torch.device, warmup: int, steps: int):
+    """torch.profiler over ``steps`` calls of ``step`` after ``warmup``, each layer's calls labelled."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    for _ in range(warmup):
+        step()
+    with labelled(layers), torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            with torch.autograd.profiler.record_function("step"):
+                step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+    return prof
+
+
 def profile(args: argparse.Namespace) -> dict:
-    from jetattn.measure import autocast_inference, device_name, make_step, weaver_inputs
+    """Collect: each top-level layer's time, work and bound on a JetClass-shaped batch; then :func:`report`."""
+    from jetattn.measure import device_name, weaver_inputs
     from jetattn.weaver import build_network, parse_options
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -194,31 +228,8 @@ def profile(args: argparse.Namespace) -> dict:
     inputs = tuple(t.to(device) for t in weaver_inputs(info, args.batch_size))
     prefix, layers = top_layers(model)
     work = count_work(model, prefix, layers, inputs, args.bf16, device)
-    num_classes = model.eval()(*(t[:1] for t in inputs)).size(-1)
-    step = make_step(model, inputs, device, args.train, num_classes)
-    if args.bf16:
-        plain = step
-        autocast = (
-            (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
-            if args.train
-            else (lambda: autocast_inference(model, device))
-        )
-
-        def step():
-            with autocast():
-                plain()
-
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(torch.profiler.ProfilerActivity.CUDA)
-    for _ in range(args.warmup):
-        step()
-    with labelled(layers), torch.profiler.profile(activities=activities) as prof:
-        for _ in range(args.steps):
-            with torch.autograd.profiler.record_function("step"):
-                step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+    step = timed_step(model, inputs, device, args.train, args.bf16)
+    prof = profiled(step, layers, device, args.warmup, args.steps)
     names = [name for name, _ in layers]
     times, step_seconds = layer_times(prof, names, device, args.steps)
     peak_flops, peak_bandwidth, source = device_peaks(device, args.bf16, args.peak_flops, args.peak_bandwidth)
@@ -227,39 +238,13 @@ def profile(args: argparse.Namespace) -> dict:
     for name in names:
         flops, moved = work[name]
         intensity = flops / moved if moved else 0.0
-        rows.append(
-            Layer(
-                name,
-                times[name],
-                times[name] / step_seconds if step_seconds else 0,
-                flops,
-                moved,
-                intensity,
-                "compute-bound" if intensity >= ridge else "memory-bound",
-            )
-        )
-    rest = step_seconds - sum(times.values())
-    rest_name = "rest (backward, optimizer)" if args.train else "rest (between layers)"
-    print(
-        f"device: {device_name(device)}; batch {args.batch_size}, {'training' if args.train else 'inference'}"
-        f"{', bf16 autocast' if args.bf16 else ''}; {args.steps} profiled steps of {step_seconds * 1e3:.2f} ms"
-    )
-    print(
-        f"peaks ({source}): {peak_flops / 1e12:.3f} TFLOP/s, {peak_bandwidth / 1e9:.1f} GB/s; "
-        f"ridge point {ridge:.2f} FLOP/byte"
-    )
-    print(f"{'layer':28s} {'ms':>9s} {'%':>6s} {'GFLOP':>9s} {'MB':>9s} {'FLOP/B':>8s}  bound")
-    for row in rows:
-        print(
-            f"{row.name:28s} {row.seconds * 1e3:9.3f} {100 * row.share:6.1f} {row.flops / 1e9:9.4f} "
-            f"{row.bytes / 1e6:9.3f} {row.intensity:8.2f}  {row.bound}"
-        )
-    print(f"{rest_name:28s} {rest * 1e3:9.3f} {100 * rest / step_seconds if step_seconds else 0:6.1f}")
+        share = times[name] / step_seconds if step_seconds else 0
+        bound = "compute-bound" if intensity >= ridge else "memory-bound"
+        rows.append(Layer(name, times[name], share, flops, moved, intensity, bound))
     if args.trace:
         with atomic_path(args.trace) as tmp:
             prof.export_chrome_trace(str(tmp))
-        print(f"trace: {args.trace} (chrome://tracing or https://ui.perfetto.dev)")
-    return {
+    result = {
         "device": device_name(device),
         "batch_size": args.batch_size,
         "train": args.train,
@@ -271,8 +256,35 @@ def profile(args: argparse.Namespace) -> dict:
         "peaks_source": source,
         "ridge_point": ridge,
         "layers": [asdict(row) for row in rows],
-        "rest_seconds": rest,
+        "rest_seconds": step_seconds - sum(times.values()),
     }
+    report(result, args.trace)
+    return result
+
+
+def report(result: dict, trace: Path | None = None) -> None:
+    """Render: the per-layer table of :func:`profile`'s result."""
+    step_seconds, ridge = result["step_seconds"], result["ridge_point"]
+    mode = ("training" if result["train"] else "inference") + (", bf16 autocast" if result["bf16"] else "")
+    print(
+        f"device: {result['device']}; batch {result['batch_size']}, {mode}; "
+        f"{result['steps']} profiled steps of {step_seconds * 1e3:.2f} ms"
+    )
+    print(
+        f"peaks ({result['peaks_source']}): {result['peak_flops'] / 1e12:.3f} TFLOP/s, "
+        f"{result['peak_bandwidth'] / 1e9:.1f} GB/s; ridge point {ridge:.2f} FLOP/byte"
+    )
+    print(f"{'layer':28s} {'ms':>9s} {'%':>6s} {'GFLOP':>9s} {'MB':>9s} {'FLOP/B':>8s}  bound")
+    for row in result["layers"]:
+        print(
+            f"{row['name']:28s} {row['seconds'] * 1e3:9.3f} {100 * row['share']:6.1f} {row['flops'] / 1e9:9.4f} "
+            f"{row['bytes'] / 1e6:9.3f} {row['intensity']:8.2f}  {row['bound']}"
+        )
+    rest = result["rest_seconds"]
+    rest_name = "rest (backward, optimizer)" if result["train"] else "rest (between layers)"
+    print(f"{rest_name:28s} {rest * 1e3:9.3f} {100 * rest / step_seconds if step_seconds else 0:6.1f}")
+    if trace:
+        print(f"trace: {trace} (chrome://tracing or https://ui.perfetto.dev)")
 
 
 def main(argv: list[str] | None = None) -> int:

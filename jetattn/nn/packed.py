@@ -38,12 +38,15 @@ from jetattn.nn.pairs import pair_features, particle_kinematics
 ROW_MULTIPLE = 32  # row length R: the longest jet rounded up to this
 
 
-def check_packable(attention: str | None, buckets: int) -> None:
-    """One clear line for the options packed execution cannot honour."""
+def check_packable(attention: str | None, buckets: int, **unsupported: bool) -> None:
+    """One clear line for the options packed execution cannot honour; ``unsupported``: option name -> given."""
     if attention not in (None, "sdpa", "math"):
         raise ValueError(f"packed=1 runs dense attention within each jet: attention {attention!r} is not supported")
     if buckets != 1:
         raise ValueError("packed=1 already drops the padding: leave buckets at 1")
+    for name, given in unsupported.items():
+        if given:
+            raise ValueError(f"packed=1 does not support {name} (yet): leave packed at 0 for this model")
 
 
 @dataclass

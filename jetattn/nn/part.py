@@ -179,6 +179,8 @@ class ParticleTransformer(nn.Module):
         length_multiple: round trimmed lengths up to a multiple of this (32 for a compiled model: few shapes).
     """
 
+    # The options are weaver-core's, flat, by name, so that a weaver `-o NAME VALUE` maps onto one argument; the
+    # signature alone is 35 lines, the body builds each part in a few lines.
     def __init__(
         self,
         input_dim: int,
@@ -249,16 +251,9 @@ class ParticleTransformer(nn.Module):
         self.pair_bias_blocks = [i in ids for i in range(num_layers)]
         self.pair_projection = None
         if linear_pairs:
-            if attention != "linformer":
-                raise ValueError(f"linear_pairs needs attention='linformer', not {attention!r}")
-            if include_global_token or not all(self.pair_bias_blocks):
-                raise ValueError(
-                    "linear_pairs projects one pair bias for every block: it takes neither "
-                    "include_global_token nor block_ids_with_attn_mask"
-                )
-            self.pair_projection = LinformerProjection(proj_dim, max_len, share_kv_proj)
-            for block in self.blocks:
-                block.attn.linformer = self.pair_projection
+            self.share_pair_projection(
+                attention, include_global_token, LinformerProjection(proj_dim, max_len, share_kv_proj)
+            )
         elif checkpoint_pairs:
             raise ValueError("checkpoint_pairs needs linear_pairs (the dense pair bias is not checkpointed)")
         self.checkpoint_pairs = checkpoint_pairs
@@ -280,17 +275,30 @@ class ParticleTransformer(nn.Module):
         self.buckets = buckets
         self.packed = bool(packed)
         if self.packed:
-            check_packable(attention, buckets)
-            refused = {
-                "include_global_token": include_global_token,
-                "remove_self_pair": remove_self_pair,
-                "use_conv_embed": use_conv_embed,
-                "block_ids_with_attn_mask": not all(self.pair_bias_blocks),
-            }
-            for name, given in refused.items():
-                if given:
-                    raise ValueError(f"packed=1 does not support {name} (yet): leave packed at 0 for this model")
+            check_packable(
+                attention,
+                buckets,
+                include_global_token=include_global_token,
+                remove_self_pair=remove_self_pair,
+                use_conv_embed=use_conv_embed,
+                block_ids_with_attn_mask=not all(self.pair_bias_blocks),
+            )
         self._init_weights(weight_init, fix_init)
+
+    def share_pair_projection(
+        self, attention: str | None, include_global_token: bool, projection: LinformerProjection
+    ) -> None:
+        """``linear_pairs``: one Linformer projection for every block, which also projects the pair features."""
+        if attention != "linformer":
+            raise ValueError(f"linear_pairs needs attention='linformer', not {attention!r}")
+        if include_global_token or not all(self.pair_bias_blocks):
+            raise ValueError(
+                "linear_pairs projects one pair bias for every block: it takes neither "
+                "include_global_token nor block_ids_with_attn_mask"
+            )
+        self.pair_projection = projection
+        for block in self.blocks:
+            block.attn.linformer = projection
 
     def compile_blocks(self, backend: str = "inductor") -> None:
         """Compile what follows the data-dependent trimming and packing (the attention blocks and the head) with
