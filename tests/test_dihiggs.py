@@ -364,3 +364,30 @@ def test_explain_reads_the_constituents_the_yaml_builds(sample, tmp_path, config
     assert (out / "cross_attention_0.png").exists()
     assert (out / "gradcam.pdf").exists() == (config == "model_3")
     assert any("cross-attention only" in note for note in result["skipped"]) == (config == "model_2")
+
+
+def test_the_background_of_the_cross_attention_maps_is_an_option(sample, tmp_path):
+    """The classes are the YAML's (signal, background): by default the second is the background; --background
+    signal swaps the two groups of the cross-attention maps, and nothing else."""
+    import torch
+    from weaver.utils.data.config import DataConfig
+    from weaver_run import load_network
+
+    from jetattn.explain.collect import ExplainConfig, collect
+
+    network = REPO / "networks" / "example_MultiScaleTransformer.py"
+    streams = ("jet1", "jet2", "obj")
+    options = {"config": "model_2", "dim": 16, "cross_heads": 2}
+    options["stream_params"] = {s: {"num_heads": 2, "num_layers": 1} for s in streams}
+    torch.manual_seed(1)
+    model, _ = load_network(network).get_model(DataConfig.load(str(YAML), load_observers=False), **options)
+    torch.save(model.state_dict(), tmp_path / "net.pt")
+    settings = {"checkpoint": tmp_path / "net.pt", "network": network, "data_config": YAML, "out": tmp_path}
+    settings |= {"files": [sample / "train_file.root"], "num_jets": 12, "network_options": options}
+    default = collect(ExplainConfig(**settings, compare_untrained=False))
+    swapped = collect(ExplainConfig(**settings, compare_untrained=False, background=("signal",)))
+    assert default.jets_per_class == {"signal": 6, "background": 6} and default.cross_maps
+    assert "no subjet count for class(es) background, signal: left out of the subjet fractions" in default.notes
+    for layer, groups in default.cross_maps.items():
+        np.testing.assert_array_equal(swapped.cross_maps[layer]["signal"], groups["background"])
+        np.testing.assert_array_equal(swapped.cross_maps[layer]["background"], groups["signal"])

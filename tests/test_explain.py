@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from weaver_run import JETCLASS_YAML, REPO, option_args, read_jets
+from weaver_run import JETCLASS_YAML, REPO, TOP_YAML, option_args, read_jets
 
-from jetattn.explain.__main__ import main
+from jetattn.deps import ToolError
+from jetattn.explain.__main__ import config_from, main, parser
+from jetattn.explain.collect import ExplainConfig, collect, recording_options
 from jetattn.explain.gradcam import EtaPhiMap, gradcam, particle_blocks
 from jetattn.explain.graphs import attention_edges, subjet_of_particles
+from jetattn.explain.jets import background_classes, class_names
+from jetattn.explain.render import render
 from jetattn.explain.summary import AttentionSummary
 from jetattn.nn.attention import record_attention
 from jetattn.nn.multiscale import MultiScaleTransformer
@@ -220,3 +224,86 @@ def test_missing_file_is_one_line(tmp_path, capsys):
     )
     assert code == 1
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'no.root'}: no such file (1 of --files missing)"
+
+
+def test_the_command_line_defaults_are_the_configs(tmp_path):
+    required = {"checkpoint": tmp_path / "c.pt", "network": tmp_path / "n.py", "data_config": JETCLASS_YAML}
+    required |= {"files": [tmp_path / "a.root"], "out": tmp_path / "out"}
+    argv = [str(required["checkpoint"]), "--network", str(required["network"]), "--data-config", str(JETCLASS_YAML)]
+    argv += ["--files", str(required["files"][0]), "--out", str(required["out"])]
+    assert config_from(parser().parse_args(argv), "cmd") == ExplainConfig(**required, command="cmd")
+    options = ["--network-option", "num_heads", "2", "--background", "label_QCD", "--object-names", "a", "b"]
+    config = config_from(parser().parse_args(argv + options), "")
+    assert config.network_options == {"num_heads": 2} and config.background == ("label_QCD",)
+    assert config.object_names == ("a", "b")
+    with pytest.raises(ToolError, match="--num-jets and --batch-size must be positive"):
+        ExplainConfig(**required, batch_size=0)
+
+
+def test_recording_runs_each_layer_once_and_eagerly():
+    """Options that split a batch over several calls of a layer, or compile it, are set off where given; none is
+    added (a network file that does not know them would refuse them)."""
+    given = {"buckets": 4, "packed": 1, "compile": 1, "num_heads": 2}
+    assert recording_options(given) == {"buckets": 1, "packed": False, "num_heads": 2}
+    assert recording_options({"config": "model_3"}) == {"config": "model_3"}
+
+
+def test_classes_and_background_come_from_the_data_config(repo):
+    jetclass = class_names(JETCLASS_YAML)
+    assert jetclass == ["QCD", "Hbb", "Hcc", "Hgg", "H4q", "Hqql", "Zqq", "Wqq", "Tbqq", "Tbl"]
+    assert class_names(TOP_YAML) == ["Top", "QCD"]
+    dihiggs = class_names(repo / "data/DiHiggs/dihiggs.yaml")
+    quark_gluon = class_names(repo / "data/QuarkGluon/qg_kin.yaml")
+    assert dihiggs == ["signal", "background"] and quark_gluon == ["Q", "G"]
+    # by default the classes named QCD, and where there is none every class but the first
+    assert background_classes(jetclass).tolist() == [True] + [False] * 9
+    assert background_classes(class_names(TOP_YAML)).tolist() == [False, True]
+    assert background_classes(dihiggs).tolist() == background_classes(quark_gluon).tolist() == [False, True]
+    assert background_classes(jetclass, ("label_QCD", "Zqq")).tolist() == [i in (0, 6) for i in range(10)]
+    assert background_classes(dihiggs, ("signal",)).tolist() == [True, False]
+    with pytest.raises(ToolError, match=r"--background Top: not a class of the data config \(QCD, Hbb, "):
+        background_classes(jetclass, ("QCD", "Top"))
+
+
+def test_a_background_that_is_no_class_is_one_line_before_any_work(tmp_path, capsys):
+    (tmp_path / "jets.root").write_bytes(b"")
+    network = ["--network", str(tmp_path / "none.py"), "--data-config", str(TOP_YAML)]
+    files = ["--files", str(tmp_path / "jets.root"), "--out", str(tmp_path / "out")]
+    assert main([str(tmp_path / "none.pt"), *network, *files, "--background", "label_Hbb"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --background label_Hbb: not a class of the data config (Top, QCD)"]
+
+
+@pytest.mark.requiresdata
+def test_collect_gives_the_numbers_and_render_draws_them(hbb_sample, tmp_path, monkeypatch):
+    """collect writes nothing; render draws what it collected and writes it as explain.json. A network trained
+    with length buckets is recorded with one call per layer: the same numbers as without."""
+    from jetattn.explain import collect as collect_module
+    from jetattn.weaver import build_network
+
+    network = REPO / "networks/example_ParticleTransformer.py"
+    torch.manual_seed(1)
+    model, _ = build_network(network, JETCLASS_YAML, TINY_PART, False)
+    torch.save(model.state_dict(), tmp_path / "part.pt")
+    settings = {"checkpoint": tmp_path / "part.pt", "network": network, "data_config": JETCLASS_YAML}
+    settings |= {"files": [hbb_sample], "out": tmp_path / "out", "num_jets": 40, "batch_size": 16}
+    config = ExplainConfig(**settings, network_options=TINY_PART)
+    collected = collect(config)
+    assert not config.out.exists()
+    assert collected.jets_per_class == {"Hbb": 40} and collected.layers == ["mod.blocks.0.attn", "mod.blocks.1.attn"]
+    assert collected.mean_maps["Hbb"]["mod.blocks.1.attn"].shape == (2, 30, 30)
+    assert collected.gradcam_maps["Hbb"].shape == (32, 32) and set(collected.scores) == {"trained", "untrained"}
+    bucketed = collect(ExplainConfig(**settings, network_options={**TINY_PART, "buckets": 3}))
+    np.testing.assert_array_equal(
+        bucketed.mean_maps["Hbb"]["mod.blocks.1.attn"], collected.mean_maps["Hbb"]["mod.blocks.1.attn"]
+    )
+    assert bucketed.scores == collected.scores and bucketed.fractions == collected.fractions
+    monkeypatch.setattr(collect_module, "recording_options", lambda options: options)  # buckets kept at 3
+    with pytest.raises(ToolError, match=r"^mod.blocks.0.attn: 3 attention calls in one forward; explain reads one"):
+        collect(ExplainConfig(**settings, network_options={**TINY_PART, "buckets": 3}))
+    result = render(collected, config)
+    assert json.loads((config.out / "explain.json").read_text()) == json.loads(json.dumps(result))
+    assert sorted(p.name for p in config.out.iterdir()) == sorted([*result["files"], "explain.json"])
+    assert result["mean_maps"]["maps"]["Hbb"]["mod.blocks.0.attn"][0][0][0] == pytest.approx(
+        collected.mean_maps["Hbb"]["mod.blocks.0.attn"][0, 0, 0], abs=1e-6
+    )

@@ -21,6 +21,29 @@ def short_name(label: str) -> str:
     return label.removeprefix("label_").removeprefix("jet_is")
 
 
+def class_names(data_config: Path) -> list[str]:
+    """The classes of the data config (its ``labels``), as the plots name them, by class index."""
+    from weaver.utils.data.config import DataConfig
+
+    if not Path(data_config).is_file():
+        raise ToolError(f"{data_config}: no such data config")
+    config = DataConfig.load(str(data_config), load_observers=False, load_reweight_info=False)
+    return [short_name(label) for label in config.label_value]
+
+
+def background_classes(names: list[str], background: list[str] | None = None) -> np.ndarray:
+    """``(classes,)`` True for the classes the cross-attention maps call background: those ``background`` names
+    (``label_QCD`` or ``QCD``); by default those whose name holds QCD, and where none does, every class but the
+    first (DiHiggs: ``signal``, ``background``)."""
+    if background is None:
+        qcd = np.array(["QCD" in name for name in names])
+        return qcd if qcd.any() else np.arange(len(names)) > 0
+    unknown = [name for name in background if short_name(name) not in names]
+    if unknown:
+        raise ToolError(f"--background {unknown[0]}: not a class of the data config ({', '.join(names)})")
+    return np.isin(names, [short_name(name) for name in background])
+
+
 @dataclass
 class Jets:
     """``inputs``: ``{input name: (jets, C, P)}`` as weaver prepares them; ``labels``: class index per jet;
