@@ -15,22 +15,22 @@ from pathlib import Path
 import pytest
 
 GOLDEN = Path(__file__).with_name("generate_golden.json")
-# dataset -> keyword arguments of the run; every class of each dataset, a few dozen jets (events) in all
+# recipe -> keyword arguments of generate(); every class of each, a few dozen jets (events) in all, default settings
 SAMPLES = {
-    "TopLandscape": {"num_jets": 20, "seed": 11},
-    "QuarkGluon": {"num_jets": 15, "seed": 12},
-    "JetClass": {"num_jets": 10, "seed": 13, "files_per_class": 1},
-    "DiHiggs": {"num_events": 8, "seed": 14, "split": (0.5, 0.25, 0.25)},
+    "TopLandscape": {"number": 20, "seed": 11},
+    "QuarkGluon": {"number": 15, "seed": 12},
+    "JetClass": {"number": 10, "seed": 13, "files_per_class": 1},
+    "DiHiggs": {"number": 8, "seed": 14, "split": (0.5, 0.25, 0.25)},
 }
 
 
 def generate_sample(dataset: str, outdir: Path) -> Path:
-    from jetattn.datasets.dihiggs import generate_dihiggs
-    from jetattn.datasets.generate import generate_dataset
+    from jetattn.datasets.dihiggs import DiHiggs
+    from jetattn.datasets.generate import generate
+    from jetattn.datasets.recipes import jet_dataset
 
-    if dataset == "DiHiggs":
-        return generate_dihiggs(outdir, workers=1, **SAMPLES[dataset])
-    return generate_dataset(dataset, outdir, workers=1, **SAMPLES[dataset])
+    recipe = DiHiggs() if dataset == "DiHiggs" else jet_dataset(dataset)
+    return generate(recipe, outdir, workers=1, **SAMPLES[dataset])
 
 
 def branch_digests(folder: Path) -> dict[str, str]:
@@ -71,7 +71,9 @@ def sample_digests(dataset: str) -> dict[str, str]:
 def test_generated_files_match_the_golden_digests(dataset):
     pytest.importorskip("pythia8mc", reason="generation needs pip install -e .[generate]")
     pytest.importorskip("fastjet", reason="generation needs pip install -e .[generate]")
-    golden = json.loads(GOLDEN.read_text())["digests"][dataset]
+    golden = json.loads(GOLDEN.read_text())
+    assert golden["samples"][dataset] == json.loads(json.dumps(SAMPLES[dataset])), "the samples changed: refresh"
+    golden = golden["digests"][dataset]
     digests = sample_digests(dataset)
     assert digests.keys() == golden.keys()
     changed = [name for name in golden if digests[name] != golden[name]]

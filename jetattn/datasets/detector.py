@@ -5,6 +5,9 @@
 - "simple": `apply_detector`, each particle smeared alone (below);
 - "none": the particles as generated (generator level).
 
+`measure_events` picks the visible final-state particles of a batch of Pythia events (`events.EventBatch`) and
+measures them all in one call.
+
 No detector simulation package is available here, so the simple model measures each event's visible final-state
 particles with a few Gaussian (log-normal for energies) resolutions. Units: GeV and mm, c = 1. Every number and why:
 
@@ -54,6 +57,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from jetattn.datasets.cards import CARDS, Calorimeter, Card
+from jetattn.datasets.events import EventBatch
 
 BEAM_SPOT_SIGMA_MM = np.array([0.012, 0.012, 45.0])
 D0_RESOLUTION = (0.015, 0.090)  # (a / mm, b / (mm GeV))
@@ -402,3 +406,30 @@ def measure(
     if detector == "none":
         return generator_level(particles, event)
     raise ValueError(f"unknown detector {detector!r}: choose one of {', '.join(DETECTORS)}")
+
+
+def measure_events(
+    events: EventBatch, charges, rng: np.random.Generator, detector: str
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The measured objects of a whole batch of events with `detector` (one `measure` call serves the batch) and
+    how many each event has, shape (n_events,). `charges.charge(pid)` gives the charge of each particle
+    (`events.ParticleTable`)."""
+    # Pythia can emit a final-state photon of exactly zero four-momentum, and a particle along the beam has
+    # no pT: neither reaches a detector (the model would turn them into NaN, which crashes FastJet)
+    measurable = (events.p4[:, 3] > 0) & (np.hypot(events.p4[:, 0], events.p4[:, 1]) > 0)
+    visible = np.flatnonzero((events.status > 0) & ~np.isin(np.abs(events.pid), _NEUTRINOS) & measurable)
+    p4, vertex = events.p4[visible], events.vertex[visible]
+    particles = {
+        "px": p4[:, 0],
+        "py": p4[:, 1],
+        "pz": p4[:, 2],
+        "energy": p4[:, 3],
+        "charge": charges.charge(events.pid[visible]),
+        "pid": events.pid[visible],
+        "xprod": vertex[:, 0],
+        "yprod": vertex[:, 1],
+        "zprod": vertex[:, 2],
+    }
+    event = np.searchsorted(events.offsets, visible, side="right") - 1
+    measured = measure(particles, event, rng, detector)
+    return np.bincount(measured.pop("event"), minlength=events.num_events), measured
