@@ -361,8 +361,9 @@ def bench_attention(args: argparse.Namespace) -> list[dict]:
 
 def bench_generate(args: argparse.Namespace) -> dict:
     from jetattn.datasets.generate import benchmark
+    from jetattn.datasets.recipes import jet_dataset
 
-    rates = benchmark(num_jets=args.num_jets, seed=args.seed)
+    rates = benchmark(jet_dataset("JetClass"), args.num_jets, args.seed)
     for name, rate in rates.items():
         print(f"{name:12s} {rate:7.1f} jets/s per core")
     return {"jets_per_s_per_core": rates, "device": device_name(torch.device("cpu"))}

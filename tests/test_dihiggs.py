@@ -15,7 +15,9 @@ import uproot
 
 pytest.importorskip("pythia8mc", reason="generation needs pip install -e .[generate]")
 from jetattn.datasets import dihiggs  # noqa: E402
-from jetattn.datasets.dihiggs import generate_dihiggs  # noqa: E402
+from jetattn.datasets.dihiggs import DiHiggs, generate_dihiggs  # noqa: E402
+from jetattn.datasets.generate import task_pythia  # noqa: E402
+from jetattn.datasets.pool import Task  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 YAML = REPO / "data" / "DiHiggs" / "dihiggs.yaml"
@@ -152,8 +154,7 @@ def test_weights_follow_the_cross_sections(sample):
 
 
 def test_signal_scalar_decays_to_two_higgs_to_four_b():
-    task = dihiggs._Task(0, 0, 1, 14000.0, 1000.0, ())
-    pythia = dihiggs._make_pythia(task)
+    pythia = task_pythia(Task(DiHiggs(mass=1000.0), 0, 0, 1, ()))
     decays = []
     for _ in range(5):
         assert pythia.next()

@@ -14,9 +14,13 @@ import pytest
 import uproot
 
 pytest.importorskip("pythia8mc", reason="generation needs pip install -e .[generate]")
-from jetattn.datasets import generate  # noqa: E402
+from jetattn.datasets import generate, pool  # noqa: E402
+from jetattn.datasets.detector import measure_events  # noqa: E402
+from jetattn.datasets.events import EventBatch  # noqa: E402
 from jetattn.datasets.generate import generate_dataset  # noqa: E402
+from jetattn.datasets.jets import AntiKt  # noqa: E402
 from jetattn.datasets.processes import JETCLASS, JETCLASS_LABELS  # noqa: E402
+from jetattn.datasets.recipes import JetDataset, jet_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 JETS_PER_CLASS = 120
@@ -348,7 +352,7 @@ def test_toplandscape_is_reproducible_and_mixed(tmp_path):
 def test_each_dataset_starts_pythia_with_its_original_settings(dataset, mpi, k0s_decays):
     # TopLandscape: "No MPI/pile-up included"; TopLandscape and QuarkGluon: Pythia's default decays; JetClass: particles
     # with c tau > 10 mm (K0S, Lambda) stable, as CMS generates them for its detector simulation
-    pythia = generate._make_pythia(generate._Task(dataset, 0, 0, 1, 14000.0, ()), 1)
+    pythia = generate.task_pythia(pool.Task(jet_dataset(dataset), 0, 0, 1, ()))
     assert pythia.flag("PartonLevel:MPI") is mpi and pythia.flag("ParticleDecays:limitTau0") is not k0s_decays
 
 
@@ -390,7 +394,7 @@ def test_bad_arguments(tmp_path, kwargs, message):
 
 
 def test_unwritable_folder_fails_before_generating(tmp_path, monkeypatch):
-    monkeypatch.setattr(generate, "_run_tasks", lambda *a: pytest.fail("generation started"))
+    monkeypatch.setattr(generate, "run_tasks", lambda *a: pytest.fail("generation started"))
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     with pytest.raises(OSError, match=str(blocker)):
@@ -405,7 +409,7 @@ def test_missing_generator_says_how_to_install(tmp_path, monkeypatch):
 
 def test_rerun_replaces_chunks_of_an_earlier_run(tmp_path, monkeypatch):
     monkeypatch.setattr(
-        generate, "_run_tasks", lambda tasks, workers, progress: [{"jets": t.num_jets, "peak_mb": 0.0} for t in tasks]
+        generate, "run_tasks", lambda tasks, *a: [{"entries": t.num_entries, "peak_mb": 0.0} for t in tasks]
     )  # planning and clean-up only
     stale = tmp_path / "JetClass" / "Pythia" / "train" / "HToBB_007.root"
     stale.parent.mkdir(parents=True)
@@ -417,9 +421,9 @@ def test_rerun_replaces_chunks_of_an_earlier_run(tmp_path, monkeypatch):
 
 
 def test_interrupt_in_process_leaves_no_temporary_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(generate, "FLUSH_JETS", 2)
+    monkeypatch.setattr(JetDataset, "flush_entries", 2)
     written = []
-    original = generate._columns
+    original = JetDataset.columns
 
     def columns_then_interrupt(*args):
         written.append(1)
@@ -427,7 +431,7 @@ def test_interrupt_in_process_leaves_no_temporary_file(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(*args)
 
-    monkeypatch.setattr(generate, "_columns", columns_then_interrupt)
+    monkeypatch.setattr(JetDataset, "columns", columns_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         generate_dataset("JetClass", tmp_path, 10, workers=1, files_per_class=1)
     assert not list(tmp_path.rglob("*.tmp"))
@@ -476,8 +480,6 @@ class _Charges:
 def test_particles_no_detector_can_see_are_dropped_before_clustering():
     # Pythia can emit a final-state photon of exactly zero four-momentum: the detector model turned it into NaN,
     # and FastJet crashed (segmentation fault) on it
-    spec = generate.DATASETS["JetClass"]
-    maker = generate._JetMaker(spec, spec.classes[0], _Charges(), np.random.default_rng(0))
     p4 = np.array(
         [
             [300.0, 10.0, 50.0, 305.0],
@@ -488,7 +490,7 @@ def test_particles_no_detector_can_see_are_dropped_before_clustering():
         ]
     )
     n = len(p4)
-    events = generate._EventBatch(
+    events = EventBatch(
         offsets=np.array([0, n]),
         pid=np.array([211, 22, 22, 22, -211]),
         status=np.ones(n, int),
@@ -499,15 +501,16 @@ def test_particles_no_detector_can_see_are_dropped_before_clustering():
         mass=np.zeros(n),
         vertex=np.zeros((n, 3)),
     )
-    counts, measured = maker._measure(events)
+    counts, measured = measure_events(events, _Charges(), np.random.default_rng(0), "simple")
     assert counts.tolist() == [3]  # not the zero photon, not the one along the beam
     assert measured["pid"].tolist() == [211, 22, -211]
     assert all(np.isfinite(measured[k]).all() for k in ("px", "py", "pz", "energy", "d0val", "dzval"))
-    jets, constituents = maker._cluster(events, counts, measured)
+    anti_kt = AntiKt(0.8, 450.0, "ZJetsToNuNu")
+    jets, constituents = anti_kt.cluster(counts, measured)
     assert len(jets[0]) == 1 and sorted(np.concatenate(constituents[0]).tolist()) == [0, 1, 2]
     measured["energy"][1] = np.nan  # and should a NaN ever come out of the detector: an error, not a crash
     with pytest.raises(ValueError, match="non-finite four-momentum.*PDG id \\[22\\]"):
-        maker._cluster(events, counts, measured)
+        anti_kt.cluster(counts, measured)
 
 
 def _crash_or_wait(task, report):
@@ -519,9 +522,9 @@ def _crash_or_wait(task, report):
 
 
 def test_a_worker_dying_of_a_signal_stops_the_run_at_once():
-    progress = generate._Progress(["a"], 1)
+    progress = pool.Progress(["a"], 1)
     start = time.monotonic()
     with pytest.raises(RuntimeError, match=r"died with exit code -11 \(signal 11\)"):
-        generate._run_tasks([0, 1, 2], 2, progress, run_task=_crash_or_wait)
+        pool.run_tasks([0, 1, 2], 2, progress, run_task=_crash_or_wait)
     progress.close()
     assert time.monotonic() - start < 30  # not after the other worker's 60 s tasks

@@ -15,7 +15,7 @@ import numpy as np
 import uproot
 
 from jetattn.bench_loader import JETCLASS_CLASSES
-from jetattn.datasets.generate import RECORDS
+from jetattn.datasets.jets import RECORDS
 from jetattn.datasets.writer import TreeWriter, read_columns
 
 src, out = Path(sys.argv[1]), Path(sys.argv[2])

@@ -194,6 +194,8 @@ def _atlas_hcal_resolution(eta: np.ndarray, energy: np.ndarray) -> np.ndarray:
 
 
 def _cms() -> Card:
+    """The numbers of Delphes' CMS card. Longer than a screen on purpose: one table, read top to bottom beside the
+    card's TCL file."""
     hcal_edges = _tower_edges(
         [
             ([-1.566 + 0.087 * i for i in range(38)], 72),  # 5 degrees, -1.566 .. 1.653

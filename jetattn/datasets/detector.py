@@ -5,6 +5,9 @@
 - "simple": `apply_detector`, each particle smeared alone (below);
 - "none": the particles as generated (generator level).
 
+`measure_events` picks the visible final-state particles of a batch of Pythia events (`events.EventBatch`) and
+measures them all in one call.
+
 No detector simulation package is available here, so the simple model measures each event's visible final-state
 particles with a few Gaussian (log-normal for energies) resolutions. Units: GeV and mm, c = 1. Every number and why:
 
@@ -54,6 +57,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from jetattn.datasets.cards import CARDS, Calorimeter, Card
+from jetattn.datasets.events import EventBatch
 
 BEAM_SPOT_SIGMA_MM = np.array([0.012, 0.012, 45.0])
 D0_RESOLUTION = (0.015, 0.090)  # (a / mm, b / (mm GeV))
@@ -277,6 +281,34 @@ def _track_kind(pid: np.ndarray) -> np.ndarray:
     return np.where(abs_pid == 11, "electron", np.where(abs_pid == 13, "muon", "hadron"))
 
 
+def _tracks(
+    card: Card, particles: dict[str, np.ndarray], pt: np.ndarray, eta: np.ndarray, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Step 2 of `apply_particle_flow`: the charged particles found as tracks and their smeared momenta. Returns
+    pid, energy, resolution and `source` (index into `particles`) per track, and the momenta (3, n_tracks)."""
+    px, py, pz, energy, charge, pid = (particles[k] for k in ("px", "py", "pz", "energy", "charge", "pid"))
+    charged = np.flatnonzero(charge != 0)
+    kind = _track_kind(pid[charged])
+    abs_eta = np.abs(eta[charged])
+    efficiency, resolution = np.zeros(len(charged)), np.zeros(len(charged))
+    for name, table in card.tracking_efficiency.items():
+        of_kind = kind == name
+        efficiency[of_kind] = table(pt[charged][of_kind], abs_eta[of_kind])
+        resolution[of_kind] = card.momentum_resolution[name](pt[charged][of_kind], abs_eta[of_kind])
+    # a helix narrower than the calorimeter radius never reaches the barrel: no track (see apply_particle_flow)
+    curls = pt[charged] < _GEV_PER_TESLA_METRE * np.abs(charge[charged]) * card.bz * card.radius / 2
+    found = (rng.random(len(charged)) < efficiency) & ~curls
+    source, resolution = charged[found], np.minimum(resolution[found], 1.0)
+    true_pt = pt[source]
+    pt_scale = _lognormal(true_pt, resolution * true_pt, rng) / true_pt
+    mass2 = np.maximum(energy[source] ** 2 - px[source] ** 2 - py[source] ** 2 - pz[source] ** 2, 0.0)
+    if card.massless_tracks:
+        mass2 = np.zeros_like(mass2)
+    momentum = np.stack([px[source], py[source], pz[source]]) * pt_scale
+    track_energy = np.sqrt((momentum**2).sum(axis=0) + mass2)
+    return {"pid": pid[source], "energy": track_energy, "resolution": resolution, "source": source}, momentum
+
+
 def apply_particle_flow(
     particles: Mapping[str, np.ndarray],
     rng: np.random.Generator,
@@ -305,34 +337,16 @@ def apply_particle_flow(
     particles: as `apply_detector`; event: (n,) event number of each particle (None: all one event).
     """
     card = CARDS[card] if isinstance(card, str) else card
-    px, py, pz, energy, charge, pid, x, y, z = _checked(particles, "apply_particle_flow").values()
+    checked = _checked(particles, "apply_particle_flow")
+    px, py, pz, energy, charge, pid, x, y, z = checked.values()
     pv = _checked_pv(pv, "apply_particle_flow")
     event = np.zeros(len(px), np.int64) if event is None else np.asarray(event, dtype=np.int64)
     pt = np.hypot(px, py)
     eta, phi = calorimeter_entry(px, py, pz, charge, card)
     at_calorimeter = {"event": event, "pid": pid, "energy": energy, "eta": eta, "phi": phi}
 
-    charged = np.flatnonzero(charge != 0)
-    kind = _track_kind(pid[charged])
-    abs_eta = np.abs(eta[charged])
-    efficiency, resolution = np.zeros(len(charged)), np.zeros(len(charged))
-    for name, table in card.tracking_efficiency.items():
-        of_kind = kind == name
-        efficiency[of_kind] = table(pt[charged][of_kind], abs_eta[of_kind])
-        resolution[of_kind] = card.momentum_resolution[name](pt[charged][of_kind], abs_eta[of_kind])
-    # a helix narrower than the calorimeter radius never reaches the barrel: no track (see the docstring)
-    curls = pt[charged] < _GEV_PER_TESLA_METRE * np.abs(charge[charged]) * card.bz * card.radius / 2
-    found = (rng.random(len(charged)) < efficiency) & ~curls
-    source, resolution = charged[found], np.minimum(resolution[found], 1.0)
-    true_pt = pt[source]
-    pt_scale = _lognormal(true_pt, resolution * true_pt, rng) / true_pt
-    mass2 = np.maximum(energy[source] ** 2 - px[source] ** 2 - py[source] ** 2 - pz[source] ** 2, 0.0)
-    if card.massless_tracks:
-        mass2 = np.zeros_like(mass2)
-    track_momentum = np.stack([px[source], py[source], pz[source]]) * pt_scale
-    track_energy = np.sqrt((track_momentum**2).sum(axis=0) + mass2)
-    tracks = {"pid": pid[source], "energy": track_energy, "resolution": resolution, "source": source}
-
+    tracks, track_momentum = _tracks(card, checked, pt, eta, rng)
+    source, track_energy = tracks["source"], tracks["energy"]
     photons, ecal_scale = _flow_through(card.ecal, at_calorimeter, tracks, rng)
     tracks["energy"] = track_energy * ecal_scale
     hadrons, hcal_scale = _flow_through(card.hcal, at_calorimeter, tracks, rng)
@@ -402,3 +416,30 @@ def measure(
     if detector == "none":
         return generator_level(particles, event)
     raise ValueError(f"unknown detector {detector!r}: choose one of {', '.join(DETECTORS)}")
+
+
+def measure_events(
+    events: EventBatch, charges, rng: np.random.Generator, detector: str
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The measured objects of a whole batch of events with `detector` (one `measure` call serves the batch) and
+    how many each event has, shape (n_events,). `charges.charge(pid)` gives the charge of each particle
+    (`events.ParticleTable`)."""
+    # Pythia can emit a final-state photon of exactly zero four-momentum, and a particle along the beam has
+    # no pT: neither reaches a detector (the model would turn them into NaN, which crashes FastJet)
+    measurable = (events.p4[:, 3] > 0) & (np.hypot(events.p4[:, 0], events.p4[:, 1]) > 0)
+    visible = np.flatnonzero((events.status > 0) & ~np.isin(np.abs(events.pid), _NEUTRINOS) & measurable)
+    p4, vertex = events.p4[visible], events.vertex[visible]
+    particles = {
+        "px": p4[:, 0],
+        "py": p4[:, 1],
+        "pz": p4[:, 2],
+        "energy": p4[:, 3],
+        "charge": charges.charge(events.pid[visible]),
+        "pid": events.pid[visible],
+        "xprod": vertex[:, 0],
+        "yprod": vertex[:, 1],
+        "zprod": vertex[:, 2],
+    }
+    event = np.searchsorted(events.offsets, visible, side="right") - 1
+    measured = measure(particles, event, rng, detector)
+    return np.bincount(measured.pop("event"), minlength=events.num_events), measured

@@ -1,4 +1,5 @@
-"""Which Pythia process makes each jet class and which jets count as that class (docs/generator.md: why)."""
+"""Which Pythia process makes each jet class, which jets count as that class, and how the official files are laid
+out (docs/generator.md: why). `jetattn.datasets.recipes` turns a DatasetSpec into a recipe for the generator."""
 
 from dataclasses import dataclass, field
 
@@ -61,6 +62,10 @@ class DatasetSpec:
     settings: tuple[str, ...] = ()  # Pythia settings of every class, read after COMMON_SETTINGS
     detector: str = "simple"  # jetattn.datasets.detector.DETECTORS
     leading_jets: int | None = None  # keep only this many leading jets of each event (None: every matched jet)
+    # the official layout: one file per split, all classes shuffled together, named so under {name}/; None: a folder
+    # per split of per-class files {class}_{NNN}.root under {name}/{subfolder}
+    merged_file: str | None = "{split}_file.root"
+    subfolder: str = ""
 
 
 # the JetClass file prefixes, one weaver file group each, in the public recipe's order (train_JetClass.sh lists them
@@ -106,6 +111,8 @@ JETCLASS = DatasetSpec(
     abs_eta_max=2.0,
     use_rapidity=False,
     labels=JETCLASS_LABELS,
+    merged_file=None,
+    subfolder="Pythia",
     detector="cms",  # K0S, Lambda stay stable (COMMON_SETTINGS), as CMS's Pythia settings and the card expect
     classes=(
         JetClassSpec("ZJetsToNuNu", "label_QCD", _QCD, _JC_PTHAT, match="leading"),
@@ -175,6 +182,7 @@ QUARKGLUON = DatasetSpec(
     abs_eta_max=1.7,
     use_rapidity=True,
     splits=("train", "test"),
+    merged_file="{split}_file_0.root",
     settings=_DEFAULT_DECAYS,
     detector="none",
     classes=(
