@@ -1,13 +1,12 @@
 """The multi-scale transformer and its concatenation baseline: shapes, key masking in self- and cross-attention,
 stacked cross layers, attention maps, gradients, ONNX through the network files, int8, kernels."""
 
-import io
 import warnings
 from types import SimpleNamespace
 
 import pytest
 import torch
-from weaver_run import REPO, load_network
+from weaver_run import REPO, load_network, onnx_session
 
 from jetattn.nn.attention import Attention, record_attention
 from jetattn.nn.blocks import CrossBlock
@@ -242,7 +241,7 @@ def test_model_info_names_a_dynamic_length_per_input_group():
     ],
 )
 def test_onnx_export_matches_pytorch_on_other_batch_sizes_and_lengths(network, config, pair_bias):
-    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime")
     extra = ["pf_points"] if "pf" in stream_names(config) else []  # read by no stream: must stay an input
     data_config = fake_data_config(config, pair_bias, extra)
     options = {**tiny_options(config), "pair_bias": pair_bias, "for_inference": True}
@@ -258,19 +257,7 @@ def test_onnx_export_matches_pytorch_on_other_batch_sizes_and_lengths(network, c
         inputs.update({name: torch.randn(size, 2, lengths["pf"]) for name in extra})
         return [inputs[name] for name in info["input_names"]]
 
-    buffer = io.BytesIO()
-    torch.onnx.export(
-        model,
-        tuple(batch(2, LENGTHS, 0)),
-        buffer,
-        input_names=info["input_names"],
-        output_names=info["output_names"],
-        dynamic_axes=info["dynamic_axes"],
-        opset_version=17,
-        dynamo=False,
-    )
-    session = ort.InferenceSession(buffer.getvalue())
-    assert [i.name for i in session.get_inputs()] == info["input_names"]
+    session = onnx_session(model, tuple(batch(2, LENGTHS, 0)), info)
     other = batch(5, {"pf": 17, "jet1": 6, "jet2": 13, "obj": 3}, 1)
     got = session.run(None, {name: x.numpy() for name, x in zip(info["input_names"], other, strict=True)})[0]
     with torch.no_grad():

@@ -2,7 +2,6 @@
 can read: the recipe's YAMLs and the multi-scale ones, which hold more input groups."""
 
 import ast
-import io
 import logging
 import re
 
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from weaver.utils.data.config import DataConfig
-from weaver_run import REPO, SMALL_OPTIONS, load_network
+from weaver_run import REPO, SMALL_OPTIONS, load_network, onnx_session
 
 from jetattn.measure import weaver_inputs
 from jetattn.weaver import RECIPES
@@ -72,23 +71,10 @@ def test_jet_models_read_their_groups_from_a_data_config_with_more(path, recipe)
         got = wide.eval()(*inputs.values())
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
-    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxruntime")
     exported, _ = network.get_model(more, **options, for_inference=True)
     exported.load_state_dict(model.state_dict())
-    exported.eval()
-    buffer = io.BytesIO()
-    torch.onnx.export(
-        exported,
-        tuple(inputs.values()),
-        buffer,
-        input_names=wide_info["input_names"],
-        output_names=wide_info["output_names"],
-        dynamic_axes=wide_info["dynamic_axes"],
-        opset_version=17,
-        dynamo=False,
-    )
-    session = ort.InferenceSession(buffer.getvalue())
-    assert [i.name for i in session.get_inputs()] == list(wide_info["input_names"])
+    session = onnx_session(exported.eval(), tuple(inputs.values()), wide_info)
     scores = session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
     np.testing.assert_allclose(scores, torch.softmax(expected, dim=1).numpy(), atol=1e-4)
 

@@ -15,12 +15,9 @@ from weaver_run import REPO, SMALL_OPTIONS
     ],
 )
 def test_onnx_matches_pytorch_on_real_jets(real_data, sample, min_delta, tolerance, tmp_path):
-    import io
-
     import numpy as np
-    import onnxruntime
     from weaver.utils.dataset import DataConfig
-    from weaver_run import load_network, real_batch
+    from weaver_run import load_network, onnx_session, real_batch
 
     yaml = REPO / ("data/TopLandscape/top_kin.yaml" if sample == "TopLandscape" else "data/QuarkGluon/qg_kin.yaml")
     options = {**SMALL_OPTIONS["ParticleTransformer"], "pair_min_delta": min_delta}
@@ -33,19 +30,7 @@ def test_onnx_matches_pytorch_on_real_jets(real_data, sample, min_delta, toleran
     model.eval()
     inputs = real_batch(yaml, [real_data / f"{sample}_sample_1000.root"], 300)
     trace = tuple(inputs[k][:2] for k in info["input_names"])
-    buffer = io.BytesIO()
-    torch.onnx.export(
-        model,
-        trace,
-        buffer,
-        input_names=info["input_names"],
-        output_names=info["output_names"],
-        dynamic_axes=info["dynamic_axes"],
-        opset_version=17,
-        dynamo=False,
-    )
-    session = onnxruntime.InferenceSession(buffer.getvalue())
-    assert [i.name for i in session.get_inputs()] == info["input_names"]  # pf_points kept for weaver's runner
+    session = onnx_session(model, trace, info)  # pf_points kept for weaver's runner
     got = session.run(None, {k: inputs[k].numpy() for k in info["input_names"]})[0]
     with torch.no_grad():
         expected = model(*(inputs[k] for k in info["input_names"])).numpy()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import io
 import os
 import re
 import subprocess
@@ -224,3 +225,25 @@ def perturbed(model: torch.nn.Module, seed: int, num_classes: int) -> torch.nn.M
                 m.running_mean.normal_(0, 0.5, generator=g)
                 m.running_var.uniform_(0.5, 2.0, generator=g)
     return model.eval()
+
+
+def onnx_session(model: torch.nn.Module, trace: tuple, info: dict):
+    """``model`` exported as weaver exports it (``model_info``'s names and dynamic axes, opset 17, the
+    TorchScript-based exporter), traced on ``trace``, in an onnxruntime session whose inputs are checked to be
+    every input weaver's ONNX runner feeds, by name."""
+    import onnxruntime
+
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        model,
+        trace,
+        buffer,
+        input_names=info["input_names"],
+        output_names=info["output_names"],
+        dynamic_axes=info["dynamic_axes"],
+        opset_version=17,
+        dynamo=False,
+    )
+    session = onnxruntime.InferenceSession(buffer.getvalue())
+    assert [i.name for i in session.get_inputs()] == list(info["input_names"])
+    return session
