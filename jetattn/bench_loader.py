@@ -251,35 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for fetch_step in args.fetch_step:
         for num_workers in args.num_workers:
-            row = {
-                "data_config": os.path.basename(args.data_config),
-                "files": sum(map(len, groups.values())),
-                "groups": len(groups),
-                "num_workers": num_workers,
-                "fetch_step": fetch_step,
-                "fetch_by_files": args.fetch_by_files,
-                "in_memory": args.in_memory,
-                "batch": args.batch_size,
-            }
-            problem = worker_problem(groups, num_workers)
-            if problem is None:
-                opts = weaver_args(
-                    args.data_config,
-                    args.files,
-                    num_workers,
-                    fetch_step,
-                    args.batch_size,
-                    args.warmup + args.batches,
-                    args.fetch_by_files,
-                    args.in_memory,
-                )
-                row.update(time_loader(opts, args.batches, args.warmup))
-                if args.profile_fetch and num_workers == args.num_workers[0]:
-                    row.update(profile_fetch(opts))
-            else:
-                row["error"] = problem
-            rows.append(row)
-            print_row(row)
+            rows.append(loader_row(args, groups, num_workers, fetch_step))
+            print_row(rows[-1])
     model_rate = model_train_rate(args.model_batch, args.model_steps) if args.model_steps > 0 else None
     if model_rate is not None:
         print(
@@ -301,6 +274,38 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
     return 0
+
+
+def loader_row(args: argparse.Namespace, groups: dict, num_workers: int, fetch_step: float) -> dict:
+    """One setting: weaver's loader timed with ``num_workers`` and ``fetch_step`` (or why it cannot run)."""
+    row = {
+        "data_config": os.path.basename(args.data_config),
+        "files": sum(map(len, groups.values())),
+        "groups": len(groups),
+        "num_workers": num_workers,
+        "fetch_step": fetch_step,
+        "fetch_by_files": args.fetch_by_files,
+        "in_memory": args.in_memory,
+        "batch": args.batch_size,
+    }
+    problem = worker_problem(groups, num_workers)
+    if problem is not None:
+        return {**row, "error": problem}
+    batches = args.warmup + args.batches
+    opts = weaver_args(
+        args.data_config,
+        args.files,
+        num_workers,
+        fetch_step,
+        args.batch_size,
+        batches,
+        args.fetch_by_files,
+        args.in_memory,
+    )
+    row.update(time_loader(opts, args.batches, args.warmup))
+    if args.profile_fetch and num_workers == args.num_workers[0]:
+        row.update(profile_fetch(opts))
+    return row
 
 
 def print_row(row: dict) -> None:

@@ -237,7 +237,7 @@ def plot_class(out: Path, stem: str, class_name: str, generated: dict, real: dic
     return save(fig, out, stem, (".png",))
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m jetattn.datasets.compare",
         description=__doc__,
@@ -255,9 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="folder for one picture per class (compare_<dataset>_<class>.png)")
     parser.add_argument("--markdown", type=Path, help="write the table and the targets to this file")
     parser.add_argument("--json", type=Path, help="write every number to this file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parser()
+    args = arguments.parse_args(argv)
     if args.max_jets <= 0:
-        parser.error(f"--max-jets must be positive, got {args.max_jets}")
+        arguments.error(f"--max-jets must be positive, got {args.max_jets}")
     try:
         generated, real = (read_classes(path, args.dataset) for path in (args.generated, args.real))
     except (OSError, ValueError) as err:
@@ -282,24 +287,19 @@ def main(argv: list[str] | None = None) -> int:
             plot_class(args.plot, f"compare_{args.dataset}_{class_name}", class_name, *sides)
     table = markdown_table(results)
     print(table + "\n" + "\n".join(targets))
+    write_outputs(args, table, results, targets)
+    return 0
+
+
+def write_outputs(args: argparse.Namespace, table: str, results: dict, targets: list[str]) -> None:
+    """The table and target lines as Markdown (``--markdown``) and every number as JSON (``--json``)."""
     if args.markdown:
         with atomic_path(args.markdown) as tmp:
             tmp.write_text(table + "\n" + "".join(f"- {line}\n" for line in targets))
     if args.json:
+        summary = {"dataset": args.dataset, "generated": str(args.generated), "real": str(args.real)}
         with atomic_path(args.json) as tmp:
-            tmp.write_text(
-                json.dumps(
-                    {
-                        "dataset": args.dataset,
-                        "generated": str(args.generated),
-                        "real": str(args.real),
-                        "classes": results,
-                        "targets": targets,
-                    },
-                    indent=1,
-                )
-            )
-    return 0
+            tmp.write_text(json.dumps({**summary, "classes": results, "targets": targets}, indent=1))
 
 
 if __name__ == "__main__":

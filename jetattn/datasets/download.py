@@ -226,6 +226,13 @@ def fetch(
                             f"{part} is kept: rerun the same command to resume"
                         ) from exc
                     print(f"connection to {host} lost ({_reason(exc)}): resuming {path.name}")
+    verified(part, url, path, md5, digest, verify)
+    os.replace(part, path)
+
+
+def verified(part: Path, url: str, path: Path, md5: str | None, digest, verify: Callable[[Path], None] | None) -> None:
+    """The downloaded ``part`` file checked before it takes its final name ``path``: its md5 ``digest`` against
+    ``md5``, then ``verify``; a file that fails is deleted, so that a rerun downloads it again."""
     if md5 is not None and digest.hexdigest() != md5:
         part.unlink()
         raise DownloadError(
@@ -240,7 +247,6 @@ def fetch(
             raise DownloadError(
                 f"{path.name} from {url} failed verification: {exc}; the file was deleted, rerun to download it again"
             ) from None
-    os.replace(part, path)
 
 
 def extract(tar_path: Path, outdir: Path, dest: str) -> None:
