@@ -98,6 +98,11 @@ def topk_kernel(q, k, v, bias=None, dropout_p=0.0, need_weights=False, topk=None
     return _apply(weights, v, dropout_p), weights
 
 
+def hidden_keys(bias: torch.Tensor) -> torch.Tensor:
+    """The keys ``bias`` hides from every query (``-inf`` down their whole column): ``(B | 1, H | 1, 1, Lk)``."""
+    return (bias == float("-inf")).all(dim=-2, keepdim=True)
+
+
 @register_kernel("flex")
 def flex_kernel(q, k, v, bias=None, dropout_p=0.0, need_weights=False, topk=None):
     try:
@@ -119,7 +124,7 @@ def flex_kernel(q, k, v, bias=None, dropout_p=0.0, need_weights=False, topk=None
     block_mask = None
     score_mod = None
     if bias is not None:
-        padded = (bias == float("-inf")).all(dim=-2, keepdim=True)  # B | 1, H | 1, 1, Lk
+        padded = hidden_keys(bias)  # B | 1, H | 1, 1, Lk
         key_padding = padded.squeeze(-2).expand(batch, heads, len_k)
         # padded keys go to the block mask; any other -inf stays in the bias
         pair_bias = bias.masked_fill(padded, 0).expand(batch, heads, len_q, len_k)
@@ -207,8 +212,7 @@ def key_padding_of(bias: torch.Tensor | None, batch: int, length: int, device: t
     """``(B, L)`` True for keys the bias hides from every query and head (``-inf``): the padding."""
     if bias is None:
         return torch.zeros(batch, length, dtype=torch.bool, device=device)
-    hidden = (bias == float("-inf")).all(dim=-2).all(dim=1)  # B | 1, L
-    return hidden.expand(batch, length)
+    return hidden_keys(bias).squeeze(-2).all(dim=1).expand(batch, length)
 
 
 class LinformerProjection(nn.Module):
@@ -260,10 +264,9 @@ class LinformerProjection(nn.Module):
             padded = key_padding[:, None, :, None]  # B, 1, L, 1
             k, v = k.masked_fill(padded, 0), v.masked_fill(padded, 0)
         elif bias is not None:
-            ignored = bias == float("-inf")
-            padded = ignored.all(dim=-2).unsqueeze(-1)  # B | 1, H | 1, L, 1
+            padded = hidden_keys(bias).transpose(-1, -2)  # B | 1, H | 1, L, 1
             k, v = k.masked_fill(padded, 0), v.masked_fill(padded, 0)
-            bias = bias.masked_fill(ignored, 0) @ proj_k.T
+            bias = bias.masked_fill(bias == float("-inf"), 0) @ proj_k.T
         return proj_k @ k, proj_v @ v, bias
 
 
