@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # the version the suite is tested with, installed only when no torch is there (an open range would pull a
 # multi-GB CUDA build on a CPU machine), and an installed torch is never upgraded.
 TORCH_TESTED = 2.13.0
-LINTED = jetattn networks tests studies get_datasets.py
+LINTED = jetattn networks tests studies scripts get_datasets.py
 
 .PHONY: install test test-fast demo lint format
 
