@@ -309,6 +309,7 @@ def test_train_script_trains_on_generated_events(sample, tmp_path, model, config
     np.testing.assert_allclose(onnx_scores, expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow  # trains, then explains
 @pytest.mark.parametrize("config", ["model_3", "model_2"])
 def test_explain_reads_the_constituents_the_yaml_builds(sample, tmp_path, config):
     """The files hold jet1_part_*/jet2_part_*; the explain tool takes part_* from the YAML's new_variables (the

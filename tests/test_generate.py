@@ -259,6 +259,7 @@ def test_files_load_with_weaver(jetclass, tmp_path):
     assert (out["_label_"] == JETCLASS_LABELS.index("label_Hbb")).all()
 
 
+@pytest.mark.slow  # a whole train-script run
 def test_train_script_trains_on_generated_jetclass(jetclass, tmp_path):
     """./train_JetClass.sh reads the generated layout unchanged: train, validate and predict all ten classes."""
     env = {

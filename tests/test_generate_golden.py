@@ -67,6 +67,7 @@ def sample_digests(dataset: str) -> dict[str, str]:
         return branch_digests(generate_sample(dataset, Path(out)))
 
 
+@pytest.mark.slow  # Pythia for every dataset: ~25 s in all, run by make test
 @pytest.mark.parametrize("dataset", list(SAMPLES))
 def test_generated_files_match_the_golden_digests(dataset):
     pytest.importorskip("pythia8mc", reason="generation needs pip install -e .[generate]")
