@@ -136,12 +136,13 @@ def jetclass_variants(compile_models: bool, cuda: bool, compiled_only: bool = Fa
     ]
     rows += [Variant("ParT", variant="packed"), Variant("ParT", "bf16", variant="packed")]
     rows += [Variant("ParT-topk", k=k) for k in (4, 30)] + [Variant("LinParT", k=32)]
-    rows += [
-        Variant("weaver-ParT", version=3.5),
-        Variant("ParT", version=3.5),
-        Variant("ParT", variant="bucketed", version=3.5),
-        Variant("ParT", "int8", version=3.5),
-    ]
+    for version in (2, 3, 3.5, 3.6):  # weaver-core's later versions: weaver, ours padded and padding-free
+        rows += [
+            Variant("weaver-ParT", version=version),
+            Variant("ParT", version=version),
+            Variant("ParT", variant="bucketed", version=version),
+        ]
+    rows.append(Variant("ParT", "int8", version=3.5))
     if compile_models:
         rows += [Variant(m, p, compiled=True) for m in ("weaver-ParT", "ParT") for p in ("fp32", "bf16")]
         rows += [Variant("ParT", "bf16", compiled=True, variant=v) for v in ("bucketed", "packed")]
