@@ -182,6 +182,27 @@ def generate(args: argparse.Namespace) -> Path:
     )
 
 
+def validation_note(dataset: str, split: tuple[float, float, float]) -> str | None:
+    """QuarkGluon keeps its validation jets in the train file, as the official files do, and
+    ./train_QuarkGluon.sh splits them off with a --train-val-split made for DEFAULT_SPLIT: for any other split,
+    the option that gives back the validation fraction asked for (else training and validation silently get
+    other shares than the split's)."""
+    if dataset != "QuarkGluon":
+        return None
+    train, val = split[0], split[1]
+    script_share = DEFAULT_SPLIT[0] / (DEFAULT_SPLIT[0] + DEFAULT_SPLIT[1])
+    share = train / (train + val)
+    if f"{share:.4g}" == f"{script_share:.4g}":
+        return None
+    script = f"./train_QuarkGluon.sh validates on the last {1 - script_share:.1%} of train_file_0.root"
+    if val == 0:
+        return f"note: this split has no validation jets, but {script} (--train-val-split {script_share:.4g})"
+    return (
+        f"note: {script} (--train-val-split {script_share:.4g}, made for the default split); for this split's "
+        f"{val:g} validation fraction pass --train-val-split {share:.4g}"
+    )
+
+
 def get_models(args: argparse.Namespace) -> str:
     """Download and verify the official checkpoints `args.parts` names; returns the closing line."""
     selected = checkpoints.select_checkpoints(args.parts, args.mirror)
@@ -232,6 +253,9 @@ def _run(args: argparse.Namespace) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     print(f"DATADIR_{args.dataset}={folder} written to {args.envfile}")
+    note = validation_note(args.dataset, DEFAULT_SPLIT if args.split is None else args.split) if args.generate else None
+    if note:
+        print(note)
     return 0
 
 

@@ -6,7 +6,8 @@
 #               (MST and Concat are not offered here: there is no multi-scale YAML for QuarkGluon)
 #     FEATURES  kin, kinpid (default) or kinpidplus: data/QuarkGluon/qg_<FEATURES>.yaml
 #     weaver options go last on weaver's command line, so they override the defaults here.
-#   Validation jets are the last 11% of each training file (--train-val-split 0.8889).
+#   Validation jets are the last 11% of each training file (--train-val-split 0.8889, the share of
+#   ./get_datasets.py --generate's default split; for another --split it prints the value to pass).
 #   The FineTune models start from models/ParT_<kin|kinpid>.pt or models/ParticleNet_<kin|kinpid>.pt
 #   (pretrained on JetClass; kinpidplus uses the kinpid one; ./get_datasets.py models downloads them);
 #   PRETRAINED=path/to/checkpoint.pt picks another.

@@ -295,10 +295,12 @@ class _Fitter:
         asked = opts.samples_per_epoch_val
         if opts.steps_per_epoch_val is None and asked is not None and asked > self.distinct_val:
             if "samples_per_epoch_val" in user:
+                # without --data-val the validation jets are the training files' last 1 - train_val_split
+                more = "" if opts.data_val else ", or take more of the training files with --train-val-split"
                 raise LoaderError(
                     f"--samples-per-epoch-val {asked}: the validation files hold {n_val} jets ({self.processes} "
                     f"process(es), {val_workers} worker(s) each), so validation would score the same jets again; "
-                    f"ask for at most {self.distinct_val}"
+                    f"ask for at most {self.distinct_val}{more}"
                 )
             self.result.set(
                 "--samples-per-epoch-val",

@@ -515,6 +515,24 @@ def test_generate_mode_calls_generator_and_updates_env(cli, envfile, tmp_path, m
     assert calls[0][1]["detector"] == "cms"
 
 
+def test_quarkgluon_split_names_the_train_val_split_to_pass(cli, envfile, tmp_path, monkeypatch, capsys):
+    """QuarkGluon's validation jets stay in the train file; the train script's --train-val-split suits the default
+    split only, so any other split is told the value that gives its validation fraction back."""
+    script = (REPO / "train_QuarkGluon.sh").read_text()
+    assert "--train-val-split 0.8889 " in script  # the default split's 0.8 / (0.8 + 0.1), which the note quotes
+    _fake_generator(monkeypatch, lambda kw: kw["outdir"] / "QuarkGluon")
+    argv = ["QuarkGluon", "--generate", "--num-jets", "500", "-d", str(tmp_path), "-e", str(envfile)]
+    assert cli.main(argv) == 0
+    assert "--train-val-split" not in capsys.readouterr().out
+    assert cli.main([*argv, "--split", "0.6,0.15,0.25"]) == 0
+    note = capsys.readouterr().out.splitlines()[-1]
+    assert "--train-val-split 0.8889" in note and note.endswith("fraction pass --train-val-split 0.8")
+    assert cli.main([*argv, "--split", "1,0,0"]) == 0
+    assert "no validation jets" in capsys.readouterr().out
+    assert cli.main(["TopLandscape", *argv[1:], "--split", "0.6,0.15,0.25"]) == 0  # a val file of its own
+    assert "--train-val-split" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("error", "code", "expected"),
     [

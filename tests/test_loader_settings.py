@@ -123,6 +123,9 @@ def test_settings_that_would_crash_weaver_or_repeat_jets_stop_in_one_line(tmp_pa
         fit(args, ["--samples-per-epoch-val", "100000"])
     with pytest.raises(LoaderError, match=r"--batch-size 8192: a loader worker holds 3000 training jets"):
         fit(args, ["--batch-size", "8192"])
+    no_val_files = [*args[: args.index("--data-val")], *args[args.index("--data-val") + 2 :]]
+    with pytest.raises(LoaderError, match=r"at most \d+, or take more of the training files with --train-val-split$"):
+        fit([*no_val_files, "--train-val-split", "0.9"], ["--samples-per-epoch-val", "1000"])  # QuarkGluon's way
     for message in ("--num-workers 4", "--batch-size 8192"):  # one line each
         with pytest.raises(LoaderError) as err:
             fit(args, message.split())
