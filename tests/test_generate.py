@@ -150,8 +150,8 @@ def test_jetclass_jets_and_constituents(jetclass):
 
 def assert_particle_flow(jets: ak.Array, min_track_pt: float, max_share: float = 0.002) -> None:
     """Delphes-like particle flow (the default detector of JetClass and TopLandscape): no ECAL photon below the
-    cards' 0.5 GeV threshold, no curling track (true pT below min_track_pt; the sub-GeV tracks of the generator
-    are ~10 % of them), and neutral hadrons made from HCAL towers (pid 0, as Delphes)."""
+    cards' 0.5 GeV threshold, no track below min_track_pt but a few smeared or scaled there (the sub-GeV tracks of
+    the generator are ~10 % of them), and neutral hadrons made from HCAL towers (pid 0, as Delphes)."""
     assert ak.min(jets.part_energy[jets.part_isPhoton == 1]) >= 0.5
     track_pt = ak.flatten(np.hypot(jets.part_px, jets.part_py)[jets.part_charge != 0])
     assert np.mean(track_pt < min_track_pt) < max_share  # a few, smeared or scaled in EFlow
@@ -331,7 +331,9 @@ def test_toplandscape_is_reproducible_and_mixed(tmp_path):
     assert sorted(np.bincount(labels)) == [15, 15]  # balanced, 1 = top
     assert 0 < a.label[: len(a) // 2].to_numpy().mean() < 1  # shuffled: both classes in the first half
     assert ak.all((a.jet_pt >= 550) & (a.jet_pt < 650) & (abs(a.jet_eta) < 2))
-    assert_particle_flow(a, min_track_pt=0.3, max_share=0.01)  # ATLAS: curl below 0.345 GeV, 6-25 % resolution
+    # ATLAS: tracks curling below 0.345 GeV are kept where their endcap hit is found (Delphes), but none below the
+    # efficiency's 0.1 GeV; 6-25 % resolution
+    assert_particle_flow(a, min_track_pt=0.1, max_share=0.01)
     top = a[a.label == 1]
     assert ak.all(abs(top.aux_genpart_pid[:, 0]) == 6)
     assert not (first / ".parts").exists()

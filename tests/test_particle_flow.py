@@ -78,6 +78,31 @@ def test_curling_tracks_leave_through_the_endcap_and_are_lost() -> None:
     assert np.count_nonzero(measured["charge"] != 0) == 0
 
 
+@pytest.mark.parametrize("pt", [0.3, 0.15])
+def test_atlas_curling_tracks_are_found_where_their_endcap_hit_passes_the_efficiency(pt: float) -> None:
+    # Delphes (ATLAS, 0.345 GeV): the helix ends on the endcap (|z| = 3.51 m) at a radius below 2 r, the
+    # Efficiency module draws at that point's eta: 60 % in 1.5 < |eta| <= 2.5, nothing beyond
+    card = CARDS["atlas"]
+    n = 4000
+    rng = np.random.default_rng(11)
+    eta, phi = rng.uniform(-1, 1, n), rng.uniform(-np.pi, np.pi, n)
+    soft = particles(pt, eta, phi, 211, rng.choice([-1.0, 1.0], n))
+    endcap_eta, _ = calorimeter_entry(soft["px"], soft["py"], soft["pz"], soft["charge"], card)
+    assert np.all(np.abs(endcap_eta) > 1.5)
+    measured = apply_particle_flow(soft, rng, card, one_per_event(n))
+    found = measured["event"][measured["charge"] != 0]
+    reachable = np.abs(endcap_eta) <= 2.5
+    assert np.all(reachable[found])
+    expected = 0.60 * reachable.mean()
+    assert len(found) / n == pytest.approx(expected, abs=4 * np.sqrt(0.25 / n))
+    if pt == 0.15:  # 2 r = 0.5 m: the hit is beyond |eta| = 2.5 whatever the turn
+        assert expected == 0.0
+    else:  # and the track keeps its direction at the vertex, as Delphes' Momentum
+        tracks = measured["charge"] != 0
+        assert expected > 0.2
+        np.testing.assert_allclose(np.arcsinh(measured["pz"][tracks] / pt_of(measured)[tracks]), eta[found], atol=1e-9)
+
+
 def test_track_pt_resolution() -> None:
     n = 5000
     rng = np.random.default_rng(3)
@@ -92,7 +117,7 @@ def test_track_pt_resolution() -> None:
     assert np.all(measured["pid"] == 13)
     mass2 = measured["energy"] ** 2 - pt_of(measured) ** 2 - measured["pz"] ** 2
     np.testing.assert_allclose(np.sqrt(mass2), 0.1057, rtol=1e-3)
-    # Delphes 3.4's ATLAS card (TopLandscape) made tracks massless
+    # Delphes up to 3.4.2 (the ATLAS card, TopLandscape) made tracks massless
     measured = apply_particle_flow(muons, rng, "atlas", one_per_event(n))
     momentum = np.sqrt(pt_of(measured) ** 2 + measured["pz"] ** 2)
     np.testing.assert_allclose(measured["energy"], momentum, rtol=1e-9)
@@ -158,6 +183,61 @@ def test_charged_deposit_is_subtracted_in_eflow() -> None:
     with_track = np.isin(np.arange(n), measured["event"][measured["charge"] != 0])
     excess = measured["energy"][(measured["pid"] == 0) & with_track[measured["event"]]]
     assert excess.mean() == pytest.approx(200.0 * np.cosh(0.4), rel=0.03)
+
+
+def one_tower_pairs(first: dict, second: dict) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Event i holds particle i of `first` and particle i of `second`; returns the particles and their events."""
+    n = len(first["px"])
+    return {key: np.concatenate([first[key], second[key]]) for key in first}, np.tile(np.arange(n), 2)
+
+
+def test_atlas_eflow_is_delphes_3_3s() -> None:
+    # a hard pion the HCAL measures better than the tracker (5 % against 20 % at 150 GeV) takes its tower: a K0L
+    # beside it adds to the track and makes no neutral; a soft pion is subtracted and the K0L's excess stays
+    n = 400
+    rng = np.random.default_rng(12)
+    phi = np.radians(10.0 * rng.integers(0, 36, n) + 5.0)  # the middle of a 10 degree tower, eta 0.2 .. 0.3
+    cosh = np.cosh(0.25)
+    for pion_pt, k0l_pt, taken in [(150.0, 100.0, True), (5.0, 20.0, False)]:
+        pair, events = one_tower_pairs(
+            particles(pion_pt, 0.25, phi, 211, 1.0), particles(k0l_pt, 0.25, phi + 0.01, 130, 0.0)
+        )
+        measured = apply_particle_flow(pair, rng, "atlas", events)
+        tracks = measured["charge"] != 0
+        beside_a_track = (measured["pid"] == 0) & np.isin(measured["event"], measured["event"][tracks])
+        if taken:
+            assert not beside_a_track.any()
+            assert measured["energy"][tracks].mean() == pytest.approx((pion_pt + k0l_pt) * cosh, rel=0.02)
+            # CMS runs the EFlow of 3.4.0 on: the K0L's 100 GeV is a significant excess there
+            cms = apply_particle_flow(pair, rng, "cms", events)
+            cms_tracks = cms["charge"] != 0
+            cms_beside = (cms["pid"] == 0) & np.isin(cms["event"], cms["event"][cms_tracks])
+            assert np.count_nonzero(cms_beside) > 0.8 * np.count_nonzero(cms_tracks)
+        else:
+            assert beside_a_track.sum() == pytest.approx(tracks.sum(), rel=0.05)
+            assert measured["energy"][beside_a_track].mean() == pytest.approx(k0l_pt * cosh, rel=0.05)
+            assert measured["energy"][tracks].mean() == pytest.approx(pion_pt * cosh, rel=0.02)
+
+
+def test_atlas_photon_and_neutral_hadron_of_one_tower_share_its_position() -> None:
+    # one Calorimeter module: SmearTowerCenter draws the tower's position once (the real TopLandscape jets hold
+    # about two such pairs each); CMS's two SimpleCalorimeters draw one each
+    n = 200
+    rng = np.random.default_rng(13)
+    phi = np.radians(10.0 * rng.integers(0, 36, n) + 5.0)
+    pair, events = one_tower_pairs(particles(10.0, 0.25, phi, 22, 0.0), particles(30.0, 0.25, phi + 0.01, 130, 0.0))
+    for card, shared in [("atlas", True), ("cms", False)]:
+        measured = apply_particle_flow(pair, rng, card, events)
+        photon, hadron = (measured["pid"] == 22, measured["pid"] == 0)
+        both = np.intersect1d(measured["event"][photon], measured["event"][hadron])
+        assert len(both) > 0.9 * n
+        positions = []
+        for kind in (photon, hadron):
+            pick = kind & np.isin(measured["event"], both)  # one of each kind per event, in event order
+            positions.append(np.stack([measured["px"][pick], measured["py"][pick], measured["pz"][pick]]))
+            positions[-1] /= pt_of(measured)[pick]
+        same = np.all(np.abs(positions[0] - positions[1]) < 1e-12, axis=0)
+        assert same.all() if shared else not same.any()
 
 
 def test_energy_is_conserved_with_perfect_resolution() -> None:

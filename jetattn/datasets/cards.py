@@ -1,7 +1,8 @@
 """The numbers of Delphes' CMS and ATLAS detector cards that `detector.apply_particle_flow` uses.
 
 Transcribed from delphes/delphes `cards/delphes_card_CMS.tcl` (master, commit 0593ac3) and
-`cards/delphes_card_ATLAS.tcl` (commit 8713dee, the Delphes 3.4 card; see `_atlas`); the module names are the cards':
+`cards/delphes_card_ATLAS.tcl` (commit 8713dee, the card with one `Calorimeter` module, of the Delphes 3.3 series; see
+`_atlas`); the module names are the cards':
 
 - `ParticlePropagator`: solenoid radius and half-length (m) and field Bz (T). CMS 1.29, 3.00, 3.8; ATLAS 1.15, 3.51,
   2.0.
@@ -83,6 +84,19 @@ class Calorimeter:
 
 @dataclass(frozen=True)
 class Card:
+    """A detector card, and the Delphes release whose modules ran it where they differ (`detector.py` emulates both).
+
+    curlers_tracked: a charged particle whose helix is narrower than the calorimeter radius leaves the field
+    through an endcap (ParticlePropagator, every release: `if(r_c + TMath::Abs(r) < fRadius) t = t_z`), and the
+    Efficiency module draws at that position's eta (`candidatePosition.Eta()`): True keeps such a track with the
+    card's efficiency there, as Delphes does; False never finds it (`detector._tracks` says why for CMS).
+    combined_calorimeter: one `Calorimeter` module for both ECAL and HCAL (the shared towers' position drawn once
+    by SmearTowerCenter, so a tower's photon and neutral hadron sit at the same eta, phi); False: two
+    `SimpleCalorimeter` modules, each drawing its own.
+    eflow: the EFlow of the calorimeter modules, "3.3" (the Delphes 3.3 series) or "3.4" (3.4.0 on): `detector`'s
+    `_tower_flow_3_3` and `_tower_flow_3_4` give each.
+    """
+
     name: str
     bz: float  # T
     radius: float  # m, of the volume with the field (the calorimeter's inner face)
@@ -91,7 +105,10 @@ class Card:
     momentum_resolution: dict[str, MomentumResolution]
     ecal: Calorimeter
     hcal: Calorimeter
-    massless_tracks: bool = False  # Delphes 3.4's MomentumSmearing set E = pT cosh(eta); today's keeps the mass
+    massless_tracks: bool = False  # Delphes <= 3.4.2's MomentumSmearing set E = pT cosh(eta); 3.5.0 keeps the mass
+    curlers_tracked: bool = False
+    combined_calorimeter: bool = False
+    eflow: str = "3.4"
 
 
 def _tower_edges(groups: list[tuple[list[float], int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -262,9 +279,16 @@ def _cms() -> Card:
 
 
 def _atlas() -> Card:
-    """The ATLAS card of the Delphes 3.4 era (commit 8713dee of delphes/delphes), which TopLandscape used: one
-    `Calorimeter` module whose ECAL and HCAL share 0.1 x 10 degree towers to |eta| = 2.5, with significance
-    thresholds of 1 sigma. (Today's card splits them and gives the ECAL CMS's 0.0174 x 1 degree cells.)"""
+    """The ATLAS card at commit 8713dee of delphes/delphes, run as Delphes 3.3 ran it: the chain TopLandscape's
+    jets agree with (docs/generator.md). One `Calorimeter` module whose ECAL and HCAL share 0.1 x 10 degree towers
+    to |eta| = 2.5, with significance thresholds of 1 sigma (3.4.0's release notes list "corrected granularities
+    for ECAL and HCAL in ATLAS and CMS cards"; today's card splits them and gives the ECAL CMS's 0.0174 x 1 degree
+    cells).
+
+    Delphes 3.3 and this card: curling tracks kept where their endcap hit passes the efficiency, and the 3.3 EFlow
+    (modules/Calorimeter.cc before 3.4.0's "improved particle flow algorithm"), which leaves the real sample's
+    marks: a photon and a neutral hadron at one position (about 2 pairs per jet), and leading constituents that
+    took their tower's neutral energy."""
     towers = _tower_edges(
         [
             ([-3.2, *(round(-2.5 + 0.1 * i, 1) for i in range(52)), 3.3], 36),  # 10 degrees, 0.1 in eta to 2.6
@@ -312,6 +336,9 @@ def _atlas() -> Card:
         ecal=Calorimeter(*towers, _atlas_ecal_resolution, 0.5, 1.0, _ECAL_FRACTIONS, 0.0, 22),
         hcal=Calorimeter(*towers, _atlas_hcal_resolution, 1.0, 1.0, _HCAL_FRACTIONS, 1.0, 0),
         massless_tracks=True,  # the real TopLandscape constituents are all massless
+        curlers_tracked=True,
+        combined_calorimeter=True,
+        eflow="3.3",
     )
 
 

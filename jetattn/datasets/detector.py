@@ -214,21 +214,72 @@ def _tower_cells(calorimeter: Calorimeter, eta: np.ndarray, phi: np.ndarray) -> 
     return np.where(inside, eta_bin, -1), phi_bin
 
 
+def _tower_flow_3_4(
+    calorimeter: Calorimeter,
+    energy: np.ndarray,
+    sigma: np.ndarray,
+    track_energy: np.ndarray,
+    track_sigma: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Delphes' EFlow from 3.4.0 on, per tower (arrays of shape (n_towers,)): the excess of the smeared `energy`
+    over its tracks' `track_energy` is a neutral when above EnergyMin and EnergySignificanceMin times the
+    calorimeter and track errors together; otherwise the tracks are scaled to the error-weighted mean of track and
+    tower energy. Returns the neutral energy, which towers make one, and each tower's track scale factor."""
+    excess = np.maximum(energy - track_energy, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        significance = excess / np.hypot(track_sigma, sigma)
+        neutral = (excess > calorimeter.energy_min) & (significance > calorimeter.significance_min)
+        weight_track = np.where(track_sigma > 0, 1 / track_sigma**2, 0.0)
+        weight_calo = np.where(sigma > 0, 1 / sigma**2, 0.0)
+        best = (weight_track * track_energy + weight_calo * energy) / (weight_track + weight_calo)
+        tower_scale = np.where(~neutral & (track_energy > 0), best / track_energy, 1.0)
+    return excess, neutral, tower_scale
+
+
+def _tower_flow_3_3(
+    calorimeter: Calorimeter,
+    energy: np.ndarray,
+    eta_centre: np.ndarray,
+    track_deposit: np.ndarray,
+    track_resolution: np.ndarray,
+    track_tower: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Delphes 3.3's EFlow (modules/Calorimeter.cc, FinalizeTower, before 3.4.0), per tower. A track the
+    calorimeter measures better (resolution at the tower centre and the track's energy below the track's) takes
+    the tower: scaled to the tower's energy less the other tracks', and the tower makes no neutral. Otherwise the
+    excess over the tracks is a neutral when at least EnergyMin and EnergySignificanceMin times the calorimeter
+    resolution at the excess (no track error). Track arrays are those that hit a tower (`track_tower`). Returns
+    the neutral energy, which towers make one, and each track's scale factor."""
+    n_towers = len(energy)
+    calorimeter_better = calorimeter.resolution(eta_centre[track_tower], track_deposit) < (
+        track_resolution * track_deposit
+    )
+    taken_energy = np.bincount(track_tower, np.where(calorimeter_better, track_deposit, 0.0), minlength=n_towers)
+    taken = np.bincount(track_tower, calorimeter_better, minlength=n_towers) > 0
+    excess = energy - np.bincount(track_tower, np.where(calorimeter_better, 0.0, track_deposit), minlength=n_towers)
+    significant = excess >= calorimeter.significance_min * calorimeter.resolution(eta_centre, np.maximum(excess, 0))
+    neutral = ~taken & (excess >= calorimeter.energy_min) & significant
+    # Delphes multiplies by the ratio whatever its sign; a tower whose other tracks exceed it (rare: the taking
+    # track is the hard one) leaves its tracks as measured here instead of reversing them
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tower_scale = np.where(taken & (excess > 0), excess / taken_energy, 1.0)
+    return excess, neutral, np.where(calorimeter_better, tower_scale[track_tower], 1.0)
+
+
 def _flow_through(
     calorimeter: Calorimeter,
     particles: dict[str, np.ndarray],
     tracks: dict[str, np.ndarray],
     rng: np.random.Generator,
+    eflow: str,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """One SimpleCalorimeter pass: towers from the particles' deposits, then Delphes' EFlow.
+    """One calorimeter pass: towers from the particles' deposits, then Delphes' EFlow of release `eflow`.
 
     particles: event, pid, energy, eta, phi (at the calorimeter); tracks: the same plus resolution and `source`
     (index into particles). Each tower's energy is log-normal smeared with the card's resolution at the tower's
-    centre and zeroed below EnergyMin or EnergySignificanceMin sigma. Its excess over the energy of the tracks in
-    it is a neutral when above both thresholds (significance against the calorimeter and track errors together);
-    otherwise the tracks are scaled to the error-weighted mean of track and tower energy. Returns the neutrals
-    (event, energy, eta, phi; drawn uniformly in the cell, as the cards' SmearTowerCenter) and the track scale
-    factors."""
+    centre and zeroed below EnergyMin or EnergySignificanceMin sigma; `_tower_flow_3_4` or `_tower_flow_3_3`
+    splits it into a neutral and the tracks' share. Returns the neutrals (event, energy, eta, phi, and `cell`, the
+    tower's index; drawn uniformly in the cell, as the cards' SmearTowerCenter) and the track scale factors."""
     deposit = particles["energy"] * calorimeter.fraction(particles["pid"])
     eta_bin, phi_bin = _tower_cells(calorimeter, particles["eta"], particles["phi"])
     hit = (deposit > 0) & (eta_bin >= 0)
@@ -240,10 +291,6 @@ def _flow_through(
     track_deposit = tracks["energy"] * calorimeter.fraction(tracks["pid"])
     tracked = (track_deposit > 0) & hit[tracks["source"]]
     track_tower = np.searchsorted(towers, cell[tracks["source"]][tracked])
-    track_energy = np.bincount(track_tower, track_deposit[tracked], minlength=len(towers))
-    track_sigma = np.sqrt(
-        np.bincount(track_tower, (tracks["resolution"] * track_deposit)[tracked] ** 2, minlength=len(towers))
-    )
 
     tower_eta_bin = towers // n_phi_max % len(calorimeter.eta_edges)
     tower_phi_bin = towers % n_phi_max
@@ -253,16 +300,18 @@ def _flow_through(
     sigma = calorimeter.resolution(eta_centre, energy)
     energy[(energy < calorimeter.energy_min) | (energy < calorimeter.significance_min * sigma)] = 0.0
 
-    excess = np.maximum(energy - track_energy, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        significance = excess / np.hypot(track_sigma, sigma)
-        neutral = (excess > calorimeter.energy_min) & (significance > calorimeter.significance_min)
-        weight_track = np.where(track_sigma > 0, 1 / track_sigma**2, 0.0)
-        weight_calo = np.where(sigma > 0, 1 / sigma**2, 0.0)
-        best = (weight_track * track_energy + weight_calo * energy) / (weight_track + weight_calo)
-        tower_scale = np.where(~neutral & (track_energy > 0), best / track_energy, 1.0)
     scale = np.ones(len(tracks["energy"]))
-    scale[tracked] = tower_scale[track_tower]
+    if eflow == "3.3":
+        excess, neutral, scale[tracked] = _tower_flow_3_3(
+            calorimeter, energy, eta_centre, track_deposit[tracked], tracks["resolution"][tracked], track_tower
+        )
+    else:
+        track_energy = np.bincount(track_tower, track_deposit[tracked], minlength=len(towers))
+        track_sigma = np.sqrt(
+            np.bincount(track_tower, (tracks["resolution"] * track_deposit)[tracked] ** 2, minlength=len(towers))
+        )
+        excess, neutral, tower_scale = _tower_flow_3_4(calorimeter, energy, sigma, track_energy, track_sigma)
+        scale[tracked] = tower_scale[track_tower]
 
     n_phi = calorimeter.phi_bins[tower_eta_bin[neutral]]
     phi_width = 2 * np.pi / n_phi
@@ -272,8 +321,20 @@ def _flow_through(
         "energy": excess[neutral],
         "eta": eta_low[neutral] + cell_position[0] * (eta_high - eta_low)[neutral],
         "phi": -np.pi + (tower_phi_bin[neutral] + cell_position[1]) * phi_width,
+        "cell": towers[neutral],
     }
     return neutrals, scale
+
+
+def _one_position_per_tower(photons: dict[str, np.ndarray], hadrons: dict[str, np.ndarray]) -> None:
+    """A combined Calorimeter module draws its tower's position once: a neutral hadron takes the position of the
+    photon from its tower, where there is one (the two passes share their towers, so their `cell`s match)."""
+    if len(photons["cell"]) == 0:
+        return
+    match = np.minimum(np.searchsorted(photons["cell"], hadrons["cell"]), len(photons["cell"]) - 1)
+    shared = photons["cell"][match] == hadrons["cell"]
+    for key in ("eta", "phi"):
+        hadrons[key] = np.where(shared, photons[key][match], hadrons[key])
 
 
 def _track_kind(pid: np.ndarray) -> np.ndarray:
@@ -295,9 +356,10 @@ def _tracks(
         of_kind = kind == name
         efficiency[of_kind] = table(pt[charged][of_kind], abs_eta[of_kind])
         resolution[of_kind] = card.momentum_resolution[name](pt[charged][of_kind], abs_eta[of_kind])
-    # a helix narrower than the calorimeter radius never reaches the barrel: no track (see apply_particle_flow)
+    # a helix narrower than the calorimeter radius never reaches the barrel; whether it is a track at its
+    # endcap hit (Delphes) or never (CMS: the real JetClass jets have none) is the card's (apply_particle_flow)
     curls = pt[charged] < _GEV_PER_TESLA_METRE * np.abs(charge[charged]) * card.bz * card.radius / 2
-    found = (rng.random(len(charged)) < efficiency) & ~curls
+    found = (rng.random(len(charged)) < efficiency) & (card.curlers_tracked | ~curls)
     source, resolution = charged[found], np.minimum(resolution[found], 1.0)
     true_pt = pt[source]
     pt_scale = _lognormal(true_pt, resolution * true_pt, rng) / true_pt
@@ -323,14 +385,15 @@ def apply_particle_flow(
        at the origin (displaced production, a few mm at most here, is neglected for the calorimeter position).
     2. Tracking efficiency (by pT and the |eta| of that position, as Delphes' Efficiency module) and log-normal
        pT smearing at fixed direction and mass (MomentumSmearing, relative resolution capped at 1; massless with
-       the ATLAS card of Delphes 3.4). A curling
-       track (helix diameter below the calorimeter radius: pT < 0.15 Bz R, 0.735 GeV for CMS, 0.345 GeV for
-       ATLAS) is never a track. Today's ParticlePropagator sends it to an endcap, where the efficiency at that
-       far-forward position loses most such tracks but not all; the real JetClass sample has no constituent
-       below 0.8 GeV but a few, so we drop them all. Its energy still reaches the calorimeter, at the endcap.
+       the ATLAS card, as Delphes up to 3.4.2). A curling track (helix diameter below the calorimeter radius:
+       pT < 0.15 Bz R, 0.735 GeV for CMS, 0.345 GeV for ATLAS) reaches an endcap, far forward, where Delphes
+       draws the efficiency: `card.curlers_tracked` keeps it so (ATLAS); CMS never finds it, because the real
+       JetClass sample has no constituent below 0.8 GeV but a few. Its energy reaches the calorimeter there.
     3. ECAL, then HCAL towers (`_flow_through`): every visible particle deposits its energy times the card's
        fraction for its species in the cell at its calorimeter position; the tracks' energies are subtracted
-       there. Tracks pass on, scaled where their tower had no significant neutral excess.
+       there by the EFlow of `card.eflow`. Tracks pass on, scaled where their tower made no neutral (3.4) or where
+       the calorimeter measures them better (3.3). With `card.combined_calorimeter` a tower's photon and neutral
+       hadron share one position.
     Output, tracks first then ECAL photons (pid 22) then HCAL neutral hadrons (pid 0, as Delphes), stably sorted
     by event: px, py, pz, energy (GeV; neutrals massless), charge, pid, d0val, d0err, dzval, dzerr (mm; impact
     parameters of the tracks as in `apply_detector`, 0 for neutrals), and `event`.
@@ -347,9 +410,11 @@ def apply_particle_flow(
 
     tracks, track_momentum = _tracks(card, checked, pt, eta, rng)
     source, track_energy = tracks["source"], tracks["energy"]
-    photons, ecal_scale = _flow_through(card.ecal, at_calorimeter, tracks, rng)
+    photons, ecal_scale = _flow_through(card.ecal, at_calorimeter, tracks, rng, card.eflow)
     tracks["energy"] = track_energy * ecal_scale
-    hadrons, hcal_scale = _flow_through(card.hcal, at_calorimeter, tracks, rng)
+    hadrons, hcal_scale = _flow_through(card.hcal, at_calorimeter, tracks, rng, card.eflow)
+    if card.combined_calorimeter:
+        _one_position_per_tower(photons, hadrons)
     track_scale = ecal_scale * hcal_scale
     track_momentum = track_momentum * track_scale
     d0_true, dz_true = straight_track_impact_parameters(
