@@ -120,6 +120,31 @@ def test_compiled_packed_model_has_no_graph_break_and_no_recompile_after_warm_up
 
 
 @pytest.mark.slow
+def test_compiled_packed_model_recomputes_the_pairs_with_the_same_gradients_and_statistics():
+    """``checkpoint_pairs`` under ``-o compile``: the compiler recomputes the checkpointed pair embedding itself
+    and runs its BatchNorm's running-statistics update once, so gradients and statistics are the uncheckpointed
+    model's."""
+    from torch._dynamo.utils import counters
+
+    x, v, mask = jetclass_like_batch(32, length=128, input_dim=17, seed=1)
+    results = []
+    for checkpoint_pairs in (False, True):
+        torch._dynamo.reset()
+        counters.clear()
+        model = trained_looking(packed=True, compile="aot_eager", checkpoint_pairs=checkpoint_pairs, **NO_DROPOUT)
+        model.train().trimmer.quantile_range = (1.0, 1.0)
+        torch.manual_seed(1)
+        model(x, v, mask).square().sum().backward()
+        assert not counters["graph_break"], dict(counters["graph_break"])
+        results.append((model.state_dict(), {name: p.grad for name, p in model.named_parameters()}))
+    (state, grads), (state_recomputed, grads_recomputed) = results
+    for name, value in state.items():
+        torch.testing.assert_close(state_recomputed[name], value, atol=0, rtol=0, msg=name)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grads_recomputed[name], grad, atol=1e-5, rtol=1e-5, msg=name)
+
+
+@pytest.mark.slow
 @pytest.mark.requiresdata
 def test_packed_compiled_part_trains_and_predicts_under_weaver(real_data, tmp_path):
     from weaver_run import REPO, SMALL_OPTIONS, read_predictions, short_training
