@@ -15,8 +15,12 @@ batch out as one sequence, jet after jet, and
   same kernel on the CPU and CUDA, with gradients on both (flex_attention has no CPU gradients in this torch);
 - runs the class-attention blocks and the head on per-jet tokens, gathered back to ``(B, R)``.
 
-Same state_dict as the padded model, same outputs in evaluation and the same gradients in training (the pair
-embedding's BatchNorm sees the same real pairs a ≥ b as the padded model's, see ``docs/benchmarks.md``).
+Same state_dict as the padded model, same outputs in evaluation and the same gradients in training. No BatchNorm
+sees other statistics than in the padded model: the input BatchNorm normalises the padded ``(B, C, L)`` batch, its
+padded slots included, and the pair embedding's BatchNorms normalise over the real pairs a ≥ b of each jet,
+``Σ nᵢ(nᵢ+1)/2`` entries, as our padded model and weaver's eager training (``PairEmbed._forward_sparse``) do;
+only the order of the sums differs. weaver's ``--compile`` training differs from all three: it embeds all
+``B·L(L+1)/2`` pairs a ≥ b of the trimmed batch, padded slots included (``docs/benchmarks.md``, packed section).
 
 Shapes: one read of the jet lengths to the host per batch (before any heavy work; the trimmer before it reads
 them too) decides the rows; the number of rows is rounded up to a multiple of ``B/16`` (at least 8) and ``R`` to
