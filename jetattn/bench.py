@@ -1,9 +1,11 @@
 """Benchmarks that print figures (not tests).
 
-python -m jetattn.bench part [--batch-size 256] [--version 3.5] [--packed] [--json out.json]
+python -m jetattn.bench part [--batch-size 256] [--version 3.5] [--packed] [--checkpoint-pairs] [--tensor-memory]
     inference and training jets/s of our ParT and weaver-core's ParticleTransformer, same configuration
     and weights, JetClass ``full`` shapes (17 features, 128 particles, multiplicities like JetClass),
-    both trimming each batch at its longest jet; ``--packed``: ours packed too (``-o packed 1``).
+    both trimming each batch at its longest jet; ``--packed``: ours packed too (``-o packed 1``);
+    ``--checkpoint-pairs``: each of ours also recomputing its pair embedding in the backward pass;
+    ``--tensor-memory``: the tensors' peak memory of one step of each model.
 python -m jetattn.bench attention [--json rows.json] [--quick | --no-compile | --compile-only | --sweep-only]
     weaver-core's ParT against ours in every precision, compilation and attention variant (dense, padding-
     free, flex, top-k, LinParT) at JetClass shapes, then a sweep over the number of particles for dense,
@@ -50,17 +52,18 @@ def bench_part(args: argparse.Namespace) -> dict:
     cfg = dict(input_dim=17, num_classes=10, fc_params=[], version=args.version)
     torch.manual_seed(0)
     weaver_model = WeaverParT(**cfg).to(device)
-    ours = weaver_part(**cfg).to(device)
-    ours.load_state_dict(weaver_model.state_dict(), strict=True)
     # ParT's training trimmer cuts each batch at a random 90-100% quantile of the jet lengths; over a few timed
-    # steps that randomness, not the code, decides the figure. Both models trim at the longest jet here.
-    ours.trimmer.quantile_range = (1.0, 1.0)
+    # steps that randomness, not the code, decides the figure. Every model trims at the longest jet here.
     weaver_model.trimmer.target = (1.0, 1.0)
-    models = {"ours": ours, "weaver": weaver_model}
-    if args.packed:
-        models["ours-packed"] = weaver_part(**cfg, packed=True).to(device)
-        models["ours-packed"].load_state_dict(weaver_model.state_dict(), strict=True)
-        models["ours-packed"].trimmer.quantile_range = (1.0, 1.0)
+    ours_options = {"ours": {}, "ours-packed": {"packed": True}} if args.packed else {"ours": {}}
+    if args.checkpoint_pairs:
+        ours_options.update({f"{name}-recompute": {**o, "checkpoint_pairs": True} for name, o in ours_options.items()})
+    models = {}
+    for name, options in ours_options.items():
+        models[name] = weaver_part(**cfg, **options).to(device)
+        models[name].load_state_dict(weaver_model.state_dict(), strict=True)
+        models[name].trimmer.quantile_range = (1.0, 1.0)
+    models = {"ours": models.pop("ours"), "weaver": weaver_model, **models}
     batch = jetclass_like_batch(args.batch_size)
     mean_n = batch[2].sum(-1).mean().item()
     print(
@@ -81,7 +84,11 @@ def bench_part(args: argparse.Namespace) -> dict:
         rates = interleaved_rates(steps, args.batch_size, args.steps, args.warmup, device)
         for name, rate in rates.items():
             result[f"{name}_{mode}_jets_per_s"] = rate
-            print(f"{mode:5s} {name:6s} {rate:9.1f} jets/s", flush=True)
+            tensors = ""
+            if args.tensor_memory:
+                result[f"{name}_{mode}_peak_tensor_mb"] = tensor_peak_mb(steps[name])
+                tensors = f", tensors' peak {result[f'{name}_{mode}_peak_tensor_mb']:.0f} MB"
+            print(f"{mode:5s} {name:6s} {rate:9.1f} jets/s{tensors}", flush=True)
     return result
 
 
@@ -378,6 +385,10 @@ def part_arguments(sub) -> argparse.ArgumentParser:
     part.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     part.add_argument("--version", type=float, default=1, help="weaver-core's ParT version (1, 2, 3, 3.5, 3.6)")
     part.add_argument("--packed", action="store_true", help="also ours with -o packed 1, timed in the same turns")
+    part.add_argument(
+        "--checkpoint-pairs", action="store_true", help="also each of ours with -o checkpoint_pairs 1, same turns"
+    )
+    part.add_argument("--tensor-memory", action="store_true", help="the tensors' peak memory of one step per model")
     return part
 
 

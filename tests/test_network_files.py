@@ -91,3 +91,15 @@ def test_a_data_config_without_a_group_the_model_reads_is_refused_in_one_line(re
     with pytest.raises(ValueError, match="pf_points") as err:
         load_network(path).get_model(config, **SMALL_OPTIONS[SMALL[recipe]])
     assert "\n" not in str(err.value)
+
+
+def test_seed_option_fixes_the_initial_weights():
+    """``-o seed N`` (weaver-core has no seed option): the same seed builds the same weights, another seed others."""
+    config = DataConfig.load(str(REPO / "data/JetClass/JetClass_kin.yaml"), load_observers=False)
+    network = load_network(REPO / "networks/example_ParticleTransformer.py")
+    options = SMALL_OPTIONS["ParticleTransformer"]
+    first, second, other = (network.get_model(config, **options, seed=seed)[0] for seed in (1, 1, 2))
+    for name, value in first.state_dict().items():
+        torch.testing.assert_close(second.state_dict()[name], value, atol=0, rtol=0, msg=name)
+    weight = "mod.embed.embed.1.weight"
+    assert not torch.equal(other.state_dict()[weight], first.state_dict()[weight])

@@ -78,6 +78,47 @@ def test_packed_training_step_equals_the_padded_one():
         torch.testing.assert_close(stats[1][name], value, atol=1e-5, rtol=1e-5, msg=name)
 
 
+def pair_norm_batches(model, x, v, mask) -> dict:
+    """The entries the pair embedding's first BatchNorm normalises over in one training step: count, mean, var."""
+    seen = {}
+
+    def record(module, args):
+        entries = args[0].transpose(0, 1).flatten(1) if args[0].dim() == 3 else args[0].T  # 4, entries
+        seen.update(count=entries.size(1), mean=entries.mean(1), var=entries.var(1))
+
+    handle = model.pair_embed.embed[0].register_forward_pre_hook(record)
+    torch.manual_seed(1)
+    model.train()(x, v, mask)
+    handle.remove()
+    return seen
+
+
+def test_pair_norm_sees_the_real_pairs_as_weavers_eager_training_and_all_pairs_under_its_compile():
+    """weaver's eager training, our padded and our packed ParT normalise the pair features over the real pairs
+    a >= b of each jet, Σ n(n+1)/2: the same batch statistics. weaver's ``compile_model`` (``--compile``) trains
+    its pair embedding densely: all B·L(L+1)/2 pairs at the trimmed length rounded up to 32, padding included."""
+    from weaver.nn.model.ParticleTransformer import ParticleTransformer as WeaverParT
+
+    x, v, mask = jetclass_like_batch(32, length=128, input_dim=17, seed=4)
+    lengths = mask.sum(dim=(1, 2)).long()
+    real_pairs = int((lengths * (lengths + 1) // 2).sum())
+    seen = {}
+    for name, compile_model in (("weaver", False), ("weaver --compile", True)):
+        model = WeaverParT(**SMALL, compile_model=compile_model)
+        model.trimmer.target, model.trimmer.warmup_steps = (1.0, 1.0), 0
+        seen[name] = pair_norm_batches(model, x, v, mask)
+    for name, options in (("padded", {}), ("packed", {"packed": True})):
+        model = trained_looking(**options)
+        model.trimmer.quantile_range = (1.0, 1.0)
+        seen[name] = pair_norm_batches(model, x, v, mask)
+    for name in ("padded", "packed"):
+        assert seen[name]["count"] == seen["weaver"]["count"] == real_pairs
+        torch.testing.assert_close(seen[name]["mean"], seen["weaver"]["mean"], atol=1e-4, rtol=1e-5)
+        torch.testing.assert_close(seen[name]["var"], seen["weaver"]["var"], atol=1e-4, rtol=1e-5)
+    longest = -(-int(lengths.max()) // 32) * 32
+    assert seen["weaver --compile"]["count"] == 32 * longest * (longest + 1) // 2 > 2 * real_pairs
+
+
 @pytest.mark.parametrize("option", [dict(attention="topk"), dict(buckets=4)])
 def test_packed_refuses_what_it_cannot_run(option):
     with pytest.raises(ValueError, match="packed=1"):
@@ -117,6 +158,31 @@ def test_compiled_packed_model_has_no_graph_break_and_no_recompile_after_warm_up
     assert len({s[:2] for s in shapes}) == 1 and len({s[2] for s in shapes}) == 3  # same rows, other pair counts
     assert not counters["graph_break"], dict(counters["graph_break"])
     assert graphs == [graphs[0]] * 3 and graphs[0] >= 1  # nothing compiled after the first batch
+
+
+@pytest.mark.slow
+def test_compiled_packed_model_recomputes_the_pairs_with_the_same_gradients_and_statistics():
+    """``checkpoint_pairs`` under ``-o compile``: the compiler recomputes the checkpointed pair embedding itself
+    and runs its BatchNorm's running-statistics update once, so gradients and statistics are the uncheckpointed
+    model's."""
+    from torch._dynamo.utils import counters
+
+    x, v, mask = jetclass_like_batch(32, length=128, input_dim=17, seed=1)
+    results = []
+    for checkpoint_pairs in (False, True):
+        torch._dynamo.reset()
+        counters.clear()
+        model = trained_looking(packed=True, compile="aot_eager", checkpoint_pairs=checkpoint_pairs, **NO_DROPOUT)
+        model.train().trimmer.quantile_range = (1.0, 1.0)
+        torch.manual_seed(1)
+        model(x, v, mask).square().sum().backward()
+        assert not counters["graph_break"], dict(counters["graph_break"])
+        results.append((model.state_dict(), {name: p.grad for name, p in model.named_parameters()}))
+    (state, grads), (state_recomputed, grads_recomputed) = results
+    for name, value in state.items():
+        torch.testing.assert_close(state_recomputed[name], value, atol=0, rtol=0, msg=name)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grads_recomputed[name], grad, atol=1e-5, rtol=1e-5, msg=name)
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ batch out as one sequence, jet after jet, and
 - embeds the real particles only (``Σ nᵢ`` tokens; the input BatchNorm still normalises the padded batch, so its
   statistics are the padded model's);
 - computes the pair features and the pair embedding on the real pairs a ≥ b of each jet only (``Σ nᵢ(nᵢ+1)/2``
-  pairs, never ``B·L²``);
+  pairs, never ``B·L²``), with ``checkpoint_pairs`` again in the backward pass instead of keeping them;
 - attends within each jet: the sequence is cut into rows of ``R`` slots (``R`` the longest jet rounded up to 32),
   each row holding whole jets (packed best-fit, longest first), and each row runs dense
   attention whose bias is the pair embedding inside a jet and ``-inf`` between jets (a block-diagonal mask).
@@ -15,8 +15,12 @@ batch out as one sequence, jet after jet, and
   same kernel on the CPU and CUDA, with gradients on both (flex_attention has no CPU gradients in this torch);
 - runs the class-attention blocks and the head on per-jet tokens, gathered back to ``(B, R)``.
 
-Same state_dict as the padded model, same outputs in evaluation and the same gradients in training (the pair
-embedding's BatchNorm sees the same real pairs a ≥ b as the padded model's, see ``docs/benchmarks.md``).
+Same state_dict as the padded model, same outputs in evaluation and the same gradients in training. No BatchNorm
+sees other statistics than in the padded model: the input BatchNorm normalises the padded ``(B, C, L)`` batch, its
+padded slots included, and the pair embedding's BatchNorms normalise over the real pairs a ≥ b of each jet,
+``Σ nᵢ(nᵢ+1)/2`` entries, as our padded model and weaver's eager training (``PairEmbed._forward_sparse``) do;
+only the order of the sums differs. weaver's ``--compile`` training differs from all three: it embeds all
+``B·L(L+1)/2`` pairs a ≥ b of the trimmed batch, padded slots included (``docs/benchmarks.md``, packed section).
 
 Shapes: one read of the jet lengths to the host per batch (before any heavy work; the trimmer before it reads
 them too) decides the rows; the number of rows is rounded up to a multiple of ``B/16`` (at least 8) and ``R`` to
@@ -193,6 +197,16 @@ def embed_pairs(embed: nn.Sequential, features: torch.Tensor) -> torch.Tensor:
     return features
 
 
+def pair_elements(pair_embed, kinematics, four_vectors, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The pair features of the packed tokens ``a, b`` (``(P,)``; ``kinematics (3, T)``, ``four_vectors (4, T)``)
+    through the pair embedding's layers  ->  ``(P, heads)``."""
+    features = pair_features(
+        kinematics[:, a], kinematics[:, b], four_vectors[:, a], four_vectors[:, b], min_delta=pair_embed.min_delta
+    )
+    features = torch.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0)  # as the padded PairEmbed
+    return embed_pairs(pair_embed.embed, features.T)
+
+
 def run_packed(model, tokens, kinematics, four_vectors, packed: PackedBatch) -> torch.Tensor:
     """Embeddings, pair bias, particle blocks, class attention and head on a packed batch: what ``compile``
     compiles. Returns what the padded model's :meth:`~jetattn.nn.part.ParticleTransformer.attend` returns."""
@@ -208,16 +222,9 @@ def run_packed(model, tokens, kinematics, four_vectors, packed: PackedBatch) -> 
     slot = torch.arange(slots, device=x.device)
     bias = bias.index_fill(0, slot * row_len + slot % row_len, 0.0)  # the diagonal of each row
     if model.pair_embed is not None:
-        a, b = packed.pair_a, packed.pair_b
-        features = pair_features(
-            kinematics[:, a],
-            kinematics[:, b],
-            four_vectors[:, a],
-            four_vectors[:, b],
-            min_delta=model.pair_embed.min_delta,
-        )
-        features = torch.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0)  # as the padded PairEmbed
-        elements = embed_pairs(model.pair_embed.embed, features.T).to(bias.dtype)  # P, heads
+        elements = model.pair_embed.recomputed(
+            pair_elements, model.pair_embed, kinematics, four_vectors, packed.pair_a, packed.pair_b
+        ).to(bias.dtype)  # P, heads
     else:
         elements = bias.new_zeros(packed.num_pairs, heads)
     bias = bias.index_copy(0, packed.pair_slot_mirror, elements).index_copy(0, packed.pair_slot, elements)

@@ -9,6 +9,8 @@ in the order (ln k_T, ln z, ln Δ, ln m²) that weaver's ParticleTransformer use
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
@@ -88,6 +90,8 @@ class PairEmbed(nn.Module):
         min_delta: floor on Δ (see :func:`pair_features`); None is weaver's definition.
         bias: whether the convolutions carry biases (weaver's ParT drops them from version 3 on).
         remove_self_pair: leave each particle's pair with itself out (bias 0 on the diagonal).
+        recompute: in training, keep only the inputs and the output of the pair features and their embedding for
+            the backward pass, which computes them again (activation checkpointing, see :meth:`recomputed`).
     """
 
     def __init__(
@@ -99,6 +103,7 @@ class PairEmbed(nn.Module):
         min_delta: float | None = None,
         bias: bool = True,
         remove_self_pair: bool = False,
+        recompute: bool = False,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.BatchNorm1d(num_features)]
@@ -113,6 +118,22 @@ class PairEmbed(nn.Module):
         self.dense = dense
         self.min_delta = min_delta
         self.diagonal = -1 if remove_self_pair else 0
+        self.recompute = recompute
+
+    def recomputed(self, function: Callable[..., torch.Tensor], *inputs) -> torch.Tensor:
+        """``function(*inputs)``, a computation that ends in this embedding's layers. With ``recompute``, in training,
+        only the inputs and the output are kept for the backward pass, which runs ``function`` again with the
+        BatchNorm running statistics frozen: they move once per step, as without, and the outputs, gradients and
+        statistics are the same. What is not kept: ``pair_embed_dims`` channels per pair, three tensors a layer,
+        against ``heads`` channels for the output."""
+        if not (self.recompute and self.training and torch.is_grad_enabled()):
+            return function(*inputs)
+        if torch.compiler.is_compiling():  # the compiler recomputes the region itself; its mutations run once
+            return checkpoint(function, *inputs, use_reentrant=False)
+        return checkpoint(function, *inputs, use_reentrant=False, context_fn=self._recompute_contexts)
+
+    def _recompute_contexts(self) -> tuple:
+        return nullcontext(), frozen_running_statistics(self.embed)
 
     def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``p4: (B, 4, L)``, ``mask: (B, 1, L)`` bool (True = real)  ->  ``(B, heads, L, L)``, 0 off real pairs.
@@ -127,13 +148,7 @@ class PairEmbed(nn.Module):
             return p4.new_zeros(batch, self.num_heads, length, length)
         kin = particle_kinematics(p4).transpose(0, 1)  # 3, B, L
         p4_t = p4.transpose(0, 1)  # 4, B, L
-        features = pair_features(
-            kin[:, jet, a], kin[:, jet, b], p4_t[:, jet, a], p4_t[:, jet, b], min_delta=self.min_delta
-        )  # 4, P
-        # an unphysical particle (E < |pz|, say from a NaN energy read as 0) has no rapidity: keep it from
-        # turning the BatchNorm statistics, and so the whole batch, into NaN
-        features = torch.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0)
-        elements = self.embed(features.unsqueeze(0)).squeeze(0).T  # P, heads
+        elements = self.recomputed(self._embed_pairs, kin, p4_t, jet, a, b)  # P, heads
         bias = elements.new_zeros(batch, length, length, self.num_heads)
         bias[jet, a, b] = elements
         bias[jet, b, a] = elements
@@ -143,40 +158,35 @@ class PairEmbed(nn.Module):
             bias = torch.where(real_pairs, bias, torch.zeros_like(bias))
         return bias
 
-    def embed_projected(self, features: torch.Tensor, recompute: bool = False) -> torch.Tensor:
-        """Pair features projected along the key axis, ``(B, 4, L, proj_dim)``  ->  ``(B, heads, L, proj_dim)``.
+    def _embed_pairs(self, kin: torch.Tensor, p4_t: torch.Tensor, jet, a, b) -> torch.Tensor:
+        """``kin: (3, B, L)``, ``p4_t: (4, B, L)`` and the pairs' ``(P,)`` indices  ->  ``(P, heads)``."""
+        features = pair_features(
+            kin[:, jet, a], kin[:, jet, b], p4_t[:, jet, a], p4_t[:, jet, b], min_delta=self.min_delta
+        )  # 4, P
+        # an unphysical particle (E < |pz|, say from a NaN energy read as 0) has no rapidity: keep it from
+        # turning the BatchNorm statistics, and so the whole batch, into NaN
+        features = torch.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0)
+        return self.embed(features.unsqueeze(0)).squeeze(0).T
 
-        ``recompute`` (training): keep only the input and output for the backward pass, which runs the embedding
-        again (activation checkpointing). Its layers' activations, ``L × proj_dim`` per channel and jet, are the
-        largest tensors of LinParT's training step; outputs, gradients and BatchNorm statistics are unchanged."""
+    def embed_projected(self, features: torch.Tensor) -> torch.Tensor:
+        """Pair features projected along the key axis, ``(B, 4, L, proj_dim)``  ->  ``(B, heads, L, proj_dim)``;
+        with ``recompute``, LinParT's largest activations (``L × proj_dim`` per channel and jet) are not kept."""
         batch, channels, length, proj_dim = features.shape
         flat = features.reshape(batch, channels, length * proj_dim)
-        if recompute and self.training and torch.is_grad_enabled():
-            embedded = checkpoint(_run_once_updating_statistics(self.embed), flat, use_reentrant=False)
-        else:
-            embedded = self.embed(flat)
-        return embedded.view(batch, -1, length, proj_dim)
+        return self.recomputed(self.embed, flat).view(batch, -1, length, proj_dim)
 
 
-def _run_once_updating_statistics(module: nn.Module):
-    """``module`` as a function whose calls after the first (checkpointing's recomputation in the backward pass)
-    leave the BatchNorm running statistics and counters as the first call left them."""
-    calls = 0
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            return module(x)
-        norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
-        try:
-            for m in norms:
-                m.momentum = 0.0  # running = 1 · running + 0 · batch: unchanged; the batch statistics still normalise
-            return module(x)
-        finally:
-            for m, (momentum, tracked) in zip(norms, saved, strict=True):
-                m.momentum = momentum
-                m.num_batches_tracked.copy_(tracked)
-
-    return run
+@contextmanager
+def frozen_running_statistics(module: nn.Module) -> Iterator[None]:
+    """Within the block, ``module``'s BatchNorms normalise with their batch statistics as in training but leave
+    their running statistics and counters as they were (checkpointing's recomputation in the backward pass)."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    try:
+        for m in norms:
+            m.momentum = 0.0  # running = 1 · running + 0 · batch: unchanged
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(tracked)

@@ -166,8 +166,9 @@ class ParticleTransformer(nn.Module):
             for every block (Linformer's layer-wise sharing) projects the pair *features* (4 per pair) along the
             key axis, and only the ``N × proj_dim`` projected pairs are embedded; without it each block projects
             the embedded ``N × N`` bias, which costs what dense ParT's does.
-        checkpoint_pairs: with ``linear_pairs``, recompute the pair embedding in the backward pass instead of
-            keeping its activations (less memory in training, one more pair-embedding pass; same results).
+        checkpoint_pairs: in training, recompute the pair features and the pair embedding in the backward pass
+            instead of keeping their activations (less memory, one more pass of the pair embedding; same outputs,
+            gradients and BatchNorm statistics), padded, packed or projected (``linear_pairs``).
         pair_min_delta: floor on the pair separation Δ; 1e-5 makes ONNX exports agree with PyTorch on jets
             with particles at identical (y, φ); None (default) is weaver's definition, for its checkpoints.
         buckets: padding-free attention: after the embeddings (whose BatchNorms see the whole batch), jets are
@@ -242,6 +243,7 @@ class ParticleTransformer(nn.Module):
                 min_delta=pair_min_delta,
                 bias=base.bias,
                 remove_self_pair=remove_self_pair,
+                recompute=checkpoint_pairs,
             )
             if pair_embed_dims is not None and pair_input_dim > 0
             else None
@@ -254,9 +256,6 @@ class ParticleTransformer(nn.Module):
             self.share_pair_projection(
                 attention, include_global_token, LinformerProjection(proj_dim, max_len, share_kv_proj)
             )
-        elif checkpoint_pairs:
-            raise ValueError("checkpoint_pairs needs linear_pairs (the dense pair bias is not checkpointed)")
-        self.checkpoint_pairs = checkpoint_pairs
         cls_options = {"kernel": class_attention_kernel(attention), "dropout": 0.0, "attn_dropout": 0.0}
         cls_options["activation_dropout"] = 0.0
         cls_heads, cls_config = block_setup(base, cls_options, cls_block_params, num_heads)
@@ -355,7 +354,7 @@ class ParticleTransformer(nn.Module):
             if self.pair_embed is not None:
                 features = pair_feature_matrix(v, mask, self.pair_embed.min_delta)  # B, 4, L, L
                 projected = self.pair_projection.project(features, padding)
-                bias = self.pair_embed.embed_projected(projected, recompute=self.checkpoint_pairs)
+                bias = self.pair_embed.embed_projected(projected)
         elif self.pair_embed is not None:
             bias = self.pair_embed(v, mask).masked_fill(padding[:, None, None, :], float("-inf"))  # B, H, L, L
         else:

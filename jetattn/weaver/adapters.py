@@ -9,7 +9,8 @@ settings into what they mean for a model:
   buckets or packing; every pair embedded);
 - ``compile_model``: trimmed lengths rounded up to multiples of 32, so the compiled model sees few shapes;
 - ``use_amp``: nothing (weaver's trainer applies it);
-- ``compile`` (ours, ``-o compile 1`` or a backend name): compile the attention blocks here.
+- ``compile`` (ours, ``-o compile 1`` or a backend name): compile the attention blocks here;
+- ``seed`` (ours, ``-o seed N``): seed torch before the model is built (weaver-core 0.5.3 has no seed option).
 
 It also reads the input groups a model needs by name from any data config (:func:`read_inputs_by_name`).
 """
@@ -39,11 +40,15 @@ class RunSettings:
         for_inference: weaver's ``--export-onnx`` (and the tools): class probabilities out, fixed shapes.
         compile_model: weaver's ``--compile``.
         compile: ``-o compile 1`` (or a torch.compile backend name): compile the attention blocks here.
+        seed: ``-o seed N``: torch's seed, set when the network file builds the model: the initial weights, and
+            the seeds of weaver's loader workers (drawn from torch after the model is built), follow from it.
+            A rerun is not bit for bit the same: two runs with one seed differed from their first batch on.
     """
 
     for_inference: bool = False
     compile_model: bool = False
     compile: bool | str = False
+    seed: int | None = None
 
     @classmethod
     def take(cls, options: dict) -> tuple[RunSettings, dict]:
@@ -54,6 +59,7 @@ class RunSettings:
             for_inference=bool(options.pop("for_inference", False)),
             compile_model=bool(options.pop("compile_model", False)),
             compile=options.pop("compile", False),
+            seed=options.pop("seed", None),
         )
         return settings, options
 

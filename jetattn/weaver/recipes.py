@@ -140,6 +140,8 @@ def get_model(recipe: str, data_config: Any, **options) -> tuple[nn.Module, dict
     ``options`` (``--network-option`` values and weaver's run settings), and its ``model_info``."""
     chosen = RECIPES[recipe]
     settings, options = RunSettings.take(options)
+    if settings.seed is not None:
+        torch.manual_seed(settings.seed)
     model = chosen.build(data_config, settings, **{**chosen.defaults, **options})
     if chosen.reads is not None:
         read_inputs_by_name(model, tuple(data_config.input_names), chosen.reads)
