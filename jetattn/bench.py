@@ -1,6 +1,7 @@
 """Benchmarks that print figures (not tests).
 
-python -m jetattn.bench part [--batch-size 256] [--version 3.5] [--packed] [--checkpoint-pairs] [--tensor-memory]
+python -m jetattn.bench part [--batch-size 256] [--version 3.5] [--packed] [--bucketed] [--checkpoint-pairs]
+    [--tensor-memory]
     inference and training jets/s of our ParT and weaver-core's ParticleTransformer, same configuration
     and weights, JetClass ``full`` shapes (17 features, 128 particles, multiplicities like JetClass),
     both trimming each batch at its longest jet; ``--packed``: ours packed too (``-o packed 1``);
@@ -56,6 +57,8 @@ def bench_part(args: argparse.Namespace) -> dict:
     # steps that randomness, not the code, decides the figure. Every model trims at the longest jet here.
     weaver_model.trimmer.target = (1.0, 1.0)
     ours_options = {"ours": {}, "ours-packed": {"packed": True}} if args.packed else {"ours": {}}
+    if args.bucketed:
+        ours_options["ours-bucketed"] = {"buckets": 4}
     if args.checkpoint_pairs:
         ours_options.update({f"{name}-recompute": {**o, "checkpoint_pairs": True} for name, o in ours_options.items()})
     models = {}
@@ -385,6 +388,7 @@ def part_arguments(sub) -> argparse.ArgumentParser:
     part.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
     part.add_argument("--version", type=float, default=1, help="weaver-core's ParT version (1, 2, 3, 3.5, 3.6)")
     part.add_argument("--packed", action="store_true", help="also ours with -o packed 1, timed in the same turns")
+    part.add_argument("--bucketed", action="store_true", help="also ours with -o buckets 4, timed in the same turns")
     part.add_argument(
         "--checkpoint-pairs", action="store_true", help="also each of ours with -o checkpoint_pairs 1, same turns"
     )
