@@ -145,7 +145,9 @@ def test_jetclass_jets_and_constituents(jetclass):
     neutral = jets.part_charge == 0
     assert ak.all(jets.part_d0val[neutral] == 0) and ak.all(jets.part_d0err[~neutral] > 0)
     assert not ak.any(np.isin(abs(ak.flatten(jets.part_pid)), [12, 14, 16]))
-    assert_particle_flow(jets, min_track_pt=0.7)  # CMS card: tracks curl below 0.735 GeV
+    # JetClass's CMS card: tracks curl below 0.735 GeV; few are found at the endcap and pass their tower there, or
+    # keep their momentum beside a neutral (0.57 % of the charged constituents of the real H->bb jets)
+    assert_particle_flow(jets, min_track_pt=0.7, max_share=0.01)
 
 
 def assert_particle_flow(jets: ak.Array, min_track_pt: float, max_share: float = 0.002) -> None:

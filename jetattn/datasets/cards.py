@@ -1,8 +1,9 @@
 """The numbers of Delphes' CMS and ATLAS detector cards that `detector.apply_particle_flow` uses.
 
-Transcribed from delphes/delphes `cards/delphes_card_CMS.tcl` (master, commit 0593ac3) and
-`cards/delphes_card_ATLAS.tcl` (commit 8713dee, the card with one `Calorimeter` module, of the Delphes 3.3 series; see
-`_atlas`); the module names are the cards':
+Transcribed from the CMS card JetClass ran, jet-universe/jetclass_generation `delphes_card.tcl` (Delphes' CMS card
+with its own HCal threshold, hadron momentum resolution and a TrackSmearing module; see `_cms`), and from
+delphes/delphes `cards/delphes_card_ATLAS.tcl` (commit 8713dee, the card with one `Calorimeter` module, of the Delphes
+3.3 series; see `_atlas`); the module names are the cards':
 
 - `ParticlePropagator`: solenoid radius and half-length (m) and field Bz (T). CMS 1.29, 3.00, 3.8; ATLAS 1.15, 3.51,
   2.0.
@@ -86,15 +87,17 @@ class Calorimeter:
 class Card:
     """A detector card, and the Delphes release whose modules ran it where they differ (`detector.py` emulates both).
 
-    curlers_tracked: a charged particle whose helix is narrower than the calorimeter radius leaves the field
-    through an endcap (ParticlePropagator, every release: `if(r_c + TMath::Abs(r) < fRadius) t = t_z`), and the
-    Efficiency module draws at that position's eta (`candidatePosition.Eta()`): True keeps such a track with the
-    card's efficiency there, as Delphes does; False never finds it (`detector._tracks` says why for CMS).
     combined_calorimeter: one `Calorimeter` module for both ECAL and HCAL (the shared towers' position drawn once
     by SmearTowerCenter, so a tower's photon and neutral hadron sit at the same eta, phi); False: two
     `SimpleCalorimeter` modules, each drawing its own.
     eflow: the EFlow of the calorimeter modules, "3.3" (the Delphes 3.3 series) or "3.4" (3.4.0 on): `detector`'s
     `_tower_flow_3_3` and `_tower_flow_3_4` give each.
+    true_track_momenta: a TrackSmearing module with a momentum resolution of 0 (`PResolutionFormula { 0.0 }`) follows
+    MomentumSmearing. It rebuilds each track from the momentum the propagator stored, the generated one (P, CtgTheta,
+    Phi, which MomentumSmearing leaves alone), and sets its TrackResolution to pError / p = 0. Tracks then carry
+    their generated momenta, and the 3.4 EFlow gives them no weight against the calorimeter: a track in a tower
+    without a significant neutral excess takes its share of the tower's energy, and a tower below threshold
+    rescales its tracks to pT 0 (which the JetClass n-tuplizer drops).
     """
 
     name: str
@@ -106,9 +109,9 @@ class Card:
     ecal: Calorimeter
     hcal: Calorimeter
     massless_tracks: bool = False  # Delphes <= 3.4.2's MomentumSmearing set E = pT cosh(eta); 3.5.0 keeps the mass
-    curlers_tracked: bool = False
     combined_calorimeter: bool = False
     eflow: str = "3.4"
+    true_track_momenta: bool = False
 
 
 def _tower_edges(groups: list[tuple[list[float], int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -166,6 +169,8 @@ _TRACKING_EFFICIENCY = {
 _ETA_THIRDS = (0.5, 1.5, 2.5)
 _ELECTRON_RESOLUTION = MomentumResolution(_ETA_THIRDS, ((0.03, 1.3e-3), (0.05, 1.7e-3), (0.15, 3.1e-3)))
 _MUON_RESOLUTION = MomentumResolution(_ETA_THIRDS, ((0.01, 1.0e-4), (0.015, 1.5e-4), (0.025, 3.5e-4)))
+# ATLAS's hadrons (and electrons), and the hadrons of JetClass's CMS card ("based on arXiv:1405.6569" in both)
+_HADRON_RESOLUTION = MomentumResolution(_ETA_THIRDS, ((0.06, 1.3e-3), (0.10, 1.7e-3), (0.25, 3.1e-3)))
 
 
 def _quadrature(energy: np.ndarray, constant: float, stochastic: float, noise: float = 0.0) -> np.ndarray:
@@ -211,8 +216,16 @@ def _atlas_hcal_resolution(eta: np.ndarray, energy: np.ndarray) -> np.ndarray:
 
 
 def _cms() -> Card:
-    """The numbers of Delphes' CMS card. Longer than a screen on purpose: one table, read top to bottom beside the
-    card's TCL file."""
+    """The CMS card as JetClass ran it: `delphes_card.tcl` of jet-universe/jetclass_generation, run by MG5_aMC 3.1.1
+    of LCG_100 and its Delphes (`run.sh`, `madgraph.sh`), a 3.5 release: the n-tuplizer `makeNtuples.C` reads the
+    ParticleFlowCandidate branch that 3.5.0 added, and the real tracks are massive (3.5.0 "removed zero mass
+    assumption for all tracks"). Against Delphes' CMS card (master, commit 0593ac3) it has HCal
+    EnergySignificanceMin 1.0 (master 2.0), the hadron momentum resolution 6 % (+) 1.3e-3 pT to 25 % (+) 3.1e-3 pT
+    (master 1 % (+) 1.5e-4 pT to 2.5 % (+) 5.5e-4 pT), a muon efficiency falling above 1 TeV (not emulated: the
+    jets stop at 1 TeV), and a TrackSmearing module after the track merger (`Card.true_track_momenta`; its impact
+    parameter tables are not emulated). Delphes 3.5 propagates curling tracks to the endcap and draws their
+    efficiency there, and keeps the tracks' masses. Longer than a screen on purpose: one table, read top to bottom
+    beside the card's TCL file."""
     hcal_edges = _tower_edges(
         [
             ([-1.566 + 0.087 * i for i in range(38)], 72),  # 5 degrees, -1.566 .. 1.653
@@ -269,12 +282,13 @@ def _cms() -> Card:
         half_length=3.00,
         tracking_efficiency=_TRACKING_EFFICIENCY,
         momentum_resolution={
-            "hadron": MomentumResolution(_ETA_THIRDS, ((0.01, 1.5e-4), (0.015, 2.5e-4), (0.025, 5.5e-4))),
+            "hadron": _HADRON_RESOLUTION,
             "electron": _ELECTRON_RESOLUTION,
             "muon": _MUON_RESOLUTION,
         },
         ecal=Calorimeter(*_ecal_edges(), _cms_ecal_resolution, 0.5, 2.0, _ECAL_FRACTIONS, 0.0, 22),
-        hcal=Calorimeter(*hcal_edges, _cms_hcal_resolution, 1.0, 2.0, _HCAL_FRACTIONS, 1.0, 0),
+        hcal=Calorimeter(*hcal_edges, _cms_hcal_resolution, 1.0, 1.0, _HCAL_FRACTIONS, 1.0, 0),
+        true_track_momenta=True,
     )
 
 
@@ -329,14 +343,13 @@ def _atlas() -> Card:
         half_length=3.51,
         tracking_efficiency=_TRACKING_EFFICIENCY,
         momentum_resolution={
-            "hadron": (hadron := MomentumResolution(_ETA_THIRDS, ((0.06, 1.3e-3), (0.10, 1.7e-3), (0.25, 3.1e-3)))),
-            "electron": hadron,
+            "hadron": _HADRON_RESOLUTION,
+            "electron": _HADRON_RESOLUTION,
             "muon": MomentumResolution(_ETA_THIRDS, ((0.02, 2.0e-4), (0.03, 3.0e-4), (0.06, 6.0e-4))),
         },
         ecal=Calorimeter(*towers, _atlas_ecal_resolution, 0.5, 1.0, _ECAL_FRACTIONS, 0.0, 22),
         hcal=Calorimeter(*towers, _atlas_hcal_resolution, 1.0, 1.0, _HCAL_FRACTIONS, 1.0, 0),
         massless_tracks=True,  # the real TopLandscape constituents are all massless
-        curlers_tracked=True,
         combined_calorimeter=True,
         eflow="3.3",
     )

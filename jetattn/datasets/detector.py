@@ -345,8 +345,9 @@ def _track_kind(pid: np.ndarray) -> np.ndarray:
 def _tracks(
     card: Card, particles: dict[str, np.ndarray], pt: np.ndarray, eta: np.ndarray, rng: np.random.Generator
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Step 2 of `apply_particle_flow`: the charged particles found as tracks and their smeared momenta. Returns
-    pid, energy, resolution and `source` (index into `particles`) per track, and the momenta (3, n_tracks)."""
+    """Step 2 of `apply_particle_flow`: the charged particles found as tracks and their measured momenta. Returns
+    pid, energy, mass2 (mass squared), resolution and `source` (index into `particles`) per track, and the momenta
+    (3, n_tracks)."""
     px, py, pz, energy, charge, pid = (particles[k] for k in ("px", "py", "pz", "energy", "charge", "pid"))
     charged = np.flatnonzero(charge != 0)
     kind = _track_kind(pid[charged])
@@ -356,19 +357,29 @@ def _tracks(
         of_kind = kind == name
         efficiency[of_kind] = table(pt[charged][of_kind], abs_eta[of_kind])
         resolution[of_kind] = card.momentum_resolution[name](pt[charged][of_kind], abs_eta[of_kind])
-    # a helix narrower than the calorimeter radius never reaches the barrel; whether it is a track at its
-    # endcap hit (Delphes) or never (CMS: the real JetClass jets have none) is the card's (apply_particle_flow)
-    curls = pt[charged] < _GEV_PER_TESLA_METRE * np.abs(charge[charged]) * card.bz * card.radius / 2
-    found = (rng.random(len(charged)) < efficiency) & (card.curlers_tracked | ~curls)
+    # a helix narrower than the calorimeter radius ends on an endcap: `eta` is there, and so is its efficiency
+    found = rng.random(len(charged)) < efficiency
     source, resolution = charged[found], np.minimum(resolution[found], 1.0)
-    true_pt = pt[source]
-    pt_scale = _lognormal(true_pt, resolution * true_pt, rng) / true_pt
     mass2 = np.maximum(energy[source] ** 2 - px[source] ** 2 - py[source] ** 2 - pz[source] ** 2, 0.0)
     if card.massless_tracks:
         mass2 = np.zeros_like(mass2)
-    momentum = np.stack([px[source], py[source], pz[source]]) * pt_scale
+    momentum = np.stack([px[source], py[source], pz[source]])
+    if card.true_track_momenta:  # TrackSmearing undoes MomentumSmearing and zeroes the resolution
+        resolution = np.zeros(len(source))
+    else:
+        true_pt = pt[source]
+        momentum = momentum * (_lognormal(true_pt, resolution * true_pt, rng) / true_pt)
     track_energy = np.sqrt((momentum**2).sum(axis=0) + mass2)
-    return {"pid": pid[source], "energy": track_energy, "resolution": resolution, "source": source}, momentum
+    tracks = {"pid": pid[source], "energy": track_energy, "mass2": mass2, "resolution": resolution, "source": source}
+    return tracks, momentum
+
+
+def _rescaled_energy(card: Card, energy: np.ndarray, mass2: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Track energies after EFlow scaled their momenta by `scale`: Delphes 3.5.0 sets the new pT at fixed mass
+    (SetPtEtaPhiM); before, tracks were massless and the whole four-momentum was scaled."""
+    if card.massless_tracks:
+        return energy * scale
+    return np.sqrt((energy**2 - mass2) * scale**2 + mass2)
 
 
 def apply_particle_flow(
@@ -385,15 +396,16 @@ def apply_particle_flow(
        at the origin (displaced production, a few mm at most here, is neglected for the calorimeter position).
     2. Tracking efficiency (by pT and the |eta| of that position, as Delphes' Efficiency module) and log-normal
        pT smearing at fixed direction and mass (MomentumSmearing, relative resolution capped at 1; massless with
-       the ATLAS card, as Delphes up to 3.4.2). A curling track (helix diameter below the calorimeter radius:
-       pT < 0.15 Bz R, 0.735 GeV for CMS, 0.345 GeV for ATLAS) reaches an endcap, far forward, where Delphes
-       draws the efficiency: `card.curlers_tracked` keeps it so (ATLAS); CMS never finds it, because the real
-       JetClass sample has no constituent below 0.8 GeV but a few. Its energy reaches the calorimeter there.
+       the ATLAS card, as Delphes up to 3.4.2), undone with `card.true_track_momenta` (JetClass's TrackSmearing).
+       A curling track (helix diameter below the calorimeter radius: pT < 0.15 Bz R, 0.735 GeV for CMS,
+       0.345 GeV for ATLAS) reaches an endcap, far forward, where Delphes draws the efficiency and where its
+       energy reaches the calorimeter.
     3. ECAL, then HCAL towers (`_flow_through`): every visible particle deposits its energy times the card's
        fraction for its species in the cell at its calorimeter position; the tracks' energies are subtracted
        there by the EFlow of `card.eflow`. Tracks pass on, scaled where their tower made no neutral (3.4) or where
-       the calorimeter measures them better (3.3). With `card.combined_calorimeter` a tower's photon and neutral
-       hadron share one position.
+       the calorimeter measures them better (3.3); scaled at fixed mass unless massless, and dropped when scaled
+       to nothing (a tower below threshold, with `card.true_track_momenta`). With `card.combined_calorimeter` a
+       tower's photon and neutral hadron share one position.
     Output, tracks first then ECAL photons (pid 22) then HCAL neutral hadrons (pid 0, as Delphes), stably sorted
     by event: px, py, pz, energy (GeV; neutrals massless), charge, pid, d0val, d0err, dzval, dzerr (mm; impact
     parameters of the tracks as in `apply_detector`, 0 for neutrals), and `event`.
@@ -409,14 +421,18 @@ def apply_particle_flow(
     at_calorimeter = {"event": event, "pid": pid, "energy": energy, "eta": eta, "phi": phi}
 
     tracks, track_momentum = _tracks(card, checked, pt, eta, rng)
-    source, track_energy = tracks["source"], tracks["energy"]
+    track_energy, mass2 = tracks["energy"], tracks["mass2"]
     photons, ecal_scale = _flow_through(card.ecal, at_calorimeter, tracks, rng, card.eflow)
-    tracks["energy"] = track_energy * ecal_scale
+    tracks["energy"] = _rescaled_energy(card, track_energy, mass2, ecal_scale)
     hadrons, hcal_scale = _flow_through(card.hcal, at_calorimeter, tracks, rng, card.eflow)
     if card.combined_calorimeter:
         _one_position_per_tower(photons, hadrons)
     track_scale = ecal_scale * hcal_scale
-    track_momentum = track_momentum * track_scale
+    # a track scaled to nothing (its tower below threshold, true_track_momenta) is no particle-flow object
+    kept = track_scale > 0
+    source, track_scale = tracks["source"][kept], track_scale[kept]
+    track_energy = _rescaled_energy(card, track_energy[kept], mass2[kept], track_scale)
+    track_momentum = track_momentum[:, kept] * track_scale
     d0_true, dz_true = straight_track_impact_parameters(
         px[source], py[source], pz[source], x[source] - pv[0], y[source] - pv[1], z[source] - pv[2]
     )
@@ -434,7 +450,7 @@ def apply_particle_flow(
         "px": [track_momentum[0], neutral_pt * np.cos(neutrals["phi"])],
         "py": [track_momentum[1], neutral_pt * np.sin(neutrals["phi"])],
         "pz": [track_momentum[2], neutral_pt * np.sinh(neutrals["eta"])],
-        "energy": [track_energy * track_scale, neutrals["energy"]],
+        "energy": [track_energy, neutrals["energy"]],
         "charge": [charge[source], no_track],
         "pid": [pid[source], neutral_pid],
         "d0val": [d0_true + d0err * d0_noise, no_track],
