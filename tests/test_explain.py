@@ -274,6 +274,7 @@ def test_a_background_that_is_no_class_is_one_line_before_any_work(tmp_path, cap
     assert err == ["error: --background label_Hbb: not a class of the data config (Top, QCD)"]
 
 
+@pytest.mark.slow  # explains real jets three times over
 @pytest.mark.requiresdata
 def test_collect_gives_the_numbers_and_render_draws_them(hbb_sample, tmp_path, monkeypatch):
     """collect writes nothing; render draws what it collected and writes it as explain.json. A network trained

@@ -170,6 +170,7 @@ def test_cli_errors_are_one_line(tiny, tmp_path, capsys):
 
 
 @pytest.mark.requiresdata
+@pytest.mark.slow  # the whole CLI, ONNX export included
 def test_cli_end_to_end_on_real_top_jets(real_data, tiny, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     model, _ = tiny
