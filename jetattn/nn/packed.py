@@ -34,10 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from jetattn.nn.pairs import pair_features, particle_kinematics
+from jetattn.nn.pairs import embed_pair_features, pair_features, particle_kinematics
 
 ROW_MULTIPLE = 32  # row length R: the longest jet rounded up to this
 
@@ -185,18 +183,6 @@ def packed_inputs(model, x: torch.Tensor, v: torch.Tensor, packed: PackedBatch) 
     return tokens, kinematics, four_vectors
 
 
-def embed_pairs(embed: nn.Sequential, features: torch.Tensor) -> torch.Tensor:
-    """:class:`~jetattn.nn.pairs.PairEmbed`'s layers on ``(P, 4)`` pairs  ->  ``(P, heads)``, the 1×1 convolutions
-    as the matrix products they are: same weights and BatchNorm statistics (over the P pairs), and no convolution,
-    whose backward inductor compiles for one length only (it would recompile for every pair count)."""
-    for layer in embed:
-        if isinstance(layer, nn.Conv1d):
-            features = F.linear(features, layer.weight[..., 0], layer.bias)
-        else:  # BatchNorm1d on (P, C) normalises over the pairs, as on (1, C, P); GELU
-            features = layer(features)
-    return features
-
-
 def pair_elements(pair_embed, kinematics, four_vectors, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The pair features of the packed tokens ``a, b`` (``(P,)``; ``kinematics (3, T)``, ``four_vectors (4, T)``)
     through the pair embedding's layers  ->  ``(P, heads)``."""
@@ -204,7 +190,7 @@ def pair_elements(pair_embed, kinematics, four_vectors, a: torch.Tensor, b: torc
         kinematics[:, a], kinematics[:, b], four_vectors[:, a], four_vectors[:, b], min_delta=pair_embed.min_delta
     )
     features = torch.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0)  # as the padded PairEmbed
-    return embed_pairs(pair_embed.embed, features.T)
+    return embed_pair_features(pair_embed.embed, features.T)
 
 
 def run_packed(model, tokens, kinematics, four_vectors, packed: PackedBatch) -> torch.Tensor:

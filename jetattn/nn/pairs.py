@@ -13,8 +13,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+# pairs per slice of the folded eval-mode embedding: 16384 × 64 float32 channels is 4 MB, which stays in cache
+# between the layers (measured on the 2-core AMD EPYC: docs/benchmarks.md, "The pair embedding in inference")
+INFERENCE_CHUNK = 16384
 
 
 def particle_kinematics(p4: torch.Tensor) -> torch.Tensor:
@@ -166,7 +171,7 @@ class PairEmbed(nn.Module):
         # an unphysical particle (E < |pz|, say from a NaN energy read as 0) has no rapidity: keep it from
         # turning the BatchNorm statistics, and so the whole batch, into NaN
         features = torch.nan_to_num(features, nan=0.0, posinf=0.0, neginf=0.0)
-        return self.embed(features.unsqueeze(0)).squeeze(0).T
+        return embed_pair_features(self.embed, features.T)
 
     def embed_projected(self, features: torch.Tensor) -> torch.Tensor:
         """Pair features projected along the key axis, ``(B, 4, L, proj_dim)``  ->  ``(B, heads, L, proj_dim)``;
@@ -174,6 +179,78 @@ class PairEmbed(nn.Module):
         batch, channels, length, proj_dim = features.shape
         flat = features.reshape(batch, channels, length * proj_dim)
         return self.recomputed(self.embed, flat).view(batch, -1, length, proj_dim)
+
+
+Stage = tuple[torch.Tensor, torch.Tensor, "nn.Module | None"]
+
+
+def embed_pair_features(embed: nn.Sequential, features: torch.Tensor) -> torch.Tensor:
+    """:class:`PairEmbed`'s layers on ``(P, C)`` pair features  ->  ``(P, heads)``.
+
+    In training (any BatchNorm in training mode) layer by layer, the 1×1 convolutions as the matrix products they
+    are, so the BatchNorms normalise over the P pairs. In eval the BatchNorms are fixed affine maps: they are folded
+    into the convolutions (:func:`folded_stages`), and the pairs go through in slices of ``INFERENCE_CHUNK``, so the
+    ``pair_embed_dims``-wide intermediates of P pairs are never all in memory (a slice's stay in cache). The same
+    function to float32 rounding (about 1e-6 relative). ``torch.compile`` takes the whole batch in one slice. ONNX
+    export keeps the layers as they are, so the graph and its int8 quantization stay as before.
+    """
+    if torch.onnx.is_in_onnx_export():  # the layers as they are: Conv, BatchNormalization (not int8 MatMuls)
+        return embed(features.T.unsqueeze(0)).squeeze(0).T
+    if any(m.training for m in embed if isinstance(m, nn.BatchNorm1d)):
+        for layer in embed:
+            if isinstance(layer, nn.Conv1d):
+                features = F.linear(features, layer.weight[..., 0], layer.bias)
+            else:  # BatchNorm1d on (P, C) normalises over the pairs, as on (1, C, P); GELU
+                features = layer(features)
+        return features
+    stages = folded_stages(embed)
+    if torch.compiler.is_compiling() or features.shape[0] <= INFERENCE_CHUNK:
+        return run_stages(stages, features)
+    out = features.new_empty(features.shape[0], stages[-1][0].shape[0])
+    for start in range(0, features.shape[0], INFERENCE_CHUNK):
+        out[start : start + INFERENCE_CHUNK] = run_stages(stages, features[start : start + INFERENCE_CHUNK])
+    return out
+
+
+def run_stages(stages: list[Stage], features: torch.Tensor) -> torch.Tensor:
+    for weight, bias, activation in stages:
+        features = F.linear(features, weight, bias)
+        if activation is not None:
+            features = activation(features)
+    return features
+
+
+def folded_stages(embed: nn.Sequential) -> list[Stage]:
+    """The eval-mode layers of :class:`PairEmbed` (BatchNorm, then 1×1 convolution, BatchNorm, GELU per layer) as
+    ``(weight (out, in), bias (out,), activation or None)`` stages: each BatchNorm's running statistics and affine
+    parameters are the map x -> s x + t, folded into the convolution after it (the leading one, on the inputs) or
+    before it (the others, on the outputs)."""
+    stages: list[Stage] = []
+    weight = bias = in_scale = in_shift = None
+    for layer in embed:
+        if isinstance(layer, nn.BatchNorm1d):
+            scale = torch.rsqrt(layer.running_var + layer.eps)
+            if layer.affine:
+                scale = scale * layer.weight
+            shift = -layer.running_mean * scale + (layer.bias if layer.affine else 0)
+            if weight is None:  # the leading BatchNorm, on the inputs of the next convolution
+                in_scale, in_shift = scale, shift
+            else:
+                weight, bias = weight * scale[:, None], bias * scale + shift
+        elif isinstance(layer, nn.Conv1d):
+            if weight is not None:
+                stages.append((weight, bias, None))
+            weight = layer.weight[..., 0]
+            bias = layer.bias if layer.bias is not None else weight.new_zeros(weight.shape[0])
+            if in_scale is not None:
+                weight, bias = weight * in_scale, bias + weight @ in_shift
+                in_scale = in_shift = None
+        else:  # the activation closes a stage
+            stages.append((weight, bias, layer))
+            weight = bias = None
+    if weight is not None:
+        stages.append((weight, bias, None))
+    return stages
 
 
 @contextmanager
