@@ -7,6 +7,9 @@ else
 PYTHON ?= $(VENV)/bin/python
 endif
 PYTEST_ARGS ?=
+# the suite runs in one pytest-xdist worker per core (one torch thread each, tests/conftest.py); 0 runs it in this
+# process alone
+TEST_WORKERS ?= auto
 # The torch policy, stated once: pyproject.toml declares the oldest torch the code supports (torch>=2.4); this is
 # the version the suite is tested with, installed only when no torch is there (an open range would pull a
 # multi-GB CUDA build on a CPU machine), and an installed torch is never upgraded.
@@ -23,11 +26,11 @@ install:
 
 # the whole suite, as CI runs it
 test: install
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # the edit-test loop: everything but the tests marked slow
 test-fast: install
-	$(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: install
 	$(PYTHON) -m ruff check $(LINTED)

@@ -5,6 +5,14 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one worker per core: one thread each, for torch here and for the processes the tests start
+    # (weaver, the train scripts), so that the workers do not fight over the cores
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("JETATTN_SHARED", REPO.parent / "shared"))
 REAL_DATA = SHARED / "data" / "real"

@@ -191,8 +191,9 @@ def embed_pair_features(embed: nn.Sequential, features: torch.Tensor) -> torch.T
     are, so the BatchNorms normalise over the P pairs. In eval the BatchNorms are fixed affine maps: they are folded
     into the convolutions (:func:`folded_stages`), and the pairs go through in slices of ``INFERENCE_CHUNK``, so the
     ``pair_embed_dims``-wide intermediates of P pairs are never all in memory (a slice's stay in cache). The same
-    function to float32 rounding (about 1e-6 relative). ``torch.compile`` takes the whole batch in one slice. ONNX
-    export keeps the layers as they are, so the graph and its int8 quantization stay as before.
+    function to float32 rounding (about 1e-6 relative). ``torch.compile`` and GPUs take the whole batch in one slice
+    (the compiler fuses the region itself; on a GPU small slices would cost launches, and the slicing is measured on
+    CPUs only). ONNX export keeps the layers as they are, so the graph and its int8 quantization stay as before.
     """
     if torch.onnx.is_in_onnx_export():  # the layers as they are: Conv, BatchNormalization (not int8 MatMuls)
         return embed(features.T.unsqueeze(0)).squeeze(0).T
@@ -204,7 +205,7 @@ def embed_pair_features(embed: nn.Sequential, features: torch.Tensor) -> torch.T
                 features = layer(features)
         return features
     stages = folded_stages(embed)
-    if torch.compiler.is_compiling() or features.shape[0] <= INFERENCE_CHUNK:
+    if torch.compiler.is_compiling() or features.device.type != "cpu" or features.shape[0] <= INFERENCE_CHUNK:
         return run_stages(stages, features)
     out = features.new_empty(features.shape[0], stages[-1][0].shape[0])
     for start in range(0, features.shape[0], INFERENCE_CHUNK):
