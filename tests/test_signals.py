@@ -121,6 +121,27 @@ def test_a_signal_ignored_at_start_stays_ignored():
 # get_datasets.py --generate
 
 
+TRACKER_LEFT_A_GONE_NAME = """
+import sys
+from multiprocessing import resource_tracker
+from jetattn.datasets import signals
+signals.start_resource_tracker() if sys.argv[1] == "ours" else resource_tracker.ensure_running()
+# as a process killed between removing its semaphore and telling the tracker leaves it: a name already gone
+resource_tracker.register("/jetattn-test-no-such-semaphore", "semaphore")
+"""
+
+
+def test_the_workers_resource_tracker_says_nothing_after_the_last_line():
+    runs = {
+        which: subprocess.run(
+            [sys.executable, "-c", TRACKER_LEFT_A_GONE_NAME, which], capture_output=True, text=True, timeout=60
+        )
+        for which in ("plain", "ours")
+    }
+    assert "resource_tracker: '/jetattn-test-no-such-semaphore'" in runs["plain"].stderr  # what a stop printed
+    assert runs["ours"].returncode == 0 and runs["ours"].stderr == ""
+
+
 def generate_argv(dataset: str, number: int, out: Path, envfile: Path) -> list[str]:
     count = ["--num-events" if dataset == "DiHiggs" else "--num-jets", str(number)]
     return [
