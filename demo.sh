@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: real physics end to end in about 15 minutes on a 2-core CPU (a GPU is used when present).
+# `make demo`: real physics end to end in about 6 minutes on a quiet 2-core CPU (a GPU is used when present).
 #   1. Pythia 8 + FastJet make a small TopLandscape-format sample (top vs QCD jets, pT 550-650 GeV);
 #   2. ./train_TopLandscape.sh trains a small ParT on it and predicts the test jets;
 #   3. accuracy, AUC and background rejection at 30% (and 50%) signal efficiency are printed, and the
