@@ -177,8 +177,9 @@ class PairEmbed(nn.Module):
         """Pair features projected along the key axis, ``(B, 4, L, proj_dim)``  ->  ``(B, heads, L, proj_dim)``;
         with ``recompute``, LinParT's largest activations (``L × proj_dim`` per channel and jet) are not kept."""
         batch, channels, length, proj_dim = features.shape
-        flat = features.reshape(batch, channels, length * proj_dim)
-        return self.recomputed(self.embed, flat).view(batch, -1, length, proj_dim)
+        flat = features.permute(0, 2, 3, 1).reshape(-1, channels)  # B·L·proj_dim entries, as the pairs of forward
+        embedded = self.recomputed(embed_pair_features, self.embed, flat)
+        return embedded.view(batch, length, proj_dim, -1).permute(0, 3, 1, 2).contiguous()  # key axis contiguous
 
 
 Stage = tuple[torch.Tensor, torch.Tensor, "nn.Module | None"]
