@@ -33,6 +33,7 @@ TINY_PART = [
 ]
 CLASSES = ("HToBB", "HToCC", "HToGG", "HToWW2Q1L", "HToWW4Q", "TTBar", "TTBarLep", "WToQQ", "ZToQQ", "ZJetsToNuNu")
 JETS_PER_CLASS = 30
+EPOCHS = 4
 
 pytestmark = pytest.mark.slow
 
@@ -99,8 +100,11 @@ def test_train_jetclass_with_the_scripts_defaults_trains_and_predicts(generated,
         "ParT",
         "full",
         *TINY_PART,
+        # weaver keeps a best epoch only once the validation accuracy rises above 0: over these 30 jets the tiny
+        # model's stayed at 0 through two epochs once in CI, and weaver's test step then found no model. Four
+        # epochs, two at the full learning rate: 12 runs here gave 48 accuracies of 0.03-0.20, none at 0
         "--num-epochs",
-        "2",
+        str(EPOCHS),
         cwd=tmp_path,
         DATADIR_JetClass=str(generated),
     )
@@ -114,7 +118,7 @@ def test_train_jetclass_with_the_scripts_defaults_trains_and_predicts(generated,
     assert int(last(cmd, "--samples-per-epoch")) <= 10 * 24 and last(cmd, "--fetch-step") == "1"
     assert int(last(cmd, "--num-workers")) <= default_files_per_class(JETS_PER_CLASS)
     assert "AssertionError" not in log and "Traceback" not in log
-    assert len(re.findall(r"Epoch #\d+: Current validation metric", log)) == 2
+    assert len(re.findall(r"Epoch #\d+: Current validation metric", log)) == EPOCHS
     run_dirs = list((tmp_path / "training/JetClass/ParT/full").iterdir())
     assert len(run_dirs) == 1 and (run_dirs[0] / "net_best_epoch_state.pt").is_file()
     predictions = sorted(p.name for p in (run_dirs[0] / "predict_output").glob("pred_*.root"))
