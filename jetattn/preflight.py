@@ -87,7 +87,15 @@ def _root_branches(path: str, treename: str | None) -> set[str]:
         size = os.path.getsize(path)
         if end > size:
             raise PreflightError(f"{path}: truncated ROOT file ({size} of {end} bytes)")
-        trees = sorted({k.split(";")[0] for k, v in f.items() if getattr(v, "classname", "") == "TTree"})
+        classes = {k.split(";")[0]: v for k, v in f.classnames().items()}
+        trees = sorted(k for k, v in classes.items() if v == "TTree")
+        if not trees and "ROOT::RNTuple" in classes.values():
+            # what uproot 5.7 writes for `file["tree"] = {...}`; mktree writes a TTree
+            rntuples = ", ".join(sorted(k for k, v in classes.items() if v == "ROOT::RNTuple"))
+            raise PreflightError(
+                f"{path}: holds the RNTuple {rntuples} and no TTree, which weaver reads; "
+                "write the tree with uproot's file.mktree(...) and .extend(...)"
+            )
         if treename is None:
             if len(trees) != 1:
                 found = ", ".join(trees) or "none"

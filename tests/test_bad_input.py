@@ -103,6 +103,23 @@ def test_not_a_root_file_and_no_match(real_data: Path, tmp_path: Path, capsys):
     assert one_error_line(capsys) == f"error: --data-test x:{tmp_path}/none_*.root: matches no file"
 
 
+def test_an_rntuple_is_named_with_the_way_to_write_a_ttree(real_data: Path, tmp_path: Path, capsys):
+    """uproot 5.7 writes ``file["tree"] = {...}`` as an RNTuple, which the TTree check alone called 'found none'."""
+    import uproot
+
+    columns = read_jets(real_data / "TopLandscape_sample_1000.root")
+    rntuple = tmp_path / "rntuple.root"
+    with uproot.recreate(rntuple) as f:
+        f["tree"] = {name: values[:50] for name, values in columns.items()}
+    if uproot.open(rntuple).classnames() != {"tree;1": "ROOT::RNTuple"}:
+        pytest.fail(f"this uproot ({uproot.__version__}) wrote {uproot.open(rntuple).classnames()}: no RNTuple")
+    assert preflight(["-c", str(TOP_YAML), "--data-train", str(rntuple)]) == 1
+    assert one_error_line(capsys) == (
+        f"error: {rntuple}: holds the RNTuple tree and no TTree, which weaver reads; "
+        "write the tree with uproot's file.mktree(...) and .extend(...)"
+    )
+
+
 @pytest.fixture(scope="module")
 def broken_jets(real_data: Path, tmp_path_factory) -> dict[str, torch.Tensor]:
     """32 real top/QCD jets through weaver's input pipeline: jets 0-3 without particles, NaN and inf in
