@@ -180,12 +180,14 @@ def task_metrics(columns: dict[str, np.ndarray], task: str) -> dict[str, float]:
             raise ValueError(f"task JetClass needs the scores of {', '.join(missing)} (file has {', '.join(classes)})")
         scores = np.stack([columns["score_" + c] for c in classes], axis=1)
         truth = np.stack([columns[c] for c in classes], axis=1).astype(bool)
-        return jetclass_metrics(scores, truth.argmax(axis=1), classes)
+        result = jetclass_metrics(scores, truth.argmax(axis=1), classes)
+        result["num_background"] = int(truth[:, classes.index(JETCLASS_BACKGROUND)].sum())
+        return result
     if task not in BINARY_TASKS:
         raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     signal, background = BINARY_TASKS[task]
     result = binary_metrics(columns, signal, [background], signal_effs=(0.5, 0.3))
-    return {key: result[key] for key in ("accuracy", "auc", "rejection_at_50", "rejection_at_30")}
+    return {key: result[key] for key in ("accuracy", "auc", "rejection_at_50", "rejection_at_30", "num_background")}
 
 
 def bootstrap_spread(
@@ -217,9 +219,13 @@ def _progress(iterable, show: bool, description: str):
     return tqdm(iterable, desc=description, leave=False)
 
 
-def _figure(value: float, error: float | None = None) -> str:
+def _figure(value: float, error: float | None = None, num_background: int | None = None) -> str:
+    """``value ± error``; an infinite rejection (no background jet passes) as the bound ``> N`` where the number
+    of background jets N is known."""
     if not math.isfinite(value):
-        return "inf" if value > 0 else "nan"
+        if value > 0:
+            return f"> {num_background}" if num_background else "inf"
+        return "nan"
     digits = 4 if abs(value) < 2 else 1
     text = f"{value:.{digits}f}"
     return text if error is None or not math.isfinite(error) else f"{text} ± {error:.{digits}f}"
@@ -227,7 +233,8 @@ def _figure(value: float, error: float | None = None) -> str:
 
 def task_table(rows: list[dict], task: str, summary: bool = True) -> str:
     """Markdown: one line per file (value ± bootstrap spread), then (``summary``, for repeats of one training)
-    the mean ± standard deviation over files."""
+    the mean ± standard deviation over files. A rejection with no background jet passing shows as ``> N``, N the
+    file's background jets; a mean over files with such a rejection is ``inf``."""
     keys = [k for k, v in rows[0]["metrics"].items() if isinstance(v, float)]
     heads = {
         "accuracy": "accuracy",
@@ -238,7 +245,8 @@ def task_table(rows: list[dict], task: str, summary: bool = True) -> str:
     names = [heads.get(k, k.replace("rej_", "1/εB ")) for k in keys]
     lines = ["| file | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(keys)]
     for row in rows:
-        cells = [_figure(row["metrics"][k], row["uncertainty"].get(k)) for k in keys]
+        bound = row["metrics"].get("num_background")
+        cells = [_figure(row["metrics"][k], row["uncertainty"].get(k), bound) for k in keys]
         lines.append(f"| {row['file']} | " + " | ".join(cells) + " |")
     if summary and len(rows) > 1:
         spread = spread_over_files(rows)
@@ -253,7 +261,8 @@ def spread_over_files(rows: list[dict]) -> dict[str, dict[str, float]]:
     values = {k: np.asarray([row["metrics"][k] for row in rows]) for k in keys}
     return {
         "mean": {k: float(v.mean()) for k, v in values.items()},
-        "std": {k: float(v.std(ddof=1)) for k, v in values.items()},
+        # NaN, without numpy's warning, where a file's rejection is infinite
+        "std": {k: float(v.std(ddof=1)) if np.isfinite(v).all() else math.nan for k, v in values.items()},
     }
 
 

@@ -163,6 +163,21 @@ def test_task_cli_rows_per_file_mean_over_files_and_errors(tmp_path, capsys):
         main([files[0]])  # neither --task nor --signal
 
 
+def test_no_background_passing_is_a_bound_on_the_rejection_not_inf(tmp_path, capsys):
+    """A perfect tagger on 500 background jets: 1/εB > 500 per file; the mean over files stays inf, unwarned."""
+    import warnings
+
+    is_signal = np.arange(1000) % 2 == 0
+    perfect = dihiggs_columns(np.where(is_signal, 0.9, 0.1), is_signal)
+    files = [str(write_predictions(tmp_path / f"perfect{i}.root", perfect)) for i in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "invalid value encountered in subtract" for std([inf, inf])
+        assert main([*files, "--task", "DiHiggs", "--bootstrap", "0", "--json", str(tmp_path / "t.json")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[2].endswith("| 1.0000 | 1.0000 | > 500 | > 500 |") and lines[3] == lines[2].replace("0.root", "1.root")
+    assert lines[4].endswith("| inf | inf |")
+
+
 def test_task_jetclass_reads_ten_classes(tmp_path):
     from jetattn.datasets.processes import JETCLASS_LABELS
     from jetattn.metrics import task_metrics
