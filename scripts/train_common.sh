@@ -272,10 +272,17 @@ run_weaver() {
     local data_config=$1
     shift
     local run="training/$DATASET/$MODEL/${FEATURES:+$FEATURES/}{auto}"
+    # the log goes beside the caller's own --model-prefix: weaver would fill the {auto} of the script's log path
+    # with a name of its own, in a folder of its own, and print it nowhere
+    local log="$run/train.log" prefix
+    prefix=$(last_value "--model-prefix -m" "${EXTRA_ARGS[@]}")
+    if [[ -n $prefix && $prefix != *"{auto}"* ]]; then
+        log="$(dirname "$prefix")/$(predict_only && echo predict || echo train).log"
+    fi
     local script_args=("$@"
         --data-config "$data_config"
         --network-config "${ROOT}networks/$NETWORK"
-        --model-prefix "$run/net" --log-file "$run/train.log" --predict-output pred.root
+        --model-prefix "$run/net" --log-file "$log" --predict-output pred.root
         --batch-size "$BATCH" --start-lr "$LR" --optimizer ranger
         "${GPU_OPTS[@]}" "${MODEL_OPTS[@]}")
     local fitted=() options_file checked=0
@@ -306,10 +313,42 @@ run_weaver() {
         echo "note: weaver tests each class group alone, so it logs 'Cannot compute metric roc_auc_score' per group; for the test set's metrics: python -m jetattn.metrics <run>/predict_output/pred_*.root --task $DATASET --combine" >&2
         export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Only one class is present in y_true"
     fi
-    if ! predict_only; then
-        echo "checkpoints and log: ${run%/\{auto\}}/<run>/ (net_*.pt, train.log), predictions: ${run%/\{auto\}}/<run>/predict_output/pred*.root (one file per class group where the test files come in groups); <run> is the name weaver prints as 'Using auto-generated model prefix'" >&2
-    fi
+    predict_only || where_it_goes "${cmd[@]}" >&2
     exec "${cmd[@]}"
+}
+
+# last_value NAMES ARGS...: the value after the last ARG that is one of the space-separated NAMES (weaver, like
+# argparse, takes the last), or nothing
+last_value() {
+    local names=" $1 " value="" i
+    shift
+    local args=("$@")
+    for ((i = 0; i + 1 < ${#args[@]}; i++)); do
+        [[ $names == *" ${args[i]} "* ]] && value=${args[i + 1]}
+    done
+    printf '%s' "$value"
+}
+
+# where_it_goes WEAVER_COMMAND...: one line naming where the checkpoints, the log and the predictions go, from
+# the options weaver will take (the caller's --model-prefix, --log-file, --predict-output and --run-mode included)
+where_it_goes() {
+    local prefix log pred modes tested=1
+    prefix=$(last_value "--model-prefix -m" "$@")
+    log=$(last_value --log-file "$@")
+    pred=$(last_value --predict-output "$@")
+    modes=$(last_value --run-mode "$@")
+    [[ -n $modes && ,$modes, != *,test,* ]] && tested=""
+    if [[ $prefix == *"{auto}"* ]]; then
+        local dir=${prefix%%\{auto\}*}
+        printf '%s' "checkpoints and log: ${dir}<run>/ (net_*.pt, train.log)"
+        [[ -n $tested ]] && printf '%s' ", predictions: ${dir}<run>/predict_output/pred*.root (one file per class group where the test files come in groups)"
+        echo "; <run> is the name weaver prints as 'Using auto-generated model prefix'"
+    else
+        [[ $pred == */* ]] || pred="$(dirname "$prefix")/predict_output/$pred"
+        printf '%s' "checkpoints: ${prefix}_*.pt, log: ${log:-none}"
+        [[ -n $tested ]] && printf '%s' ", predictions: ${pred%.*}*.${pred##*.}"
+        echo
+    fi
 }
 
 # fit_wanted: the loader check runs before every real run; a dry run fits the command only where the training

@@ -558,6 +558,43 @@ def test_launch_runs_preflight_then_weaver(tmp_path):
     assert "--data-val" not in preflight and "data/QuarkGluon/qg_kin.yaml" in preflight
 
 
+def test_the_run_line_names_where_weaver_will_write(tmp_path):
+    """The caller's --model-prefix, --log-file, --predict-output and --run-mode win over the script's, in the line
+    too (it named training/<dataset>/... whatever the caller gave)."""
+    top = tmp_path / "top"
+    touch(*(top / f"{s}_file.parquet" for s in ("train", "val", "test")))
+    bin_dir = fake_tools(tmp_path)
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "PYTHON": str(bin_dir / "python"),
+        "DATADIR_TopLandscape": str(top),
+    }
+
+    def line(*args):
+        result = run("TopLandscape", "PN", *args, **env)
+        assert result.returncode == 0, result.stderr
+        return [x for x in result.stderr.splitlines() if x.startswith("checkpoints")]
+
+    own = ["--model-prefix", "/runs/a/net", "--log-file", "/runs/a/train.log"]
+    assert line(*own) == [
+        "checkpoints: /runs/a/net_*.pt, log: /runs/a/train.log, predictions: /runs/a/predict_output/pred*.root"
+    ]
+    assert line(*own, "--predict-output", "/out/p.root") == [
+        "checkpoints: /runs/a/net_*.pt, log: /runs/a/train.log, predictions: /out/p*.root"
+    ]
+    # the caller's --model-prefix alone: the log goes beside it, not to a folder weaver names and prints nowhere
+    assert line("-m", "/runs/b/net", "--run-mode", "train,val") == [
+        "checkpoints: /runs/b/net_*.pt, log: /runs/b/train.log"
+    ]
+    assert line("--run-mode", "train,val")[0].startswith("checkpoints and log: training/TopLandscape/PN/kin/<run>/ (")
+    assert "predictions" not in line("--run-mode", "train,val")[0]
+    assert line("--predict", "--model-prefix", "/runs/a/net_best_epoch_state.pt") == []  # nothing trained
+    printed = shlex.split(
+        run("TopLandscape", "PN", "--predict", "-m", "/runs/a/net_epoch-3_state.pt", DRY_RUN="1", **env).stdout
+    )
+    assert last(printed, "--log-file") == ["/runs/a/predict.log"]
+
+
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
 def test_help_prints_the_header(dataset):
     result = run(dataset, "--help")
