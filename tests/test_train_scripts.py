@@ -518,7 +518,8 @@ def preflight_calls(log: Path) -> list[list[str]]:
     return [call for call in calls if call[:2] == ["-m", "jetattn.preflight"]]
 
 
-def test_launch_runs_preflight_then_weaver(tmp_path):
+def fake_top_landscape(tmp_path) -> tuple[Path, Path, dict]:
+    """Empty TopLandscape files, and the environment that runs the scripts with fake_tools' weaver and python."""
     top = tmp_path / "top"
     touch(*(top / f"{s}_file.parquet" for s in ("train", "val", "test")))
     bin_dir = fake_tools(tmp_path)
@@ -527,6 +528,11 @@ def test_launch_runs_preflight_then_weaver(tmp_path):
         "PYTHON": str(bin_dir / "python"),
         "DATADIR_TopLandscape": str(top),
     }
+    return top, bin_dir, env
+
+
+def test_launch_runs_preflight_then_weaver(tmp_path):
+    top, bin_dir, env = fake_top_landscape(tmp_path)
     printed = shlex.split(run("TopLandscape", "PN", *SENTINEL, DRY_RUN="1", **env).stdout)
     result = run("TopLandscape", "PN", *SENTINEL, **env)
     assert result.returncode == 0, result.stderr
@@ -561,14 +567,7 @@ def test_launch_runs_preflight_then_weaver(tmp_path):
 def test_the_run_line_names_where_weaver_will_write(tmp_path):
     """The caller's --model-prefix, --log-file, --predict-output and --run-mode win over the script's, in the line
     too (it named training/<dataset>/... whatever the caller gave)."""
-    top = tmp_path / "top"
-    touch(*(top / f"{s}_file.parquet" for s in ("train", "val", "test")))
-    bin_dir = fake_tools(tmp_path)
-    env = {
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "PYTHON": str(bin_dir / "python"),
-        "DATADIR_TopLandscape": str(top),
-    }
+    _, _, env = fake_top_landscape(tmp_path)
 
     def line(*args):
         result = run("TopLandscape", "PN", *args, **env)
