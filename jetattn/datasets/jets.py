@@ -94,6 +94,17 @@ class Jet:
     hadrons: dict[str, np.ndarray]  # weakly decaying b and c hadrons within the jet radius
 
 
+def massless_along_rapidity(p4: np.ndarray) -> np.ndarray:
+    """Four-momenta (n, 4: px, py, pz, E) rebuilt with mass 0 from their pT, rapidity and phi, the rapidity taken
+    as the pseudorapidity: how the public QuarkGluon files were made from the EnergyFlow arrays (pt, y, phi, pid;
+    jet-universe/particle_transformer, utils/convert_qg_datasets.py: from_ptetaphim(pt, y, phi, 0))."""
+    import vector
+
+    given = vector.array({"px": p4[:, 0], "py": p4[:, 1], "pz": p4[:, 2], "E": p4[:, 3]})
+    rebuilt = vector.array({"pt": given.pt, "eta": given.rapidity, "phi": given.phi, "mass": np.zeros(len(p4))})
+    return np.stack([rebuilt.px, rebuilt.py, rebuilt.pz, rebuilt.E], axis=1)
+
+
 def particle_columns(measured: dict[str, np.ndarray], jet_eta: float, jet_phi: float) -> dict[str, np.ndarray]:
     """The `part_*` branches of one jet's constituents (`measured`: the detector's objects, pT-ordered)."""
     p4 = np.stack([measured[c] for c in ("px", "py", "pz", "energy")], axis=1)
@@ -266,10 +277,14 @@ class JetSelection:
         if not (low <= jet_pt < high and position < self.dataset.abs_eta_max):
             return None
         p4 = np.stack([measured[c][constituents] for c in ("px", "py", "pz", "energy")], axis=1)
-        kept = constituents[np.argsort(-np.hypot(p4[:, 0], p4[:, 1]))[:MAX_PARTICLES]]
-        particles = particle_columns(
-            {name: value[kept] for name, value in measured.items()}, float(jet_eta), float(jet_phi)
-        )
+        order = np.argsort(-np.hypot(p4[:, 0], p4[:, 1]))[:MAX_PARTICLES]
+        objects = {name: value[constituents[order]] for name, value in measured.items()}
+        if self.dataset.massless_constituents:  # selected as generated, stored as the public files have them
+            p4 = massless_along_rapidity(p4)
+            objects.update(px=p4[order, 0], py=p4[order, 1], pz=p4[order, 2], energy=p4[order, 3])
+            jet_p4 = p4.sum(axis=0)
+            jet_pt, jet_eta, jet_phi = pt_eta_phi(jet_p4)
+        particles = particle_columns(objects, float(jet_eta), float(jet_phi))
         mass = math.sqrt(max(jet_p4[3] ** 2 - jet_p4[0] ** 2 - jet_p4[1] ** 2 - jet_p4[2] ** 2, 0.0))
         columns = {
             "pt": jet_pt,

@@ -62,6 +62,9 @@ class DatasetSpec:
     settings: tuple[str, ...] = ()  # Pythia settings of every class, read after COMMON_SETTINGS
     detector: str = "simple"  # jetattn.datasets.detector.DETECTORS
     leading_jets: int | None = None  # keep only this many leading jets of each event (None: every matched jet)
+    # the stored constituents rebuilt massless from (pT, y, phi), the rapidity standing for eta, and the jet's
+    # branches from their sum, as the public files were made from the EnergyFlow arrays (QuarkGluon)
+    massless_constituents: bool = False
     # the official layout: one file per split, all classes shuffled together, named so under {name}/; None: a folder
     # per split of per-class files {class}_{NNN}.root under {name}/{subfolder}
     merged_file: str | None = "{split}_file.root"
@@ -187,6 +190,7 @@ QUARKGLUON = DatasetSpec(
     merged_file="{split}_file_0.root",
     settings=_DEFAULT_DECAYS,
     detector="none",
+    massless_constituents=True,
     classes=(
         JetClassSpec(
             "Gluon",
