@@ -30,7 +30,7 @@ fi
 echo "[2/3] training a small ParT (width 64, 3 blocks) for $EPOCHS epochs"
 batch=32
 # whole batches of the jets the files hold (a sample made by an older demo may be split otherwise)
-jets() { "$PYTHON" -c 'import sys, uproot; print(uproot.open(sys.argv[1])["tree"].num_entries)' "$1"; }
+jets() { "$PYTHON" -c 'import sys; from jetattn.loader_settings import count_entries; print(count_entries(sys.argv[1]))' "$1"; }
 n_train=$(($(jets "$data/train_file.root") / batch * batch))
 n_val=$(($(jets "$data/val_file.root") / batch * batch))
 if ((n_train == 0 || n_val == 0)); then
@@ -39,20 +39,24 @@ if ((n_train == 0 || n_val == 0)); then
 fi
 net=(--network-option embed_dims '[64, 64]' --network-option pair_embed_dims '[32, 32]'
     --network-option num_heads 4 --network-option num_layers 3 --network-option num_cls_layers 1)
+# train_script STEP ARGS...: ./train_TopLandscape.sh on the demo's sample and model, its output added to weaver.out;
+# the log goes beside --model-prefix (train.log, or predict.log for --predict)
+train_script() {
+    local step=$1
+    shift
+    DATADIR_TopLandscape=$data PYTHON=$PYTHON ./train_TopLandscape.sh ParT kin "${net[@]}" "$@" >>"$run/weaver.out" 2>&1 ||
+        { tail -n 30 "$run/weaver.out"; echo "error: $step failed; log in $run/weaver.out"; exit 1; }
+}
 mkdir -p "$run"
-DATADIR_TopLandscape=$data PYTHON=$PYTHON ./train_TopLandscape.sh ParT kin "${net[@]}" \
-    --batch-size "$batch" --num-epochs "$EPOCHS" --samples-per-epoch "$n_train" --samples-per-epoch-val "$n_val" \
-    --start-lr 1e-3 --optimizer-option weight_decay 0.01 --run-mode train,val \
-    --model-prefix "$run/net" --log-file "$run/train.log" \
-    > "$run/weaver.out" 2>&1 || { tail -n 30 "$run/weaver.out"; echo "error: training failed; log in $run/weaver.out"; exit 1; }
+: >"$run/weaver.out"
+train_script training --batch-size "$batch" --num-epochs "$EPOCHS" --samples-per-epoch "$n_train" \
+    --samples-per-epoch-val "$n_val" --start-lr 1e-3 --optimizer-option weight_decay 0.01 --run-mode train,val \
+    --model-prefix "$run/net"
 grep -E "Epoch #[0-9]+: Current validation metric|Train AvgLoss" "$run/weaver.out" | tail -n 4 || true
 # the test jets go through the last epoch's model, at the end of the learning-rate decay. weaver would take the
 # epoch of best validation accuracy, which on 1000 jets is noise-driven: it kept the second of 8 epochs in one
 # run, AUC 0.945 on the real TopLandscape jets against 0.971 for the last (docs/results.md)
-DATADIR_TopLandscape=$data PYTHON=$PYTHON ./train_TopLandscape.sh ParT kin "${net[@]}" --predict \
-    --model-prefix "$run/net_epoch-$((EPOCHS - 1))_state.pt" --log-file "$run/predict.log" \
-    --predict-output "$run/pred.root" \
-    >> "$run/weaver.out" 2>&1 || { tail -n 30 "$run/weaver.out"; echo "error: prediction failed; log in $run/weaver.out"; exit 1; }
+train_script prediction --predict --model-prefix "$run/net_epoch-$((EPOCHS - 1))_state.pt" --predict-output "$run/pred.root"
 
 echo "[3/3] test-set performance (top = signal, QCD = background)"
 "$PYTHON" -m jetattn.metrics "$run/pred.root" --signal jet_isTop --eff 0.3 0.5 --json "$run/metrics.json" \
