@@ -317,14 +317,18 @@ run_weaver() {
     exec "${cmd[@]}"
 }
 
-# last_value NAMES ARGS...: the value after the last ARG that is one of the space-separated NAMES (weaver, like
-# argparse, takes the last), or nothing
+# last_value NAMES ARGS...: the value of the last ARG that is one of the space-separated NAMES, given as the next
+# ARG or as NAME=VALUE (weaver, like argparse, takes the last), or nothing
 last_value() {
     local names=" $1 " value="" i
     shift
     local args=("$@")
-    for ((i = 0; i + 1 < ${#args[@]}; i++)); do
-        [[ $names == *" ${args[i]} "* ]] && value=${args[i + 1]}
+    for ((i = 0; i < ${#args[@]}; i++)); do
+        if [[ $names == *" ${args[i]} "* ]] && ((i + 1 < ${#args[@]})); then
+            value=${args[i + 1]}
+        elif [[ ${args[i]} == --*=* && $names == *" ${args[i]%%=*} "* ]]; then
+            value=${args[i]#*=}
+        fi
     done
     printf '%s' "$value"
 }

@@ -592,6 +592,10 @@ def test_the_run_line_names_where_weaver_will_write(tmp_path):
         run("TopLandscape", "PN", "--predict", "-m", "/runs/a/net_epoch-3_state.pt", DRY_RUN="1", **env).stdout
     )
     assert last(printed, "--log-file") == ["/runs/a/predict.log"]
+    # argparse's --option=value form, too
+    assert line("--model-prefix=/runs/c/net", "--log-file=/runs/c/log.txt") == [
+        "checkpoints: /runs/c/net_*.pt, log: /runs/c/log.txt, predictions: /runs/c/predict_output/pred*.root"
+    ]
 
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
