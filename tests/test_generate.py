@@ -351,15 +351,19 @@ def test_toplandscape_is_reproducible_and_mixed(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("dataset", "mpi", "k0s_decays"),
-    [("TopLandscape", True, True), ("JetClass", True, False), ("QuarkGluon", True, True)],
+    ("dataset", "mpi", "k0s_decays", "top_mass"),
+    [("TopLandscape", True, True, 171.0), ("JetClass", True, False, 173.0), ("QuarkGluon", True, True, 173.0)],
 )
-def test_each_dataset_starts_pythia_with_its_original_settings(dataset, mpi, k0s_decays):
+def test_each_dataset_starts_pythia_with_its_original_settings(dataset, mpi, k0s_decays, top_mass):
     # TopLandscape keeps MPI on against its record ("No MPI/pile-up included"), as its real jets ask
     # (docs/generator.md); TopLandscape and QuarkGluon: Pythia's default decays; JetClass: particles with
-    # c tau > 10 mm (K0S, Lambda) stable, as CMS generates them for its detector simulation
-    pythia = generate.task_pythia(pool.Task(jet_dataset(dataset), 0, 0, 1, ()))
-    assert pythia.flag("PartonLevel:MPI") is mpi and pythia.flag("ParticleDecays:limitTau0") is not k0s_decays
+    # c tau > 10 mm (K0S, Lambda) stable, as CMS generates them for its detector simulation. TopLandscape's tops
+    # weigh the 171 GeV of the Pythia 8 of 2019 (8.308 made it 173), in every class of the recipe
+    recipe = jet_dataset(dataset)
+    for class_index in range(len(recipe.classes)):
+        pythia = generate.task_pythia(pool.Task(recipe, class_index, 0, 1, ()))
+        assert pythia.flag("PartonLevel:MPI") is mpi and pythia.flag("ParticleDecays:limitTau0") is not k0s_decays
+        assert pythia.particleData.m0(6) == top_mass
 
 
 def test_quarkgluon_layout(tmp_path):
