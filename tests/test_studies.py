@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,3 +48,18 @@ def test_a_failed_run_leaves_no_prediction_and_no_record(tmp_path):
 def test_slug():
     assert slug("ParT (kin)") == "part_kin"
     assert slug("cross-attention model_2") == "cross_attention_model_2"
+
+
+def test_mass_weights_give_the_real_jets_the_generated_mass_distribution():
+    from studies.reweight_real_mass import MASS_BINS, mass_weights
+
+    rng = np.random.default_rng(5)
+    real = np.concatenate([rng.normal(174, 12, 800), rng.uniform(120, 160, 200)])  # a low-mass tail
+    generated = rng.normal(178, 9, 3000)
+    weights = mass_weights(real, generated)
+    weighted, _ = np.histogram(real, MASS_BINS, weights=weights)
+    target, _ = np.histogram(generated, MASS_BINS)
+    filled = np.histogram(real, MASS_BINS)[0] > 0
+    np.testing.assert_allclose(weighted[filled] / len(real), target[filled] / len(generated), atol=1e-12)
+    assert weights[real < 160].mean() < 0.6 < weights[(real > 170) & (real < 185)].mean()
+    np.testing.assert_allclose(mass_weights(real, real), 1.0)  # the same shapes: nothing to weight
