@@ -22,8 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from jetattn.datasets.compare import distributions, read_classes  # noqa: E402
+from studies.results_study import REAL as REAL_SAMPLES  # noqa: E402
 
-REAL = REPO.parent / "shared" / "data" / "real" / "TopLandscape_sample_1000.root"
+REAL = REAL_SAMPLES / "TopLandscape_sample_1000.root"
 # GeV: fine around the top peak, where the two samples differ
 MASS_BINS = np.array([0, 140, 150, 160, 165, 170, 175, 180, 185, 190, 200, 220, np.inf])
 CLASSES = (("top", 1), ("QCD", 0))
@@ -79,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{path}: no such file")
     real, generated = jet_masses(args.real), jet_masses(args.generated)
     for name, _ in CLASSES:
-        share = lambda m: (m < 160).mean()  # noqa: E731
-        print(f"{name}: below 160 GeV {share(real[name]):.1%} real, {share(generated[name]):.1%} generated")
+        real_share, generated_share = (real[name] < 160).mean(), (generated[name] < 160).mean()
+        print(f"{name}: below 160 GeV {real_share:.1%} real, {generated_share:.1%} generated")
     for prediction in args.predictions:
         aucs = reweighted_aucs(prediction, real, generated)
         print(
