@@ -23,7 +23,8 @@
 #                      node 0 (torchrun's static rendezvous); DDP_NGPUS is the number of GPUs per node.
 #   DRY_RUN=1          print the weaver command (one line, shell-quoted) and exit without checking data,
 #                      GPUs or checkpoints: commands for GPU nodes can be prepared on a login node.
-#   PYTHON             the python used for the CUDA check and the preflight (default: python)
+#   PYTHON             the python of the environment with jetattn, which reads the weaver options, checks
+#                      CUDA and the data (default: python)
 #   JETATTN_ASSUME_CUDA=1|0  skip the CUDA check and assume a GPU is (1) or is not (0) there.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

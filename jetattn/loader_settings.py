@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from jetattn.weaver_options import given_options, weaver_parser
+
 # Jets one loader worker should read per fetch when the data is streamed: a fetch costs the opening and the
 # preprocessing of its files, so a fetch of fewer jets is paid for many times over (docs/benchmarks.md, loader).
 JETS_PER_FETCH = 50_000
@@ -36,43 +38,6 @@ IN_MEMORY_MAX_BYTES = 16 * 2**30
 
 class LoaderError(Exception):
     """Settings weaver would crash on, or that would repeat jets: the one line the user sees."""
-
-
-def weaver_loader_parser() -> argparse.ArgumentParser:
-    """The options of weaver-core 0.5.3's ``train.py`` that decide how data is loaded, with weaver's names, short
-    forms and defaults (checked against weaver's own parser in the tests); every other option is passed over."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    add = parser.add_argument
-    add("-c", "--data-config", type=str, default=None)
-    add("-i", "--data-train", nargs="*", default=[])
-    add("-l", "--data-val", nargs="*", default=[])
-    add("-t", "--data-test", nargs="*", default=[])
-    add("--num-workers", type=int, default=1)
-    add("--fetch-step", type=float, default=0.01)
-    add("--fetch-step-val", type=float, default=None)
-    add("--fetch-by-files", action=argparse.BooleanOptionalAction, default=False)
-    add("--in-memory", action=argparse.BooleanOptionalAction, default=False)
-    add("--in-memory-val", action=argparse.BooleanOptionalAction, default=None)
-    add("--samples-per-epoch", type=int, default=None)
-    add("--samples-per-epoch-val", type=int, default=None)
-    add("--steps-per-epoch", type=int, default=None)
-    add("--steps-per-epoch-val", type=int, default=None)
-    add("--batch-size", type=int, default=128)
-    add("--batch-size-val", type=int, default=None)
-    add("--data-fraction", type=float, default=1)
-    add("--train-val-split", type=float, default=0.8)
-    add("--file-fraction", type=float, default=1)
-    add("--predict", action=argparse.BooleanOptionalAction, default=False)
-    return parser
-
-
-def given_options(args: list[str]) -> set[str]:
-    """The loader options (as ``dest`` names) that appear in ``args``."""
-    parser = weaver_loader_parser()
-    for action in parser._actions:
-        action.default = argparse.SUPPRESS
-    known, _ = parser.parse_known_args(args)
-    return set(vars(known))
 
 
 def file_groups(specs: list[str]) -> dict[str, list[str]]:
@@ -144,10 +109,10 @@ def fit(args: list[str], user_args: list[str], processes: int = 1, treename: str
     ``processes``: DDP processes per node (weaver splits the files of each group among them, then among each
     one's loader workers). Raises :class:`LoaderError` for settings that would crash weaver or repeat jets.
     """
-    opts, _ = weaver_loader_parser().parse_known_args(args + user_args)
+    opts, _ = weaver_parser().parse_known_args(args + user_args)
     if opts.predict or not opts.data_train:
         return Fit()  # weaver's test loader reads whole files, one worker at most per file: nothing to fit
-    fitter = _Fitter(opts, given_options(user_args), processes, treename)
+    fitter = _Fitter(opts, set(given_options(user_args)), processes, treename)
     fitter.workers()
     fitter.batches()
     fitter.memory_and_fetches()

@@ -167,9 +167,13 @@ def check_command(args: list[str], user_args: int, processes: int) -> list[str]:
     """The train scripts' check of a whole weaver command (``args``, the last ``user_args`` of them the user's):
     the files and branches of the data config weaver will use (the user's ``--data-config`` when given), then the
     loader options fitted to the data (:mod:`jetattn.loader_settings`). Returns the options to add."""
-    from jetattn.loader_settings import LoaderError, describe, file_groups, fit, weaver_loader_parser
+    from jetattn.loader_settings import LoaderError, describe, file_groups, fit
+    from jetattn.weaver_options import WeaverArgsError, weaver_parser
 
-    opts, _ = weaver_loader_parser().parse_known_args(args)
+    try:
+        opts, _ = weaver_parser().parse_known_args(args)
+    except WeaverArgsError as err:
+        raise PreflightError(f"weaver option: {err}") from None
     if not opts.data_config:
         raise PreflightError("the weaver command has no --data-config")
     splits = () if opts.predict else (opts.data_train, opts.data_val)

@@ -56,6 +56,19 @@ parse_args() {
     fi
     EXTRA_ARGS=("$@")
     quote_config_option
+    read_user_args
+}
+
+# read_user_args: what the caller's weaver options (EXTRA_ARGS) set, read by jetattn.weaver_cli with weaver's own
+# option names, in every form argparse takes (`--data-test=FILE`, `-mPREFIX`, `--no-predict`): USER_PREDICT,
+# USER_GPUS_GIVEN, USER_GPUS, USER_{TRAIN,VAL,TEST}_GIVEN with the arrays USER_TRAIN, USER_VAL, USER_TEST, and
+# USER_PREFIX (empty unless given). An option weaver would refuse stops here, in one line.
+read_user_args() {
+    "$PY" -c 'import jetattn.weaver_cli' 2>/dev/null ||
+        die "$PY cannot import jetattn: install it where weaver runs (pip install -e . in this repository), or point PYTHON at that environment's python"
+    local assignments
+    assignments=$("$PY" -m jetattn.weaver_cli shell -- "${EXTRA_ARGS[@]}") || exit 2
+    eval "$assignments"
 }
 
 # weaver reads each -o/--network-option value as a Python literal, so `-o config model_2` would fail there: a bare
@@ -130,28 +143,7 @@ set_datadir() {
     DATADIR=${caller:-${!var:-$fallback}}
 }
 
-# user_files SPLIT: true when the caller gave weaver's --data-SPLIT (or its short form) among EXTRA_ARGS;
-# USER_FILES then holds the values of its last occurrence, the one weaver's argparse keeps.
-user_files() {
-    local short i j found=""
-    case $1 in train) short=-i ;; val) short=-l ;; test) short=-t ;; esac
-    USER_FILES=()
-    for ((i = 0; i < ${#EXTRA_ARGS[@]}; i++)); do
-        [[ ${EXTRA_ARGS[i]} == "--data-$1" || ${EXTRA_ARGS[i]} == "$short" ]] || continue
-        found=1 USER_FILES=()
-        for ((j = i + 1; j < ${#EXTRA_ARGS[@]}; j++)); do
-            [[ ${EXTRA_ARGS[j]} == -* ]] && break
-            USER_FILES+=("${EXTRA_ARGS[j]}")
-        done
-    done
-    [[ -n $found ]]
-}
-
-predict_only() {
-    local arg
-    for arg in "${EXTRA_ARGS[@]}"; do [[ $arg == --predict ]] && return 0; done
-    return 1
-}
+predict_only() { [[ -n $USER_PREDICT ]]; }
 
 # require_files SPLIT WHAT PATTERN...: each PATTERN must match a file, else one line naming get_datasets.py
 # (GET_DATA: the command that makes the dataset, where it differs from the download and --num-jets).
@@ -160,7 +152,8 @@ require_files() {
     local split=$1 what=$2 pattern
     shift 2
     dry_run && return 0
-    user_files "$split" && return 0
+    local given="USER_${split^^}_GIVEN"
+    [[ -n ${!given} ]] && return 0
     [[ $split != test ]] && predict_only && return 0
     for pattern in "$@"; do
         compgen -G "$pattern" >/dev/null ||
@@ -180,16 +173,10 @@ has_cuda() {
 # set_launcher SAMPLES_PER_EPOCH: LAUNCH (weaver, or torchrun + weaver), GPU_OPTS and SAMPLES_PER_EPOCH,
 # the latter divided among the DDP processes so that an epoch still sees SAMPLES_PER_EPOCH jets.
 set_launcher() {
-    local ngpus=${DDP_NGPUS:-1} nnodes=${NNODES:-1} gpus="" gpus_given="" gpus_from_env="" i
+    local ngpus=${DDP_NGPUS:-1} nnodes=${NNODES:-1} gpus=$USER_GPUS gpus_given=$USER_GPUS_GIVEN gpus_from_env=""
     [[ $ngpus =~ ^[1-9][0-9]*$ ]] || die "DDP_NGPUS must be a positive number of GPUs per node, got '$ngpus'" 2
     [[ $nnodes =~ ^[1-9][0-9]*$ ]] || die "NNODES must be a positive number of nodes, got '$nnodes'" 2
-    # weaver takes the last --gpus given, so the caller's (among EXTRA_ARGS) decides; else GPUS from the environment
-    for ((i = 0; i < ${#EXTRA_ARGS[@]}; i++)); do
-        case ${EXTRA_ARGS[i]} in
-            --gpus) gpus_given=1 gpus=${EXTRA_ARGS[i + 1]:-} ;;
-            --gpus=*) gpus_given=1 gpus=${EXTRA_ARGS[i]#--gpus=} ;;
-        esac
-    done
+    # weaver takes the last --gpus given, so the caller's decides (read_user_args); else GPUS from the environment
     if [[ -z $gpus_given && -n ${GPUS+set} ]]; then
         gpus_given=1 gpus_from_env=1 gpus=$GPUS
     fi
@@ -274,10 +261,9 @@ run_weaver() {
     local run="training/$DATASET/$MODEL/${FEATURES:+$FEATURES/}{auto}"
     # the log goes beside the caller's own --model-prefix: weaver would fill the {auto} of the script's log path
     # with a name of its own, in a folder of its own, and print it nowhere
-    local log="$run/train.log" prefix
-    prefix=$(last_value "--model-prefix -m" "${EXTRA_ARGS[@]}")
-    if [[ -n $prefix && $prefix != *"{auto}"* ]]; then
-        log="$(dirname "$prefix")/$(predict_only && echo predict || echo train).log"
+    local log="$run/train.log"
+    if [[ -n $USER_PREFIX && $USER_PREFIX != *"{auto}"* ]]; then
+        log="$(dirname "$USER_PREFIX")/$(predict_only && echo predict || echo train).log"
     fi
     local script_args=("$@"
         --data-config "$data_config"
@@ -286,7 +272,7 @@ run_weaver() {
         --batch-size "$BATCH" --start-lr "$LR" --optimizer ranger
         "${GPU_OPTS[@]}" "${MODEL_OPTS[@]}")
     local fitted=() options_file checked=0
-    if fit_wanted && "$PY" -c 'import jetattn.preflight' 2>/dev/null; then
+    if fit_wanted; then
         # the fitted options come back on stdout, one per line; through a file, not $(...), so that the check runs
         # in this shell under `stoppable` (a SIGTERM meanwhile stops it too)
         options_file=$(mktemp)
@@ -313,46 +299,9 @@ run_weaver() {
         echo "note: weaver tests each class group alone, so it logs 'Cannot compute metric roc_auc_score' per group; for the test set's metrics: python -m jetattn.metrics <run>/predict_output/pred_*.root --task $DATASET --combine" >&2
         export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Only one class is present in y_true"
     fi
-    predict_only || where_it_goes "${cmd[@]}" >&2
+    # one line naming where the checkpoints, the log and the predictions go, from the options weaver will take
+    predict_only || "$PY" -m jetattn.weaver_cli where -- "${cmd[@]:${#LAUNCH[@]}}" >&2
     exec "${cmd[@]}"
-}
-
-# last_value NAMES ARGS...: the value of the last ARG that is one of the space-separated NAMES, given as the next
-# ARG or as NAME=VALUE (weaver, like argparse, takes the last), or nothing
-last_value() {
-    local names=" $1 " value="" i
-    shift
-    local args=("$@")
-    for ((i = 0; i < ${#args[@]}; i++)); do
-        if [[ $names == *" ${args[i]} "* ]] && ((i + 1 < ${#args[@]})); then
-            value=${args[i + 1]}
-        elif [[ ${args[i]} == --*=* && $names == *" ${args[i]%%=*} "* ]]; then
-            value=${args[i]#*=}
-        fi
-    done
-    printf '%s' "$value"
-}
-
-# where_it_goes WEAVER_COMMAND...: one line naming where the checkpoints, the log and the predictions go, from
-# the options weaver will take (the caller's --model-prefix, --log-file, --predict-output and --run-mode included)
-where_it_goes() {
-    local prefix log pred modes tested=1
-    prefix=$(last_value "--model-prefix -m" "$@")
-    log=$(last_value --log-file "$@")
-    pred=$(last_value --predict-output "$@")
-    modes=$(last_value --run-mode "$@")
-    [[ -n $modes && ,$modes, != *,test,* ]] && tested=""
-    if [[ $prefix == *"{auto}"* ]]; then
-        local dir=${prefix%%\{auto\}*}
-        printf '%s' "checkpoints and log: ${dir}<run>/ (net_*.pt, train.log)"
-        [[ -n $tested ]] && printf '%s' ", predictions: ${dir}<run>/predict_output/pred*.root (one file per class group where the test files come in groups)"
-        echo "; <run> is the name weaver prints as 'Using auto-generated model prefix'"
-    else
-        [[ $pred == */* ]] || pred="$(dirname "$prefix")/predict_output/$pred"
-        printf '%s' "checkpoints: ${prefix}_*.pt, log: ${log:-none}"
-        [[ -n $tested ]] && printf '%s' ", predictions: ${pred%.*}*.${pred##*.}"
-        echo
-    fi
 }
 
 # fit_wanted: the loader check runs before every real run; a dry run fits the command only where the training

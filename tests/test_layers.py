@@ -13,6 +13,7 @@ LIBRARY = (
     "jetattn.deps",
     "jetattn.plotting",
     "jetattn.loader_settings",
+    "jetattn.weaver_options",
     "jetattn.measure",
 )
 

@@ -9,7 +9,8 @@ import pytest
 import uproot
 
 from jetattn import loader_settings
-from jetattn.loader_settings import LoaderError, fit, weaver_loader_parser
+from jetattn.loader_settings import LoaderError, fit
+from jetattn.weaver_options import run_modes, weaver_parser
 
 CLASSES = ("HToBB", "HToCC", "ZJetsToNuNu")
 RECIPE = [
@@ -55,17 +56,44 @@ def options(fitted) -> dict[str, str | None]:
 
 
 def test_parser_agrees_with_weavers_own():
-    """Every loader option we read has weaver's name, short form, type and default."""
+    """Every option we read (jetattn.weaver_options) has weaver's name, short form, destination, type and default."""
     from weaver.train import parser as weavers
 
     theirs = {action.dest: action for action in weavers._actions}
-    for action in weaver_loader_parser()._actions:
+    for action in weaver_parser()._actions:
         assert action.dest in theirs, action.dest
         assert set(action.option_strings) <= set(theirs[action.dest].option_strings), action.dest
         assert action.default == theirs[action.dest].default, action.dest
-        assert action.type == theirs[action.dest].type and action.nargs == theirs[action.dest].nargs, action.dest
+        assert action.nargs == theirs[action.dest].nargs, action.dest
+        if action.type is run_modes:  # weaver's is a functools.partial, which compares by identity
+            assert run_modes("train,test") == theirs[action.dest].type("train,test"), action.dest
+        else:
+            assert action.type == theirs[action.dest].type, action.dest
         if isinstance(theirs[action.dest], argparse.BooleanOptionalAction):
             assert isinstance(action, argparse.BooleanOptionalAction), action.dest
+
+
+def test_abbreviations_mean_what_they_mean_to_weaver():
+    """Both parsers take abbreviated options: each prefix of one of ours that our parser resolves must not be
+    another of weaver's options, nor resolve to another in weaver's parser."""
+    from weaver.train import parser as weavers
+
+    ours = [s for action in weaver_parser()._actions for s in action.option_strings if s.startswith("--")]
+    theirs = [s for action in weavers._actions for s in action.option_strings if s.startswith("--")]
+    assert weavers.allow_abbrev and weaver_parser().allow_abbrev
+    for option in ours:
+        for end in range(3, len(option)):
+            prefix = option[:end]
+            if prefix in ours or [s for s in ours if s.startswith(prefix)] != [option]:
+                continue  # ours reads it as itself, or refuses it as ambiguous (so does weaver: ours are its)
+            assert prefix not in theirs, f"weaver's {prefix} would read as our {option}"
+            matches = [s for s in theirs if s.startswith(prefix)]
+            assert len(matches) != 1 or matches == [option], (prefix, option, matches)
+    args = ["--data-te", "a.root", "--no-pred", "--gpu", "", "--model-pre", "/runs/x/net"]
+    opts, _ = weaver_parser().parse_known_args(args)
+    weaver_opts, _ = weavers.parse_known_args(args)
+    for dest in ("data_test", "predict", "gpus", "model_prefix"):
+        assert getattr(opts, dest) == getattr(weaver_opts, dest), dest
 
 
 def test_the_official_layout_keeps_the_recipe(tmp_path, monkeypatch):

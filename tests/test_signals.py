@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from stand_in import python_script
 
 from jetattn.datasets import signals
 
@@ -339,7 +340,7 @@ def top_landscape_files(folder: Path) -> Path:
 def test_sigterm_during_the_preflight_stops_it_and_weaver_never_starts(tmp_path):
     bin_dir = fake_bin(
         tmp_path,
-        python=f"#!/bin/bash\n[[ $1 == -m ]] || exit 0\necho $$ > {tmp_path}/preflight.pid\nexec sleep 60\n",
+        python=python_script(f"[[ $1 == -m ]] || exit 0\necho $$ > {tmp_path}/preflight.pid\nexec sleep 60\n"),
         weaver=f"#!/bin/bash\ntouch {tmp_path}/weaver.ran\n",
     )
     env = train_env(
@@ -369,13 +370,13 @@ def test_sigterm_to_a_ddp_run_reaches_torchrun_and_every_rank(tmp_path):
     torch_bin = Path(sys.executable).parent
     assert (torch_bin / "torchrun").exists() or shutil.which("torchrun"), "torchrun not found beside python"
     # a stand-in weaver, as torchrun runs it: a Python script per rank, each in a session of its own
-    bin_dir = fake_bin(tmp_path, weaver=FAKE_RANK)
+    bin_dir = fake_bin(tmp_path, weaver=FAKE_RANK, python=python_script("exit 0\n"))  # a preflight that fits nothing
     pids = tmp_path / "ranks"
     pids.mkdir()
     env = train_env(
         tmp_path,
         bin_dir,
-        PYTHON="false",
+        PYTHON=str(bin_dir / "python"),
         JETATTN_ASSUME_CUDA="1",
         DDP_NGPUS="2",
         RANK_PIDS=str(pids),

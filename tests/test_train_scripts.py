@@ -9,9 +9,11 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from stand_in import python_script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -75,6 +77,7 @@ SENTINEL = ["--num-epochs", "3", "--tensorboard", "it's mine"]  # extra args: mu
 def run(dataset, *args, script_dir=REPO, cwd=REPO, **env):
     base = {k: v for k, v in os.environ.items() if k not in SETTINGS}
     base.setdefault("JETATTN_ASSUME_CUDA", "0")
+    base["PYTHON"] = sys.executable  # the environment with jetattn, as a user's activated one
     return subprocess.run(
         ["bash", str(script_dir / f"train_{dataset}.sh"), *args],
         cwd=cwd,
@@ -317,14 +320,17 @@ def test_gpu_choice_from_environment_and_detection(tmp_path):
     assert "--use-amp" not in options  # the caller asked for the CPU
     # without the override the scripts ask $PYTHON whether torch sees CUDA (exit status 0: yes)
     env = {k: v for k, v in os.environ.items() if k != "JETATTN_ASSUME_CUDA"}
-    for fake_python, expected in (("true", "0"), ("false", "")):
+    for cuda, expected in ((0, "0"), (1, "")):
+        fake_python = tmp_path / f"python{cuda}"
+        fake_python.write_text(python_script(f"exit {cuda}\n"))
+        fake_python.chmod(0o755)
         result = subprocess.run(
             ["bash", str(REPO / "train_JetClass.sh"), "PFN", "kin"],
             cwd=REPO,
             capture_output=True,
             text=True,
             timeout=30,
-            env={**env, "DRY_RUN": "1", "PYTHON": shutil.which(fake_python)},
+            env={**env, "DRY_RUN": "1", "PYTHON": str(fake_python)},
         )
         assert last(split_launcher(shlex.split(result.stdout))[1], "--gpus") == [expected]
         assert ("training on the CPU" in result.stderr) == (expected == "")
@@ -507,7 +513,8 @@ def fake_tools(tmp_path):
     bin_dir.mkdir()
     for name in ("weaver", "python"):
         log = tmp_path / f"{name}.log"
-        (bin_dir / name).write_text(f'#!/bin/bash\nprintf "%s\\n" "$@" >> {log}\necho ---- >> {log}\n')
+        body = f'printf "%s\\n" "$@" >> {log}\necho ---- >> {log}\n'
+        (bin_dir / name).write_text(python_script(body) if name == "python" else f"#!/bin/bash\n{body}")
         (bin_dir / name).chmod(0o755)
     return bin_dir
 
@@ -592,10 +599,50 @@ def test_the_run_line_names_where_weaver_will_write(tmp_path):
         run("TopLandscape", "PN", "--predict", "-m", "/runs/a/net_epoch-3_state.pt", DRY_RUN="1", **env).stdout
     )
     assert last(printed, "--log-file") == ["/runs/a/predict.log"]
-    # argparse's --option=value form, too
+    # argparse's --option=value form, and a short option with its value attached, too
     assert line("--model-prefix=/runs/c/net", "--log-file=/runs/c/log.txt") == [
         "checkpoints: /runs/c/net_*.pt, log: /runs/c/log.txt, predictions: /runs/c/predict_output/pred*.root"
     ]
+    assert line("-m/runs/d/net") == [
+        "checkpoints: /runs/d/net_*.pt, log: /runs/d/train.log, predictions: /runs/d/predict_output/pred*.root"
+    ]
+
+
+def test_the_callers_options_are_read_as_weaver_reads_them(tmp_path):
+    """jetattn.weaver_cli reads the caller's options with weaver's names, in every form argparse takes: a bash
+    reading missed `--data-test=FILES` (and stopped for want of the dataset) and `-mPREFIX`."""
+    top, _, env = fake_top_landscape(tmp_path)
+    shutil.rmtree(top)  # no dataset here: only the caller's own test files
+    result = run("TopLandscape", "PN", "--predict", "--data-test=/elsewhere/*.root", **env)
+    assert result.returncode == 0, result.stderr
+    assert preflight_calls(tmp_path / "python.log")[-1][-2:] == ["--predict", "--data-test=/elsewhere/*.root"]
+    # --no-predict after --predict: weaver trains, so the dataset's training files are needed
+    result = run("TopLandscape", "PN", "--predict", "--no-predict", **env)
+    assert result.returncode == 1 and "error: no TopLandscape data under" in result.stderr
+    # an option weaver would refuse stops the script before anything runs, in one line
+    for log in ("python.log", "weaver.log"):
+        (tmp_path / log).unlink(missing_ok=True)
+    result = run("TopLandscape", "PN", "--batch-size", "256", "--gpus", **env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["error: weaver option: argument --gpus: expected one argument"]
+    assert not (tmp_path / "python.log").exists() and not (tmp_path / "weaver.log").exists()
+    # a python without jetattn: one line naming it
+    result = run("TopLandscape", "PN", **{**env, "PYTHON": shutil.which("false")})
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1
+    assert "cannot import jetattn" in result.stderr and "PYTHON" in result.stderr
+
+
+def test_the_callers_files_survive_the_shell(tmp_path):
+    """The assignments jetattn.weaver_cli prints for the scripts' `eval` keep file names with spaces and quotes."""
+    odd = ["/data/a b/it's.root", "/data/$HOME/*.root"]
+    script = (
+        f'eval "$({sys.executable} -m jetattn.weaver_cli shell -- "$@")"; '
+        'printf "%s\\n" "$USER_TEST_GIVEN" "${USER_TEST[@]}" "[$USER_TRAIN_GIVEN]" "[$USER_GPUS]" "$USER_PREFIX"'
+    )
+    args = ["-t", *odd, "--gpus", "", "--model-prefix", "/runs/x y/net", "--num-epochs", "3"]
+    result = subprocess.run(["bash", "-c", script, "bash", *args], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["1", *odd, "[]", "[]", "/runs/x y/net"]
 
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
