@@ -27,16 +27,28 @@ else
         -d "$DEMO/datasets" -e "$DEMO/env.sh"
 fi
 
-echo "[2/3] training a small ParT (width 64, 3 blocks) for $EPOCHS epochs"
 batch=32
-# whole batches of the jets the files hold (a sample made by an older demo may be split otherwise)
-jets() { "$PYTHON" -c 'import sys; from jetattn.loader_settings import count_entries; print(count_entries(sys.argv[1]))' "$1"; }
-n_train=$(($(jets "$data/train_file.root") / batch * batch))
-n_val=$(($(jets "$data/val_file.root") / batch * batch))
+# whole batches of the jets the files hold (a sample made by an older demo may be split otherwise); a file that
+# cannot be read stops the demo in one line naming it
+jets() {
+    "$PYTHON" - "$1" "$data" <<'EOF'
+import sys
+from jetattn.loader_settings import count_entries
+try:
+    print(count_entries(sys.argv[1]))
+except Exception as err:
+    reason = " ".join(f"{type(err).__name__}: {err}".split())
+    sys.exit(f"error: {sys.argv[1]}: cannot read its jets ({reason}); delete {sys.argv[2]} to generate the sample again")
+EOF
+}
+n_train=$(jets "$data/train_file.root")
+n_val=$(jets "$data/val_file.root")
+n_train=$((n_train / batch * batch)) n_val=$((n_val / batch * batch))
 if ((n_train == 0 || n_val == 0)); then
     echo "error: $data holds fewer than $batch training or validation jets; raise DEMO_NUM_JETS" >&2
     exit 1
 fi
+echo "[2/3] training a small ParT (width 64, 3 blocks) for $EPOCHS epochs"
 net=(--network-option embed_dims '[64, 64]' --network-option pair_embed_dims '[32, 32]'
     --network-option num_heads 4 --network-option num_layers 3 --network-option num_cls_layers 1)
 # train_script STEP ARGS...: ./train_TopLandscape.sh on the demo's sample and model, its output added to weaver.out;

@@ -49,3 +49,20 @@ def test_demo_says_when_the_sample_is_too_small(tmp_path):
         f"error: {tmp_path}/datasets/TopLandscape holds fewer than 32 training or validation jets; raise DEMO_NUM_JETS"
     )
     assert not (tmp_path / "ParT").exists()
+
+
+def test_demo_names_a_sample_file_it_cannot_read(tmp_path):
+    """A damaged file in the sample the demo reuses: one line naming it, before any training."""
+    sample = tmp_path / "datasets" / "TopLandscape"
+    sample.mkdir(parents=True)
+    for split in ("train", "val", "test"):
+        (sample / f"{split}_file.root").write_bytes(b"not a ROOT file")
+    env = {**os.environ, "PYTHON": sys.executable, "DEMO_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        ["bash", str(REPO / "demo.sh")], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {sample}/train_file.root: cannot read its jets (")
+    assert lines[0].endswith(f"delete {sample} to generate the sample again")
+    assert "[2/3]" not in proc.stdout and not (tmp_path / "ParT").exists()
