@@ -63,3 +63,22 @@ def test_mass_weights_give_the_real_jets_the_generated_mass_distribution():
     np.testing.assert_allclose(weighted[filled] / len(real), target[filled] / len(generated), atol=1e-12)
     assert weights[real < 160].mean() < 0.6 < weights[(real > 170) & (real < 185)].mean()
     np.testing.assert_allclose(mass_weights(real, real), 1.0)  # the same shapes: nothing to weight
+
+
+def test_top_subjets_finds_the_w_pair_and_the_b():
+    """Three hard particles, each with a soft companion close by: the three exclusive-kT subjets are the three
+    pairs, the W candidate is the pair of subjets nearest 80.4 GeV (q q'), and the b share is the third's energy."""
+    pytest.importorskip("fastjet", reason="the study clusters with FastJet: pip install -e .[generate]")
+    from studies.top_subjets import mass, top_parts
+
+    def massless(pt, eta, phi):
+        return np.array([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), pt * np.cosh(eta)])
+
+    b, q, q_bar = massless(200.0, 0.0, 0.0), massless(220.0, 0.55, 0.55), massless(180.0, 0.55, 0.954)
+    soft = [massless(2.0, 0.03, 0.02), massless(1.5, 0.57, 0.52), massless(1.0, 0.52, 0.97)]
+    subjets = [b + soft[0], q + soft[1], q_bar + soft[2]]
+    assert 75 < mass(subjets[1] + subjets[2]) < 85 < 150 < mass(subjets[0] + subjets[1])  # one pair near the W
+    top, w, b_share = top_parts(np.array([b, q, q_bar, *soft]))
+    np.testing.assert_allclose(top, mass(sum(subjets)), rtol=1e-9)
+    np.testing.assert_allclose(w, mass(subjets[1] + subjets[2]), rtol=1e-9)
+    np.testing.assert_allclose(b_share, subjets[0][3] / sum(s[3] for s in subjets), rtol=1e-9)
