@@ -106,7 +106,7 @@ def where(args: list[str]) -> str | None:
     opts, _ = weaver_parser().parse_known_args(args)
     if opts.predict:
         return None
-    tested = "test" in opts.run_mode if isinstance(opts.run_mode, list) else True
+    tested = "test" in opts.run_mode  # argparse runs the string default through run_modes too
     prefix = opts.model_prefix
     if "{auto}" in prefix:
         folder = prefix.split("{auto}")[0]
