@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("args", nargs=argparse.REMAINDER, help="-- then weaver's options")
     ns = parser.parse_args(argv)
     args = ns.args[1:] if ns.args[:1] == ["--"] else ns.args
+    if ns.what == "shell":
+        import jetattn.preflight  # noqa: F401  the scripts run it next: a python without its dependencies fails here
     try:
         text = shell(args) if ns.what == "shell" else where(args)
     except WeaverArgsError as err:

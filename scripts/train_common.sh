@@ -64,10 +64,14 @@ parse_args() {
 # USER_GPUS_GIVEN, USER_GPUS, USER_{TRAIN,VAL,TEST}_GIVEN with the arrays USER_TRAIN, USER_VAL, USER_TEST, and
 # USER_PREFIX (empty unless given). An option weaver would refuse stops here, in one line.
 read_user_args() {
-    "$PY" -c 'import jetattn.preflight' 2>/dev/null ||
+    local assignments errors status=0
+    errors=$(mktemp)
+    assignments=$("$PY" -m jetattn.weaver_cli shell -- "${EXTRA_ARGS[@]}" 2>"$errors") || status=$?
+    ((status == 2)) && cat "$errors" >&2  # the one line naming the option
+    rm -f "$errors"
+    ((status == 2)) && exit 2
+    ((status == 0)) ||
         die "$PY cannot import jetattn and its dependencies: install it where weaver runs (pip install -e . in this repository), or point PYTHON at that environment's python"
-    local assignments
-    assignments=$("$PY" -m jetattn.weaver_cli shell -- "${EXTRA_ARGS[@]}") || exit 2
     eval "$assignments"
 }
 

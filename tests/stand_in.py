@@ -5,12 +5,8 @@ from __future__ import annotations
 import sys
 
 # the train scripts read the caller's weaver options with `$PYTHON -m jetattn.weaver_cli`: a stand-in python
-# passes those calls (and the check that jetattn and its dependencies import) to the python running the tests
-FORWARD = (
-    f'if [[ "$1 $2" == "-m jetattn.weaver_cli" || "$1 $2" == "-c import jetattn.preflight" ]]; then\n'
-    f'    exec {sys.executable} "$@"\n'
-    "fi\n"
-)
+# passes those calls to the python running the tests
+FORWARD = f'if [[ "$1 $2" == "-m jetattn.weaver_cli" ]]; then\n    exec {sys.executable} "$@"\nfi\n'
 
 
 def python_script(body: str) -> str:
