@@ -78,8 +78,8 @@ def shell(args: list[str]) -> str:
 
     - ``USER_PREDICT``: 1 when weaver will only predict (``--predict``, and not a later ``--no-predict``);
     - ``USER_GPUS_GIVEN`` (1 or empty) and ``USER_GPUS`` (empty means the CPU);
-    - ``USER_TRAIN_GIVEN``/``USER_VAL_GIVEN``/``USER_TEST_GIVEN`` and the arrays ``USER_TRAIN``/``USER_VAL``/
-      ``USER_TEST``: the files of the last ``--data-SPLIT``;
+    - ``USER_TRAIN_GIVEN``/``USER_VAL_GIVEN``/``USER_TEST_GIVEN``: 1 when the caller names the split's files
+      (the scripts then need none of the dataset's);
     - ``USER_PREFIX``: the caller's ``--model-prefix``, or empty."""
     given = given_options(args)
     lines = [
@@ -88,9 +88,7 @@ def shell(args: list[str]) -> str:
         f"USER_GPUS={shlex.quote(given.get('gpus', ''))}",
     ]
     for split in ("train", "val", "test"):
-        files = given.get(f"data_{split}")
-        lines.append(f"USER_{split.upper()}_GIVEN={_flag(files is not None)}")
-        lines.append(f"USER_{split.upper()}=({' '.join(shlex.quote(f) for f in files or [])})")
+        lines.append(f"USER_{split.upper()}_GIVEN={_flag(f'data_{split}' in given)}")
     lines.append(f"USER_PREFIX={shlex.quote(given.get('model_prefix', ''))}")
     return "\n".join(lines)
 

@@ -633,16 +633,17 @@ def test_the_callers_options_are_read_as_weaver_reads_them(tmp_path):
 
 
 def test_the_callers_files_survive_the_shell(tmp_path):
-    """The assignments jetattn.weaver_cli prints for the scripts' `eval` keep file names with spaces and quotes."""
+    """The assignments jetattn.weaver_cli prints for the scripts' `eval` keep paths with spaces, quotes and $."""
     odd = ["/data/a b/it's.root", "/data/$HOME/*.root"]
     script = (
         f'eval "$({sys.executable} -m jetattn.weaver_cli shell -- "$@")"; '
-        'printf "%s\\n" "$USER_TEST_GIVEN" "${USER_TEST[@]}" "[$USER_TRAIN_GIVEN]" "[$USER_GPUS]" "$USER_PREFIX"'
+        'printf "%s\\n" "$USER_TEST_GIVEN" "[$USER_TRAIN_GIVEN]" "[$USER_GPUS]" "$USER_PREFIX"'
     )
-    args = ["-t", *odd, "--gpus", "", "--model-prefix", "/runs/x y/net", "--num-epochs", "3"]
-    result = subprocess.run(["bash", "-c", script, "bash", *args], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["1", *odd, "[]", "[]", "/runs/x y/net"]
+    for prefix in [*odd, "/runs/x y/net"]:
+        args = ["-t", *odd, "--gpus", "", "--model-prefix", prefix, "--num-epochs", "3"]
+        result = subprocess.run(["bash", "-c", script, "bash", *args], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == ["1", "[]", "[]", prefix]
 
 
 @pytest.mark.parametrize("dataset", sorted(DATASETS))
