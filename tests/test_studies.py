@@ -82,3 +82,32 @@ def test_top_subjets_finds_the_w_pair_and_the_b():
     np.testing.assert_allclose(top, mass(sum(subjets)), rtol=1e-9)
     np.testing.assert_allclose(w, mass(subjets[1] + subjets[2]), rtol=1e-9)
     np.testing.assert_allclose(b_share, subjets[0][3] / sum(s[3] for s in subjets), rtol=1e-9)
+
+
+def test_the_first_delphes_33_flow_loses_muons_and_throws_hard_hadron_tracks_out():
+    """A hard pion (the calorimeter measures it better than the tracker) and a muon: the recipe keeps both tracks,
+    the pion at its tower's energy; without muons the muon goes; Delphes 3.3.0's first form (commit 00e8dca) also
+    scales the pion by an ECAL ratio with nothing below it, here `OUT_OF_WINDOW`."""
+    from jetattn.datasets import detector
+    from studies.delphes_eflow_330 import OUT_OF_WINDOW, emulated
+
+    def particle(pid, charge, pt, eta, phi):
+        return (pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta), pt * np.cosh(eta), charge, pid, 0.0, 0.0, 0.0)
+
+    rows = [particle(211, 1, 200.0, 0.05, 0.5), particle(22, 0, 20.0, 0.05, 0.5), particle(13, -1, 30.0, -0.6, 2.0)]
+    particles = {
+        key: np.array(column) for key, column in zip(detector.PARTICLE_KEYS, zip(*rows, strict=True), strict=True)
+    }
+    tracks = {}
+    for variant in ("recipe", "no-muons", "first-3.3"):
+        with emulated(variant):
+            measured = detector.measure(particles, np.zeros(3, np.int64), np.random.default_rng(3), "atlas")
+        charged = measured["charge"] != 0
+        tracks[variant] = {
+            int(abs(p)): e for p, e in zip(measured["pid"][charged], measured["energy"][charged], strict=True)
+        }
+    assert detector.apply_particle_flow.__name__ == "apply_particle_flow"  # the emulation is undone on leaving
+    assert set(tracks["recipe"]) == {211, 13}
+    assert 150 < tracks["recipe"][211] < 250
+    assert set(tracks["no-muons"]) == set(tracks["first-3.3"]) == {211}
+    assert tracks["first-3.3"][211] > 0.5 * OUT_OF_WINDOW * tracks["recipe"][211]
