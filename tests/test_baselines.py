@@ -132,3 +132,15 @@ def test_knn_never_picks_the_particle_itself():
     for i in range(6):
         assert i not in neighbours[i].tolist()
     assert neighbours[1].tolist() == [2, 5] and neighbours[2].tolist() == [1, 5]  # triplet at (0.5, 0.2): by index
+
+
+def test_knn_ranks_near_equal_distances_as_exact_arithmetic_does():
+    """Feature-space points far from the origin: float32 sums of |a|^2 - 2 a.b + |b|^2 lose the small differences
+    between near-equal distances (and sum in another order in onnxruntime); the neighbours are those of the
+    exact distances."""
+    generator = torch.Generator().manual_seed(5)
+    points = 300.0 + torch.rand(4, 64, 40, generator=generator)  # N, D, P: like a late EdgeConv's features
+    neighbours = knn_without_self(points, k=16)
+    exact = ((points.double().unsqueeze(-1) - points.double().unsqueeze(-2)) ** 2).sum(dim=1)  # N, P, P
+    exact.diagonal(dim1=1, dim2=2).fill_(-1.0)
+    assert torch.equal(neighbours, exact.sort(dim=-1, stable=True)[1][:, :, 1:17])

@@ -129,9 +129,11 @@ def knn_without_self(points: torch.Tensor, k: int) -> torch.Tensor:
     weaver's kNN takes the k+1 nearest and drops the first, taken to be the particle itself. Delphes jets hold
     particles at identical (eta, phi) (a tower's photon and neutral hadron), and then PyTorch and onnxruntime
     break the tie differently, so an exported ParticleNet disagrees with PyTorch. Here the particle is at
-    distance -1 from itself, and ties further down go by index.
+    distance -1 from itself, ties further down go by index, and distances are float64.
     """
-    distance = pairwise_distance(points)  # N, P, P
+    # in float64 (which autocast leaves alone): PyTorch and onnxruntime sum |a|^2 - 2 a.b + |b|^2 in different
+    # orders, and in float32 that moves near-equal feature-space distances past each other
+    distance = pairwise_distance(points.double())  # N, P, P
     index = torch.arange(distance.size(-1), device=points.device)
     distance = distance.masked_fill(index.unsqueeze(0) == index.unsqueeze(1), -1.0)
     # equidistant particles at the k-th place go by index everywhere: ONNX TopK guarantees it, torch.topk does not
