@@ -106,7 +106,10 @@ def test_the_first_delphes_33_flow_loses_muons_and_throws_hard_hadron_tracks_out
         tracks[variant] = {
             int(abs(p)): e for p, e in zip(measured["pid"][charged], measured["energy"][charged], strict=True)
         }
-    assert detector.apply_particle_flow.__name__ == "apply_particle_flow"  # the emulation is undone on leaving
+    assert (detector.apply_particle_flow.__name__, detector._tower_flow_3_3.__name__) == (  # undone on leaving
+        "apply_particle_flow",
+        "_tower_flow_3_3",
+    )
     assert set(tracks["recipe"]) == {211, 13}
     assert 150 < tracks["recipe"][211] < 250
     assert set(tracks["no-muons"]) == set(tracks["first-3.3"]) == {211}
