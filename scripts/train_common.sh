@@ -61,7 +61,8 @@ parse_args() {
 
 # read_user_args: what the caller's weaver options (EXTRA_ARGS) set, read by jetattn.weaver_cli with weaver's own
 # option names, in every form argparse takes (`--data-test=FILE`, `-mPREFIX`, `--no-predict`): USER_PREDICT,
-# USER_GPUS_GIVEN, USER_GPUS, USER_{TRAIN,VAL,TEST}_GIVEN and USER_PREFIX (empty unless given). An option weaver would refuse stops here, in one line.
+# USER_GPUS_GIVEN, USER_GPUS, USER_{TRAIN,VAL,TEST}_GIVEN and USER_PREFIX (empty unless given). An option weaver
+# would refuse stops here, in one line.
 read_user_args() {
     local assignments errors status=0
     errors=$(mktemp)
