@@ -241,9 +241,9 @@ def test_the_command_line_defaults_are_the_configs(tmp_path):
 
 
 def test_recording_runs_each_layer_once_and_eagerly():
-    """Options that split a batch over several calls of a layer, or compile it, are set off where given; none is
-    added (a network file that does not know them would refuse them)."""
-    given = {"buckets": 4, "packed": 1, "compile": 1, "num_heads": 2}
+    """Options that split a batch over several calls of a layer, compile it, or average the jet with its mirror
+    image are set off where given; none is added (a network file that does not know them would refuse them)."""
+    given = {"buckets": 4, "packed": 1, "compile": 1, "mirror": ["part_dphi"], "num_heads": 2}
     assert recording_options(given) == {"buckets": 1, "packed": False, "num_heads": 2}
     assert recording_options({"config": "model_3"}) == {"config": "model_3"}
 

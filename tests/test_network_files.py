@@ -103,3 +103,89 @@ def test_seed_option_fixes_the_initial_weights():
         torch.testing.assert_close(second.state_dict()[name], value, atol=0, rtol=0, msg=name)
     weight = "mod.embed.embed.1.weight"
     assert not torch.equal(other.state_dict()[weight], first.state_dict()[weight])
+
+
+def mirror_image(inputs: dict, config: DataConfig, name: str = "part_dphi") -> dict:
+    """The jets reflected in φ about their axes: ``name`` negated wherever a group holds it, and py negated in
+    ``pf_vectors`` (the pair features see it; the option leaves the vectors alone because they are invariant)."""
+    image = {}
+    for group, x in inputs.items():
+        x = x.clone()
+        variables = config.input_dicts.get(group, [])
+        if group == "pf_vectors":
+            x[:, 1] = -x[:, 1]
+        elif name in variables:
+            x[:, variables.index(name)] = -x[:, variables.index(name)]
+        image[group] = x
+    return image
+
+
+@pytest.mark.parametrize("recipe", ["ParT", "ParticleNet", "PFN"])
+def test_mirror_option_answers_the_average_over_the_jet_and_its_mirror_image(recipe):
+    """``-o mirror "['part_dphi']"``: the same weights and state_dict keys; the logits are the plain model's
+    averaged over a jet and its φ reflection, so the jet and its image get the same answer, also through ONNX."""
+    config = DataConfig.load(str(REPO / "data/TopLandscape/top_kin.yaml"), load_observers=False)
+    network = load_network(next(p for p, r in jet_networks() if r == recipe))
+    options = SMALL_OPTIONS[SMALL[recipe]]
+    plain, info = network.get_model(config, **options, seed=3)
+    mirrored, _ = network.get_model(config, **options, mirror=["part_dphi"])
+    assert list(mirrored.state_dict()) == list(plain.state_dict())
+    mirrored.load_state_dict(plain.state_dict())
+    jets = dict(zip(info["input_names"], weaver_inputs(info, 8), strict=True))
+    image = mirror_image(jets, config)
+    with torch.no_grad():
+        plain_jets, plain_image = plain.eval()(*jets.values()), plain(*image.values())
+        got, got_image = mirrored.eval()(*jets.values()), mirrored(*image.values())
+    assert (plain_jets - plain_image).abs().max() > 1e-3  # the symmetry is not already in the weights
+    torch.testing.assert_close(got, (plain_jets + plain_image) / 2, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got_image, got, atol=1e-5, rtol=0)
+
+    pytest.importorskip("onnxruntime")
+    exported, _ = network.get_model(config, **options, mirror=["part_dphi"], for_inference=True)
+    exported.load_state_dict(plain.state_dict())
+    session = onnx_session(exported.eval(), tuple(jets.values()), info)
+    scores = session.run(None, {k: v.numpy() for k, v in image.items()})[0]
+    np.testing.assert_allclose(scores, torch.softmax(got, dim=1).numpy(), atol=1e-4)
+
+
+def test_mirror_option_mirrors_a_random_half_of_each_training_batch():
+    config = DataConfig.load(str(REPO / "data/TopLandscape/top_kin.yaml"), load_observers=False)
+    model, info = load_network(REPO / "networks/example_ParticleTransformer.py").get_model(
+        config, **SMALL_OPTIONS["ParticleTransformer"], mirror=["part_dphi"]
+    )
+    seen = []
+    model.mod.register_forward_pre_hook(lambda module, args, kwargs: seen.append(args[0]), with_kwargs=True)
+    jets = weaver_inputs(info, 256)
+    features = jets[info["input_names"].index("pf_features")]
+    model.train()(*jets)
+    dphi = config.input_dicts["pf_features"].index("part_dphi")
+    others = [i for i in range(features.size(1)) if i != dphi]
+    torch.testing.assert_close(seen[0][:, others], features[:, others], atol=0, rtol=0)
+    flipped = (seen[0][:, dphi] == -features[:, dphi]).all(dim=1) & (features[:, dphi] != 0).any(dim=1)
+    kept = (seen[0][:, dphi] == features[:, dphi]).all(dim=1)
+    assert (flipped | kept).all()
+    assert 80 < int(flipped.sum()) < 176  # about half of 256 jets (binomial: 5 sigma is ±40)
+
+
+@pytest.mark.parametrize(
+    ("mirror", "message"),
+    [
+        (["part_bogus"], "no input group of the data config holds 'part_bogus'"),
+        (["part_pt_log"], "standardises 'part_pt_log' with centre 1.7"),
+        ("", "expected variable names"),
+    ],
+)
+def test_mirror_option_refuses_what_it_cannot_mirror_in_one_line(mirror, message):
+    config = DataConfig.load(str(REPO / "data/TopLandscape/top_kin.yaml"), load_observers=False)
+    network = load_network(REPO / "networks/example_ParticleTransformer.py")
+    with pytest.raises(ValueError, match=re.escape(message)) as err:
+        network.get_model(config, **SMALL_OPTIONS["ParticleTransformer"], mirror=mirror)
+    assert "\n" not in str(err.value)
+
+
+def test_mirror_option_is_refused_by_the_models_that_take_their_groups_by_name():
+    config = DataConfig.load(str(REPO / "data/TopLandscape/top_kin.yaml"), load_observers=False)
+    network = load_network(REPO / "networks/example_MultiScaleTransformer.py")
+    with pytest.raises(ValueError, match=r"^mirror: MultiScaleTransformer takes its input groups by name") as err:
+        network.get_model(config, **SMALL_OPTIONS["MultiScaleTransformer"], mirror=["part_dphi"])
+    assert "\n" not in str(err.value)

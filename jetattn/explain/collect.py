@@ -22,7 +22,9 @@ LEPTON_CLASSES = ("Tbl", "Hqql")  # the JetClass classes whose decay holds a lep
 # attention layer is one call over the whole batch (records line up with jets), run eagerly. The network files
 # that take them default to these values, and those that do not are never given them.
 ONE_CALL_PER_LAYER = {"buckets": 1, "packed": False}
-EAGER = ("compile",)
+# Dropped where given: compile (recorded eagerly), and mirror, which averages two calls, on the jet and on its
+# mirror image: explain records the jet as given.
+DROPPED = ("compile", "mirror")
 
 
 @dataclass
@@ -93,8 +95,9 @@ def skip(notes: list[str], message: str) -> None:
 
 
 def recording_options(options: dict) -> dict:
-    """The network options with those of :data:`ONE_CALL_PER_LAYER` that are given set off, and compile dropped."""
-    kept = {name: value for name, value in options.items() if name not in EAGER}
+    """The network options with those of :data:`ONE_CALL_PER_LAYER` that are given set off, and :data:`DROPPED`
+    dropped."""
+    kept = {name: value for name, value in options.items() if name not in DROPPED}
     return {**kept, **{name: value for name, value in ONE_CALL_PER_LAYER.items() if name in kept}}
 
 

@@ -10,7 +10,9 @@ settings into what they mean for a model:
 - ``compile_model``: trimmed lengths rounded up to multiples of 32, so the compiled model sees few shapes;
 - ``use_amp``: nothing (weaver's trainer applies it);
 - ``compile`` (ours, ``-o compile 1`` or a backend name): compile the attention blocks here;
-- ``seed`` (ours, ``-o seed N``): seed torch before the model is built (weaver-core 0.5.3 has no seed option).
+- ``seed`` (ours, ``-o seed N``): seed torch before the model is built (weaver-core 0.5.3 has no seed option);
+- ``mirror`` (ours, ``-o mirror "['part_dphi']"``): the jet's mirror image is an exact symmetry of the inputs
+  (:func:`average_mirror_images`).
 
 It also reads the input groups a model needs by name from any data config (:func:`read_inputs_by_name`).
 """
@@ -40,6 +42,8 @@ class RunSettings:
         for_inference: weaver's ``--export-onnx`` (and the tools): class probabilities out, fixed shapes.
         compile_model: weaver's ``--compile``.
         compile: ``-o compile 1`` (or a torch.compile backend name): compile the attention blocks here.
+        mirror: ``-o mirror "['part_dphi']"``: variables whose sign flips in the jet's mirror image
+            (:func:`average_mirror_images`).
         seed: ``-o seed N``: torch's seed, set when the network file builds the model: the initial weights, and
             the seeds of weaver's loader workers (drawn from torch after the model is built), follow from it.
             A rerun is not bit for bit the same: two runs with one seed differed from their first batch on.
@@ -49,6 +53,7 @@ class RunSettings:
     compile_model: bool = False
     compile: bool | str = False
     seed: int | None = None
+    mirror: tuple[str, ...] = ()
 
     @classmethod
     def take(cls, options: dict) -> tuple[RunSettings, dict]:
@@ -60,6 +65,7 @@ class RunSettings:
             compile_model=bool(options.pop("compile_model", False)),
             compile=options.pop("compile", False),
             seed=options.pop("seed", None),
+            mirror=_names(options.pop("mirror", ())),
         )
         return settings, options
 
@@ -74,6 +80,13 @@ class RunSettings:
     def length_multiple(self) -> int:
         """Trimmed lengths are rounded up to this: few shapes for a compiled model."""
         return 32 if (self.compile_model or self.compile) else 1
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    names = (value,) if isinstance(value, str) else tuple(value or ())
+    if not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"mirror: expected variable names, e.g. -o mirror \"['part_dphi']\", not {value!r}")
+    return names
 
 
 def model_info(data_config: Any, output_names: tuple[str, ...] = ("softmax",)) -> dict:
@@ -105,6 +118,77 @@ def answer_probabilities(model: nn.Module) -> nn.Module:
     ONNX export traces the softmax with the rest.
     """
     model.register_forward_hook(_softmax_output)
+    return model
+
+
+def mirror_signs(data_config: Any, names: list[str] | tuple[str, ...]) -> tuple[torch.Tensor | None, ...]:
+    """Per group of :data:`PF_INPUTS`, the (1, C, 1) signs that turn a jet into its mirror image: -1 for the
+    variables ``names``, 1 for the others; None for a group the mirror leaves alone (``pf_vectors``, whose
+    pair features are invariant under it, ``pf_mask``, and groups without those variables).
+
+    One line names a variable no group holds, or one the data config standardises so that the sign does not
+    carry through (a centre other than 0, or clipping bounds that are not symmetric).
+    """
+    names = [names] if isinstance(names, str) else list(names)
+    groups = {g: data_config.input_dicts.get(g, []) for g in PF_INPUTS if g not in ("pf_vectors", "pf_mask")}
+    held = {v for variables in groups.values() for v in variables}
+    for name in names:
+        if name not in held:
+            raise ValueError(
+                f"mirror: no input group of the data config holds {name!r} "
+                f"(pf_features has {', '.join(groups.get('pf_features', []))})"
+            )
+        params = data_config.preprocess_params[name]
+        centre, low, high = params.get("center"), params.get("min"), params.get("max")
+        if centre not in (None, 0) or (centre is not None and low != -high):
+            raise ValueError(
+                f"mirror: the data config standardises {name!r} with centre {centre} and bounds [{low}, {high}], "
+                "so its sign does not carry through; give it centre null (or 0 and symmetric bounds)"
+            )
+    signs = []
+    for group in PF_INPUTS:
+        variables = groups.get(group, [])
+        if not any(v in names for v in variables):
+            signs.append(None)
+            continue
+        signs.append(torch.tensor([-1.0 if v in names else 1.0 for v in variables]).view(1, -1, 1))
+    return tuple(signs)
+
+
+def average_mirror_images(model: nn.Module, signs: tuple[torch.Tensor | None, ...]) -> nn.Module:
+    """``-o mirror NAMES``: the model's logits averaged over the jet and its mirror image.
+
+    The image flips the sign of the variables ``NAMES`` (:func:`mirror_signs`); e.g. ``part_dphi`` is the jet
+    reflected in φ about its axis, which changes no energy, transverse momentum or pair feature. The average makes
+    the answer exactly invariant under that symmetry. In training a random half of each batch is mirrored
+    instead, so a step costs no more. Hooks, so the state_dict and checkpoints stay as they are; the model must
+    take :data:`PF_INPUTS` positionally.
+    """
+
+    def mirrored(inputs: tuple, flip: torch.Tensor | None = None) -> tuple:
+        """``inputs`` with the jets ``flip`` ((N, 1, 1) bool; None: every jet) turned into their images."""
+        images = []
+        for x, s in zip(inputs, signs, strict=True):
+            if s is not None:
+                s = s.to(x)
+                x = x * (s if flip is None else torch.where(flip, s, 1.0))
+            images.append(x)
+        return tuple(images)
+
+    def augment(module: nn.Module, inputs: tuple) -> tuple | None:
+        if not module.training:
+            return None
+        flip = torch.rand(inputs[0].size(0), 1, 1, device=inputs[0].device) < 0.5  # one draw per jet
+        return mirrored(inputs, flip)
+
+    def average(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        if module.training:
+            return output
+        image = module.forward(*mirrored(inputs))
+        return (output + image) / 2
+
+    model.register_forward_pre_hook(augment)
+    model.register_forward_hook(average)
     return model
 
 

@@ -19,6 +19,8 @@ from jetattn.weaver.adapters import (
     ParTForWeaver,
     RunSettings,
     answer_probabilities,
+    average_mirror_images,
+    mirror_signs,
     model_info,
     read_inputs_by_name,
     stream_model,
@@ -145,6 +147,10 @@ def get_model(recipe: str, data_config: Any, **options) -> tuple[nn.Module, dict
     model = chosen.build(data_config, settings, **{**chosen.defaults, **options})
     if chosen.reads is not None:
         read_inputs_by_name(model, tuple(data_config.input_names), chosen.reads)
+    if settings.mirror:
+        if chosen.reads is None:
+            raise ValueError(f"mirror: {recipe} takes its input groups by name; -o mirror is for the pf_* models")
+        average_mirror_images(model, mirror_signs(data_config, settings.mirror))
     if settings.for_inference:
         answer_probabilities(model)
     return model, model_info(data_config)
