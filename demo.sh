@@ -49,8 +49,10 @@ if ((n_train == 0 || n_val == 0)); then
     exit 1
 fi
 echo "[2/3] training a small ParT (width 64, 3 blocks) for $EPOCHS epochs"
+# -o mirror: each jet and its reflection in φ, an exact symmetry of the inputs (README, "Training")
 net=(--network-option embed_dims '[64, 64]' --network-option pair_embed_dims '[32, 32]'
-    --network-option num_heads 4 --network-option num_layers 3 --network-option num_cls_layers 1)
+    --network-option num_heads 4 --network-option num_layers 3 --network-option num_cls_layers 1
+    --network-option mirror "['part_dphi']")
 # train_script STEP ARGS...: ./train_TopLandscape.sh on the demo's sample and model, its output added to weaver.out;
 # the log goes beside --model-prefix (train.log, or predict.log for --predict)
 train_script() {

@@ -29,6 +29,7 @@ def test_demo_trains_and_tests_the_last_epoch(tmp_path):
     # trained without weaver's test step, then the test jets through the last epoch's model
     assert {p.name for p in run.glob("net_epoch-*_state.pt")} == {"net_epoch-0_state.pt", "net_epoch-1_state.pt"}
     assert "Loading model" in (log := (run / "predict.log").read_text()) and "net_epoch-1_state.pt" in log
+    assert "'mirror': ['part_dphi']" in log  # the option reached weaver through the train script
     test_jets = uproot.open(tmp_path / "datasets/TopLandscape/test_file.root")["tree"].num_entries
     assert uproot.open(run / "pred.root")["Events"].num_entries == test_jets == 40  # 10% of 400
     metrics = json.loads((run / "metrics.json").read_text())
