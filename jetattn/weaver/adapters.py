@@ -42,11 +42,11 @@ class RunSettings:
         for_inference: weaver's ``--export-onnx`` (and the tools): class probabilities out, fixed shapes.
         compile_model: weaver's ``--compile``.
         compile: ``-o compile 1`` (or a torch.compile backend name): compile the attention blocks here.
-        mirror: ``-o mirror "['part_dphi']"``: variables whose sign flips in the jet's mirror image
-            (:func:`average_mirror_images`).
         seed: ``-o seed N``: torch's seed, set when the network file builds the model: the initial weights, and
             the seeds of weaver's loader workers (drawn from torch after the model is built), follow from it.
             A rerun is not bit for bit the same: two runs with one seed differed from their first batch on.
+        mirror: ``-o mirror "['part_dphi']"`` (one name or a list, read by :func:`_names`): variables whose sign
+            flips in the jet's mirror image (:func:`average_mirror_images`).
     """
 
     for_inference: bool = False
@@ -121,7 +121,7 @@ def answer_probabilities(model: nn.Module) -> nn.Module:
     return model
 
 
-def mirror_signs(data_config: Any, names: list[str] | tuple[str, ...]) -> tuple[torch.Tensor | None, ...]:
+def mirror_signs(data_config: Any, names: tuple[str, ...]) -> tuple[torch.Tensor | None, ...]:
     """Per group of :data:`PF_INPUTS`, the (1, C, 1) signs that turn a jet into its mirror image: -1 for the
     variables ``names``, 1 for the others; None for a group the mirror leaves alone (``pf_vectors``, whose
     pair features are invariant under it, ``pf_mask``, and groups without those variables).
@@ -129,7 +129,6 @@ def mirror_signs(data_config: Any, names: list[str] | tuple[str, ...]) -> tuple[
     One line names a variable no group holds, or one the data config standardises so that the sign does not
     carry through (a centre other than 0, or clipping bounds that are not symmetric).
     """
-    names = [names] if isinstance(names, str) else list(names)
     groups = {g: data_config.input_dicts.get(g, []) for g in PF_INPUTS if g not in ("pf_vectors", "pf_mask")}
     held = {v for variables in groups.values() for v in variables}
     for name in names:
