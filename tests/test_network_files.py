@@ -183,6 +183,27 @@ def test_mirror_option_refuses_what_it_cannot_mirror_in_one_line(mirror, message
     assert "\n" not in str(err.value)
 
 
+def test_mirror_option_reflects_the_impact_parameter_with_dphi_and_refuses_dphi_alone():
+    """On JetClass ``full`` the φ reflection negates the signed d0 too: ``part_dphi`` alone is refused in one line
+    that gives the list to use, and that list negates exactly the two columns wherever a group holds them."""
+    from jetattn.weaver.adapters import mirror_signs
+
+    config = DataConfig.load(str(REPO / "data/JetClass/JetClass_full.yaml"), load_observers=False)
+    network = load_network(REPO / "networks/example_ParticleTransformer.py")
+    with pytest.raises(ValueError, match=re.escape("""mirror both: -o mirror "['part_dphi', 'part_d0']\"""")) as err:
+        network.get_model(config, **SMALL_OPTIONS["ParticleTransformer"], mirror=["part_dphi"])
+    assert "'part_d0', the signed transverse impact parameter" in str(err.value)
+    assert "\n" not in str(err.value)
+
+    network.get_model(config, **SMALL_OPTIONS["ParticleTransformer"], mirror=["part_dphi", "part_d0"])
+    points, features, vectors, mask = mirror_signs(config, ("part_dphi", "part_d0"))
+    assert vectors is None and mask is None
+    negated = {}
+    for signs, group in ((points, "pf_points"), (features, "pf_features")):
+        negated[group] = {v for v, s in zip(config.input_dicts[group], signs.flatten().tolist(), strict=True) if s < 0}
+    assert negated == {"pf_points": {"part_dphi"}, "pf_features": {"part_dphi", "part_d0"}}
+
+
 def test_mirror_option_is_refused_by_the_models_that_take_their_groups_by_name():
     config = DataConfig.load(str(REPO / "data/TopLandscape/top_kin.yaml"), load_observers=False)
     network = load_network(REPO / "networks/example_MultiScaleTransformer.py")

@@ -114,3 +114,41 @@ def test_the_first_delphes_33_flow_loses_muons_and_throws_hard_hadron_tracks_out
     assert 150 < tracks["recipe"][211] < 250
     assert set(tracks["no-muons"]) == set(tracks["first-3.3"]) == {211}
     assert tracks["first-3.3"][211] > 0.5 * OUT_OF_WINDOW * tracks["recipe"][211]
+
+
+def test_mirror_impact_parameter_reads_the_d0_sign_and_the_bending_that_a_reflection_reverses():
+    """One jet at φ = 0: two displaced tracks either side of a b hadron at φ = 0.2, d0 signed by that side, and two
+    1-5 GeV tracks whose neutral hadron lies where the field bends their charge. Reflected with d0 the sign
+    agreement stays; Δφ alone reverses it, and the reflection (charges kept) reverses the bending."""
+    import awkward as ak
+
+    from studies.mirror_impact_parameter import bending, d0_sign_agreement
+
+    def jets(phi_sign=1.0, d0_sign=1.0):
+        return ak.Array(
+            [
+                {
+                    "part_charge": [1, -1, 1, -1, 0, 0],
+                    "part_isNeutralHadron": [0, 0, 0, 0, 1, 1],
+                    "part_d0val": [d0_sign * 0.5, d0_sign * -0.4, 0.0, 0.0, 0.0, 0.0],
+                    "part_d0err": [0.02] * 6,
+                    "part_deta": [0.01, -0.01, 0.3, -0.3, 0.31, -0.32],
+                    "part_dphi": [phi_sign * p for p in (0.25, 0.15, -0.3, 0.4, -0.4, 0.5)],
+                    "part_px": [50.0, 40.0, 3.0, 2.0, 4.0, 5.0],
+                    "part_py": [0.0] * 6,
+                    "jet_eta": 0.5,
+                    "jet_phi": 0.0,
+                    "aux_hadron_eta": [0.5],
+                    "aux_hadron_phi": [phi_sign * 0.2],
+                }
+            ]
+        )
+
+    given = d0_sign_agreement(jets())
+    assert given["displaced_per_jet"] == 2 and given["tracks_with_hadron"] == 2
+    assert given["same_sign_as_dphi_to_hadron"] == 1.0 and given["same_sign_as_dphi_to_jet_axis"] == 0.5
+    assert d0_sign_agreement(jets(-1.0, -1.0))["same_sign_as_dphi_to_hadron"] == 1.0  # the image, d0 with it
+    assert d0_sign_agreement(jets(-1.0))["same_sign_as_dphi_to_hadron"] == 0.0  # Δφ alone
+    mean, _, pairs = bending(jets())
+    assert pairs == 2 and mean == pytest.approx(-0.1)
+    assert bending(jets(-1.0))[0] == pytest.approx(0.1)

@@ -121,16 +121,32 @@ def answer_probabilities(model: nn.Module) -> nn.Module:
     return model
 
 
+# Variables that change sign with part_dphi when a jet is reflected in φ about its axis: the signed transverse impact
+# parameter d0 = (x py - y px) / pT (Delphes' convention, JetClass's branch part_d0val) and the tanh of it that the
+# `full` data configs read. Mirroring Δφ alone would turn a displaced track's d0 against the side of the jet it lies
+# on (docs/results.md, "Each jet and its mirror image").
+REFLECTED_WITH_DPHI = ("part_d0", "part_d0val")
+
+
 def mirror_signs(data_config: Any, names: tuple[str, ...]) -> tuple[torch.Tensor | None, ...]:
     """Per group of :data:`PF_INPUTS`, the (1, C, 1) signs that turn a jet into its mirror image: -1 for the
     variables ``names``, 1 for the others; None for a group the mirror leaves alone (``pf_vectors``, whose
     pair features are invariant under it, ``pf_mask``, and groups without those variables).
 
-    One line names a variable no group holds, or one the data config standardises so that the sign does not
-    carry through (a centre other than 0, or clipping bounds that are not symmetric).
+    One line names a variable no group holds, one the data config standardises so that the sign does not
+    carry through (a centre other than 0, or clipping bounds that are not symmetric), or one of
+    :data:`REFLECTED_WITH_DPHI` that the data config reads but ``names`` leaves out beside ``part_dphi``.
     """
     groups = {g: data_config.input_dicts.get(g, []) for g in PF_INPUTS if g not in ("pf_vectors", "pf_mask")}
     held = {v for variables in groups.values() for v in variables}
+    if "part_dphi" in names:
+        for partner in REFLECTED_WITH_DPHI:
+            if partner in held and partner not in names:
+                wanted = ", ".join(repr(n) for n in (*names, partner))
+                raise ValueError(
+                    f"mirror: {partner!r}, the signed transverse impact parameter, changes sign with 'part_dphi' "
+                    f'in the mirror image and the data config reads it; mirror both: -o mirror "[{wanted}]"'
+                )
     for name in names:
         if name not in held:
             raise ValueError(
