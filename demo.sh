@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: real physics end to end in about 8 minutes on a quiet 2-core CPU (a GPU is used when present).
+# `make demo`: real physics end to end in about 12 minutes on a quiet 2-core CPU (a GPU is used when present).
 #   1. Pythia 8 + FastJet make a small TopLandscape-format sample (top vs QCD jets, pT 550-650 GeV);
 #   2. ./train_TopLandscape.sh trains a small ParT on it (80% of the jets, 8 epochs) and predicts the test jets
 #      with the last epoch's model;
@@ -48,10 +48,10 @@ if ((n_train == 0 || n_val == 0)); then
     echo "error: $data holds fewer than $batch training or validation jets; raise DEMO_NUM_JETS" >&2
     exit 1
 fi
-echo "[2/3] training a small ParT (width 64, 3 blocks) for $EPOCHS epochs"
+echo "[2/3] training a small ParT (width 128, 3 blocks) for $EPOCHS epochs"
 # -o mirror: each jet and its reflection in φ, an exact symmetry of the inputs (README, "Training")
-net=(--network-option embed_dims '[64, 64]' --network-option pair_embed_dims '[32, 32]'
-    --network-option num_heads 4 --network-option num_layers 3 --network-option num_cls_layers 1
+net=(--network-option embed_dims '[128, 128]' --network-option pair_embed_dims '[32, 32]'
+    --network-option num_heads 8 --network-option num_layers 3 --network-option num_cls_layers 1
     --network-option mirror "['part_dphi']")
 # train_script STEP ARGS...: ./train_TopLandscape.sh on the demo's sample and model, its output added to weaver.out;
 # the log goes beside --model-prefix (train.log, or predict.log for --predict)
