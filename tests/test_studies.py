@@ -152,3 +152,42 @@ def test_mirror_impact_parameter_reads_the_d0_sign_and_the_bending_that_a_reflec
     mean, _, pairs = bending(jets())
     assert pairs == 2 and mean == pytest.approx(-0.1)
     assert bending(jets(-1.0))[0] == pytest.approx(0.1)
+
+
+def test_carryover_gives_the_share_of_qcd_called_top_and_its_gap_to_the_real_jets(tmp_path, capsys):
+    import uproot
+
+    from studies.carryover import main, run_figures
+
+    def predictions(path: Path, qcd_called: int, qcd: int, tops: int) -> None:
+        """``qcd`` QCD jets of which ``qcd_called`` score above 0.5, and ``tops`` top jets at 0.9."""
+        label = np.r_[np.zeros(qcd), np.ones(tops)].astype(np.int32)
+        score = np.r_[np.full(qcd_called, 0.7), np.linspace(0.05, 0.45, qcd - qcd_called), np.full(tops, 0.9)]
+        with uproot.recreate(path) as f:
+            f["Events"] = {
+                "jet_isTop": label,
+                "score_jet_isTop": score,
+                "score_jet_isQCD": 1 - score,
+                "jet_isQCD": 1 - label,
+            }
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert main([str(run)]) == 1 and "no pred_real.root" in capsys.readouterr().err
+    predictions(run / "pred_real.root", 50, 500, 500)
+    predictions(run / "pred.root", 65, 500, 500)
+    predictions(run / "pred_heldout.root", 400, 4000, 4000)
+    figures = run_figures(run)
+    assert figures["real"]["background_called_signal"] == pytest.approx(0.10)
+    assert figures["real"]["background_called_signal_error"] == pytest.approx((0.1 * 0.9 / 500) ** 0.5)
+    assert figures["gap_test"]["gap"] == pytest.approx(-0.03)
+    assert figures["gap_heldout"]["gap"] == pytest.approx(0.0, abs=1e-12)
+    error = ((0.1 * 0.9 / 500) + (0.1 * 0.9 / 4000)) ** 0.5
+    assert figures["gap_heldout"]["gap_error"] == pytest.approx(error)
+    # every top (0.9) outscores every QCD jet (at most 0.7)
+    assert figures["real"]["auc"] == pytest.approx(1.0)
+    assert figures["real"]["signal_called_signal"] == 1.0
+    assert main([str(run), "--json", str(tmp_path / "c.json")]) == 0
+    assert "+0.0 ± 1.4" in capsys.readouterr().out
+    assert json.loads((tmp_path / "c.json").read_text())[str(run)]["heldout"]["num_background"] == 4000
+    assert main([f"seed 6={run}"]) == 0 and "| seed 6 | 1.0000 / 1.0000 / 1.0000 |" in capsys.readouterr().out
