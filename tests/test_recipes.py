@@ -31,7 +31,7 @@ from weaver_run import (
 
 pytestmark = [pytest.mark.requiresdata, pytest.mark.slow]
 
-N_JETS = 200  # of the 1000 real jets: --data-fraction 0.2
+N_JETS = 100  # of the 1000 real jets: --data-fraction 0.1
 
 
 def predict(
