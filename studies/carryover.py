@@ -69,8 +69,8 @@ def run_figures(run: Path) -> dict:
     return figures
 
 
-def points(share: float, error: float | None = None) -> str:
-    return f"{100 * share:.1f}%" if error is None else f"{100 * share:.1f} ± {100 * error:.1f}%"
+def points(share: float, error: float) -> str:
+    return f"{100 * share:.1f} ± {100 * error:.1f}%"
 
 
 def table(rows: dict[str, dict]) -> str:
